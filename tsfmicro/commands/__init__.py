@@ -1,0 +1,1 @@
+"""Subcommands of the `tsfmicro` CLI, one module each."""
