@@ -1,0 +1,1 @@
+"""LOSO training of TSFmicro: data in memory, batched augmentation, folds, evaluation modes."""

@@ -1,0 +1,145 @@
+"""Face-cropped onset/apex pairs held in memory, and their normalisation.
+
+A `PairSet` is what training consumes: uint8 frames already cropped and resized
+(by the face-preprocessing cache or a synthetic generator), with labels and
+subject ids. Nothing is decoded per epoch; batches are sliced from these
+tensors, converted to float on the training device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from tsfmicro.errors import InputError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class PairSet:
+    """N samples of (onset, apex) frames as uint8 (N, 3, S, S) tensors, with labels and subjects."""
+
+    onset: Tensor  # (N, 3, S, S) uint8, RGB
+    apex: Tensor  # (N, 3, S, S) uint8, RGB
+    labels: Tensor  # (N,) int64 in 0..K-1
+    subjects: np.ndarray  # (N,) str: the LOSO grouping
+    keys: np.ndarray  # (N,) str: unique sample ids
+    class_names: tuple[str, ...]  # K names; label i is class_names[i]
+    name: str = "pairs"  # dataset/protocol name, for reports
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        for field_name in ("onset", "apex"):
+            t = getattr(self, field_name)
+            if (
+                not isinstance(t, Tensor)
+                or t.dtype != torch.uint8
+                or t.ndim != 4
+                or t.shape[1] != 3
+            ):
+                raise InputError(
+                    f"PairSet.{field_name} must be a uint8 tensor (N, 3, S, S), got "
+                    f"{getattr(t, 'dtype', type(t).__name__)} {tuple(getattr(t, 'shape', ()))}"
+                )
+            if t.shape[0] != n:
+                raise InputError(f"PairSet.{field_name} has {t.shape[0]} samples, labels have {n}")
+            if t.shape[2] != t.shape[3]:
+                raise InputError(
+                    f"PairSet.{field_name} frames must be square, got {tuple(t.shape)}"
+                )
+        if self.onset.shape != self.apex.shape:
+            raise InputError(
+                f"onset {tuple(self.onset.shape)} and apex {tuple(self.apex.shape)} differ in shape"
+            )
+        if len(self.subjects) != n or len(self.keys) != n:
+            raise InputError(
+                f"PairSet has {n} labels but {len(self.subjects)} subjects "
+                f"and {len(self.keys)} keys"
+            )
+        k = len(self.class_names)
+        if k < 2:
+            raise InputError(f"PairSet needs at least 2 classes, got {self.class_names!r}")
+        if n and (int(self.labels.min()) < 0 or int(self.labels.max()) >= k):
+            bad = int(self.labels.max()) if int(self.labels.max()) >= k else int(self.labels.min())
+            raise InputError(
+                f"PairSet labels must be in 0..{k - 1} for classes {list(self.class_names)}, "
+                f"found {bad}"
+            )
+        if len(set(self.keys.tolist())) != n:
+            raise InputError("PairSet keys must be unique")
+
+    @classmethod
+    def from_arrays(
+        cls,
+        onset: np.ndarray | Tensor,
+        apex: np.ndarray | Tensor,
+        labels: np.ndarray | Tensor,
+        subjects: np.ndarray | list[str],
+        class_names: tuple[str, ...] | list[str],
+        keys: np.ndarray | list[str] | None = None,
+        name: str = "pairs",
+        channels_last: bool = False,
+    ) -> PairSet:
+        """Build from numpy or torch arrays; `channels_last=True` for (N, S, S, 3) input."""
+        onset_t, apex_t = torch.as_tensor(onset), torch.as_tensor(apex)
+        if channels_last:
+            onset_t = onset_t.permute(0, 3, 1, 2)
+            apex_t = apex_t.permute(0, 3, 1, 2)
+        subjects_arr = np.asarray(subjects).astype(str)
+        if keys is None:
+            keys = np.array([f"{s}/{i}" for i, s in enumerate(subjects_arr)])
+        return cls(
+            onset=onset_t.contiguous(),
+            apex=apex_t.contiguous(),
+            labels=torch.as_tensor(np.asarray(labels), dtype=torch.int64),
+            subjects=subjects_arr,
+            keys=np.asarray(keys).astype(str),
+            class_names=tuple(class_names),
+            name=name,
+        )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.onset.shape[-1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def subject_ids(self) -> list[str]:
+        """Distinct subjects, sorted: one LOSO fold each."""
+        return sorted(set(self.subjects.tolist()))
+
+    def shuffled_labels(self, seed: int) -> PairSet:
+        """The same set with labels permuted at random (a chance-level control)."""
+        rng = np.random.default_rng(seed)
+        perm = torch.as_tensor(rng.permutation(len(self)))
+        return PairSet(
+            self.onset,
+            self.apex,
+            self.labels[perm],
+            self.subjects,
+            self.keys,
+            self.class_names,
+            f"{self.name} (shuffled labels)",
+        )
+
+
+def to_unit_float(frames: Tensor) -> Tensor:
+    """uint8 (B, 3, S, S) -> float32 in [0, 1]."""
+    return frames.to(torch.float32).div_(255.0)
+
+
+def normalize(frames: Tensor) -> Tensor:
+    """Float frames in [0, 1] -> ImageNet mean/std normalised (B, 3, S, S)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=frames.device, dtype=frames.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=frames.device, dtype=frames.dtype).view(1, 3, 1, 1)
+    return (frames - mean) / std
