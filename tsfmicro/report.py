@@ -1,0 +1,32 @@
+"""Plain-text tables of results, shared by the CLI commands."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tsfmicro.metrics import METRICS, MetricsReport
+
+
+def results_table(reports: Mapping[str, MetricsReport]) -> str:
+    """One line per evaluation mode: pooled ACC, UF1, UAR with subject-bootstrap intervals,
+    and the per-fold mean UF1 (labelled). Optimistic modes are marked."""
+    first = next(iter(reports.values()))
+    level = int(round(first.ci_level * 100))
+    header = (f"{'mode':<20}" + "".join(f"{m.upper():>22}" for m in METRICS)
+              + f"{'fold-mean UF1':>15}")
+    lines = [
+        f"{first.n_samples} samples, {first.n_subjects} subjects (LOSO folds); "
+        f"pooled over all folds, [{level}% CI, bootstrap over subjects]",
+        header,
+        "-" * len(header),
+    ]
+    for mode, r in reports.items():
+        label = f"{mode} (optimistic)" if r.extra.get("optimistic") else mode
+        cells = "".join(
+            f"{getattr(r, m):>8.3f} [{r.ci[m][0]:.3f},{r.ci[m][1]:.3f}]" for m in METRICS
+        )
+        lines.append(f"{label:<20}{cells}{r.fold_mean['uf1']:>15.3f}")
+    if any(r.extra.get("optimistic") for r in reports.values()):
+        lines.append("optimistic: epoch chosen per subject on that subject's test accuracy "
+                     "(the published practice); not an estimate for new subjects.")
+    return "\n".join(lines)
