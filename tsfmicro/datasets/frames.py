@@ -145,12 +145,12 @@ def locate_frames(
 
 
 def _layout_folders(root: Path, layout: FrameLayout) -> list[Path]:
-    folders = []
-    if root.name.casefold() == layout.folder.casefold():
-        folders.append(root)
+    """The layout folder under root, else root itself when it is named like it."""
     if (root / layout.folder).is_dir():
-        folders.append(root / layout.folder)
-    return folders
+        return [root / layout.folder]
+    if root.name.casefold() == layout.folder.casefold():
+        return [root]
+    return []
 
 
 def _probe_matches(

@@ -135,6 +135,7 @@ def build_samples(
     if finder is not None:
         for sample in samples:
             _resolve_apex(ctx, finder, sample)
+        report.missing_frames.sort(key=lambda m: (m.row, m.which != "onset"))
     return _to_frame(adapter.name, protocol, samples)
 
 

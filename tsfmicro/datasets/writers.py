@@ -86,18 +86,34 @@ class _Format:
 def _casme2_cells(row: Row, excel_row: int, adapter: DatasetAdapter, style: EmotionStyle):
     subject = adapter.subject_folder(row["subject"]).removeprefix("sub")
     return [
-        subject, row["clip"], None, row["onset"], row["apex"], row["offset"], None,
-        row.get("action_units"), _emotion(row, adapter, style), _objective(row),
-    ]  # fmt: skip
+        subject,
+        row["clip"],
+        None,
+        row["onset"],
+        row["apex"],
+        row["offset"],
+        None,
+        row.get("action_units"),
+        _emotion(row, adapter, style),
+        _objective(row),
+    ]
 
 
 def _samm_cells(row: Row, excel_row: int, adapter: DatasetAdapter, style: EmotionStyle):
     return [
-        adapter.subject_folder(row["subject"]), row["clip"], _inducement(row),
-        row["onset"], row["apex"], row["offset"], f"=SUM(F{excel_row}-D{excel_row})+1",
-        row.get("micro") or "Micro - 1/2", row.get("action_units"),
-        _emotion(row, adapter, style), _objective(row), row.get("notes"),
-    ]  # fmt: skip
+        adapter.subject_folder(row["subject"]),
+        row["clip"],
+        _inducement(row),
+        row["onset"],
+        row["apex"],
+        row["offset"],
+        f"=SUM(F{excel_row}-D{excel_row})+1",
+        row.get("micro") or "Micro - 1/2",
+        row.get("action_units"),
+        _emotion(row, adapter, style),
+        _objective(row),
+        row.get("notes"),
+    ]
 
 
 def _casme3_cells(row: Row, excel_row: int, adapter: DatasetAdapter, style: EmotionStyle):
@@ -105,16 +121,27 @@ def _casme3_cells(row: Row, excel_row: int, adapter: DatasetAdapter, style: Emot
     if isinstance(objective, numbers.Integral) and 1 <= objective <= len(_ROMAN):
         objective = _ROMAN[int(objective) - 1]
     return [
-        adapter.subject_folder(row["subject"]), row["clip"], row["onset"], row["apex"],
-        row["offset"], row.get("action_units"), objective, _emotion(row, adapter, style),
-    ]  # fmt: skip
+        adapter.subject_folder(row["subject"]),
+        row["clip"],
+        row["onset"],
+        row["apex"],
+        row["offset"],
+        row.get("action_units"),
+        objective,
+        _emotion(row, adapter, style),
+    ]
 
 
 def _mmew_cells(row: Row, excel_row: int, adapter: DatasetAdapter, style: EmotionStyle):
     return [
-        adapter.subject_folder(row["subject"]), row["clip"], row["onset"], row["apex"],
-        row["offset"], row.get("action_units"), _emotion(row, adapter, style),
-    ]  # fmt: skip
+        adapter.subject_folder(row["subject"]),
+        row["clip"],
+        row["onset"],
+        row["apex"],
+        row["offset"],
+        row.get("action_units"),
+        _emotion(row, adapter, style),
+    ]
 
 
 _FORMATS: dict[str, _Format] = {
@@ -134,7 +161,7 @@ _FORMATS: dict[str, _Format] = {
         ),
         cells=_casme2_cells,
         extra_sheets=("Sheet2", "Sheet3"),
-    ),  # fmt: skip
+    ),
     "samm": _Format(
         sheet="MICRO_ONLY",
         header=(
@@ -153,7 +180,7 @@ _FORMATS: dict[str, _Format] = {
         ),
         cells=_samm_cells,
         preamble=_SAMM_PREAMBLE,
-    ),  # fmt: skip
+    ),
     "casme3": _Format(
         sheet="label",
         header=(
@@ -167,7 +194,7 @@ _FORMATS: dict[str, _Format] = {
             "emotion",
         ),
         cells=_casme3_cells,
-    ),  # fmt: skip
+    ),
     "mmew": _Format(
         sheet="Sheet1",
         header=(
@@ -180,7 +207,7 @@ _FORMATS: dict[str, _Format] = {
             "Estimated Emotion",
         ),
         cells=_mmew_cells,
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -211,8 +238,9 @@ def write_annotation(
     for offset, row in enumerate(table.to_dict("records"), start=1):
         excel_row = header_row + offset
         try:
-            values = fmt.cells({k: _plain(v) for k, v in row.items()}, excel_row, adapter,
-                               emotion_style)  # fmt: skip
+            values = fmt.cells(
+                {k: _plain(v) for k, v in row.items()}, excel_row, adapter, emotion_style
+            )
         except ValueError as exc:
             raise DataError(
                 f"cannot write {adapter.title} row {offset}: subject {row['subject']!r}: {exc}"
