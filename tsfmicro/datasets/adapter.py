@@ -99,9 +99,8 @@ class DatasetAdapter:
         keeps the cell's value (int, str or None), so quirks stay visible.
         """
         path = Path(path)
-        _, rows = read_sheet(path, self.sheet)
         table = []
-        for sheet_row in rows:
+        for sheet_row in read_sheet(path, self.sheet):
             values = dict(sheet_row.values)
             values["subject"] = self._subject(path, sheet_row.row, values["subject"])
             clip = values["clip"]

@@ -1,11 +1,10 @@
 """From a record table to the sample table: labels, quirk policies, keys, frames.
 
 The steps, in order: map each row's emotion through the protocol (unknown labels are
-errors, dropped ones are counted); check label spelling; read onset/apex/offset and apply
-the offset and apex policies; form keys and apply the duplicate policy; resolve frames and
-record every missing one; settle apexes that wait for frames (max_difference).
-Errors found in rows are collected and raised together, so one run shows them all.
-"""
+errors, dropped ones are counted); read the onset and form the key; check the label's
+spelling; apply the offset and apex policies; apply the duplicate-key policy; resolve
+frames and record every missing one; settle apexes that wait for frames (max_difference).
+Errors found in rows are collected and raised together, so one run shows them all."""
 
 from __future__ import annotations
 
@@ -64,7 +63,7 @@ class _Sample:
     apex: int | None  # None while waiting for max_difference
     offset: int
     action_units: str
-    key: str = ""
+    key: str
     quirks: list[str] = field(default_factory=list)
     pending: tuple[str, str] | None = None  # (issue kind, detail) for max_difference
     clip_dir: str = ""
@@ -83,12 +82,10 @@ class _Context:
     report: LoadReport
     errors: list[str] = field(default_factory=list)
 
-    def note(
-        self, sample: _Sample | None, row: int, key: str, kind: str, detail: str, action: str
-    ) -> None:
-        self.report.add(Issue(kind, self.file, row, key, detail, action))
-        if sample is not None:
-            sample.quirks.append(kind)
+    def note(self, sample: _Sample, kind: str, detail: str, action: str) -> None:
+        """Record a quirk of a sample's row and the action taken."""
+        self.report.add(Issue(kind, self.file, sample.row, sample.key, detail, action))
+        sample.quirks.append(kind)
 
     def error(self, row: int, field_name: str, message: str) -> None:
         header = self.adapter.header(field_name)
@@ -144,7 +141,16 @@ def _parse_row(
 ) -> _Sample | None:
     row, subject, clip = rec["source_row"], rec["subject"], rec["clip"]
     if not subject and not clip:
-        ctx.note(None, row, "-", "non_sample_row", "Subject and Filename are blank", "row skipped")
+        ctx.report.add(
+            Issue(
+                "non_sample_row",
+                ctx.file,
+                row,
+                "-",
+                "Subject and Filename are blank",
+                "row skipped",
+            )
+        )
         return None
     if not subject or not clip:
         ctx.error(row, "subject" if not subject else "clip", "blank")
@@ -167,6 +173,10 @@ def _parse_row(
     if label is None:
         dropped[emotion] += 1
         return None
+    onset = as_int(rec["onset"])
+    if onset is None:
+        ctx.error(row, "onset", f"onset {rec['onset']!r} is not a frame number")
+        return None
     key = f"{ctx.adapter.name}/{subject}/{clip}"
     sample = _Sample(
         row=row,
@@ -174,22 +184,16 @@ def _parse_row(
         clip=clip,
         emotion=emotion,
         label=label,
-        onset=0,
+        key=f"{key}/{onset}" if ctx.adapter.key_with_onset else key,
+        onset=onset,
         apex=None,
-        offset=0,
+        offset=onset,
         action_units=_text(rec.get("action_units")),
     )
     try:
-        _check_spelling(ctx, sample, key, raw_label)
-        onset = as_int(rec["onset"])
-        if onset is None:
-            raise _Reject("onset", f"onset {rec['onset']!r} is not a frame number")
+        _check_spelling(ctx, sample, raw_label)
         apex = as_int(rec["apex"])
-        offset = _fixed_offset(ctx, sample, key, onset, apex, rec["offset"])
-        sample.onset, sample.offset = onset, offset
-        if ctx.adapter.key_with_onset:
-            key = f"{key}/{onset}"
-        sample.key = key
+        sample.offset = _fixed_offset(ctx, sample, apex, rec["offset"])
         sample.apex = _fixed_apex(ctx, sample, apex, rec["apex"])
     except _Reject as exc:
         ctx.error(row, exc.field_name, str(exc))
@@ -199,7 +203,7 @@ def _parse_row(
     return sample
 
 
-def _check_spelling(ctx: _Context, sample: _Sample, key: str, raw_label: object) -> None:
+def _check_spelling(ctx: _Context, sample: _Sample, raw_label: object) -> None:
     expected = ctx.adapter.spelling(sample.emotion)
     if expected is None or str(raw_label) == expected:
         return
@@ -210,17 +214,14 @@ def _check_spelling(ctx: _Context, sample: _Sample, key: str, raw_label: object)
         )
     ctx.note(
         sample,
-        sample.row,
-        key,
         "label_spelling",
         f"label {raw_label!r} differs from {expected!r} in case or spaces",
         f"read as {sample.emotion!r}",
     )
 
 
-def _fixed_offset(
-    ctx: _Context, sample: _Sample, key: str, onset: int, apex: int | None, raw: object
-) -> int:
+def _fixed_offset(ctx: _Context, sample: _Sample, apex: int | None, raw: object) -> int:
+    onset = sample.onset
     offset = as_int(raw)
     if offset is not None and offset > 0 and offset >= onset:
         return offset
@@ -234,10 +235,10 @@ def _fixed_offset(
     if policy == "error":
         raise _Reject("offset", f"{detail} (Policies.bad_offset='error')")
     if policy == "apex" and apex is not None and apex >= onset:
-        ctx.note(sample, sample.row, key, "bad_offset", detail, f"offset set to the apex, {apex}")
+        ctx.note(sample, "bad_offset", detail, f"offset set to the apex, {apex}")
         return apex
     reason = "row dropped" if policy == "drop" else "no usable apex to end the clip at; row dropped"
-    ctx.note(sample, sample.row, key, "bad_offset", detail, reason)
+    ctx.note(sample, "bad_offset", detail, reason)
     raise _Drop
 
 
@@ -271,20 +272,20 @@ def _repair(
     if policy == "error":
         raise _Reject("apex", f"{detail} (Policies.{kind}='error')")
     if policy == "drop":
-        ctx.note(sample, sample.row, sample.key, kind, detail, "row dropped")
+        ctx.note(sample, kind, detail, "row dropped")
         raise _Drop
     if policy == "keep":
-        ctx.note(sample, sample.row, sample.key, kind, detail, "kept as annotated")
+        ctx.note(sample, kind, detail, "kept as annotated")
         return apex
     if policy == "clamp" and apex is not None:
         clamped = min(max(apex, onset), offset)
-        ctx.note(sample, sample.row, sample.key, kind, detail, f"apex clamped to {clamped}")
+        ctx.note(sample, kind, detail, f"apex clamped to {clamped}")
         return clamped
     if policy == "max_difference":
         sample.pending = (kind, detail)
         return None
     middle = (onset + offset) // 2
-    ctx.note(sample, sample.row, sample.key, kind, detail, f"apex set to the middle frame {middle}")
+    ctx.note(sample, kind, detail, f"apex set to the middle frame {middle}")
     return middle
 
 
@@ -316,8 +317,6 @@ def _apply_duplicate_policy(ctx: _Context, samples: list[_Sample]) -> list[_Samp
         elif policy == "drop_all":
             ctx.note(
                 sample,
-                sample.row,
-                sample.key,
                 "duplicate_key",
                 f"key {sample.key} appears more than once",
                 "row dropped",
@@ -327,8 +326,6 @@ def _apply_duplicate_policy(ctx: _Context, samples: list[_Sample]) -> list[_Samp
         else:
             ctx.note(
                 sample,
-                sample.row,
-                sample.key,
                 "duplicate_key",
                 f"key repeats row {original.row}",
                 f"row dropped, row {original.row} kept",
@@ -347,8 +344,6 @@ def _resolve_onset(ctx: _Context, finder: FrameFinder, sample: _Sample) -> None:
     if index > 0:
         ctx.note(
             sample,
-            sample.row,
-            sample.key,
             "frame_naming",
             f"frames named like {sample.frame_template!r}",
             f"accepted (Policies.frame_naming={ctx.policies.frame_naming!r})",
@@ -390,8 +385,6 @@ def _settle_max_difference(ctx: _Context, finder: FrameFinder | None, sample: _S
             )
             ctx.note(
                 sample,
-                sample.row,
-                sample.key,
                 kind,
                 detail,
                 f"apex set to the frame of largest difference from onset, {sample.apex}",
@@ -402,8 +395,6 @@ def _settle_max_difference(ctx: _Context, finder: FrameFinder | None, sample: _S
     sample.apex = (sample.onset + sample.offset) // 2
     ctx.note(
         sample,
-        sample.row,
-        sample.key,
         kind,
         detail,
         f"max_difference impossible ({reason}); apex set to the middle frame {sample.apex}",

@@ -52,8 +52,8 @@ def normalise_header(value: object) -> str:
     return re.sub(r"\s+", " ", str(value)).strip().casefold()
 
 
-def read_sheet(path: Path, spec: SheetSpec) -> tuple[str, list[SheetRow]]:
-    """Read the data rows of an annotation sheet; returns (sheet name, rows).
+def read_sheet(path: Path, spec: SheetSpec) -> list[SheetRow]:
+    """Read the data rows of an annotation sheet.
 
     Fully blank rows are skipped. Raises DataError naming the file for a missing or
     unreadable file, a missing sheet, no header row, or missing required columns.
@@ -90,7 +90,7 @@ def read_sheet(path: Path, spec: SheetSpec) -> tuple[str, list[SheetRow]]:
         raise DataError(
             f"{path}, sheet {sheet_name!r}: no data rows below the header (row {header_index + 1})"
         )
-    return sheet_name, records
+    return records
 
 
 def _find_header(path: Path, sheet: str, rows: list[tuple], header_cell: str) -> int:
