@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -112,6 +113,20 @@ def test_inspect_composite_with_parts(ds_write_copy, ds_cli):
     assert code == 0
     assert sorted(report["per_subject"]) == ["casme2/sub01", "casme2/sub02", "samm/006"]
     assert report["grayscale_frames"] == 2
+
+
+def test_inspect_composite_folder_of_parts(ds_write_copy, ds_cli, tmp_path):
+    ds_write_copy("casme2", ROWS, name="parts/CASME2")
+    samm_rows = [
+        dict(subject="006", clip="006_1_2", onset=5, apex=7, offset=9, emotion="Happiness")
+    ]
+    ds_write_copy("samm", samm_rows, name="parts/samm")
+    code, out, _ = ds_cli("inspect", "--dataset", "composite", tmp_path / "parts")
+    assert code == 0
+    assert "samples     4 in 3 subjects" in out
+    assert "(layout casme2:raw; samm:samm)" in out
+    assert re.search(r"^  samm\s+0\s+1\s+0\s+1$", out, re.MULTILINE)
+    assert re.search(r"^  casme2/sub02\s+2\s+0\s+0\s+2$", out, re.MULTILINE)
 
 
 def test_list(ds_cli):

@@ -189,6 +189,24 @@ def test_every_missing_frame_is_reported(ds_write_copy):
     assert table.samples.set_index("clip").loc["EP01_02", "apex_path"] == ""
 
 
+def test_long_missing_frame_lists_are_truncated_in_the_message(ds_write_copy):
+    rows = [
+        dict(
+            subject=f"sub{s:02d}", clip=f"EP01_{c}", onset=10, apex=12, offset=14, emotion="others"
+        )
+        for s in range(1, 4)
+        for c in range(4)
+    ]
+    root = ds_write_copy("casme2", rows)
+    for path in (root / "CASME2_RAW_selected").rglob("*.jpg"):
+        path.unlink()
+    with pytest.raises(MissingFramesError) as error:
+        load_dataset("casme2", root)
+    assert len(error.value.report.missing_frames) == 24
+    assert "24 frame(s) missing in 12 row(s)" in str(error.value)
+    assert str(error.value).endswith("... and 4 more")
+
+
 def test_corrupt_and_truncated_jpeg(ds_write_copy, tmp_path):
     root = ds_write_copy("casme2", ROWS[:2])
     garbage = frame_file("casme2", root, "sub01", "EP01_01", 12)

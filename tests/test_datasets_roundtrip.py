@@ -115,6 +115,8 @@ def test_fake_copy_loads_back(ds_write_copy, dataset, rows, layout, naming, n_sa
                 naming=naming,
             ).resolve()
         )
+    last = samples.iloc[-1]
+    assert table.frame_path(len(samples) - 1, last["offset"]) == frame_path(last, last["offset"])
     image = read_frame(samples["apex_path"].iloc[0])
     assert image.shape == (12, 16, 3) and image.dtype == np.uint8
 

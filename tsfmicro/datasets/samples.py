@@ -133,6 +133,7 @@ def build_samples(
         for sample in samples:
             _resolve_apex(ctx, finder, sample)
         report.missing_frames.sort(key=lambda m: (m.row, m.which != "onset"))
+    report.issues.sort(key=lambda issue: issue.row)
     return _to_frame(adapter.name, protocol, samples)
 
 
