@@ -6,8 +6,9 @@ of all parts, and the `dataset` column keeps the part for per-part metrics.
 
 MEGC 2019 pooled CASME II (145), SAMM (133) and SMIC (164). SMIC has no apex annotation and
 is not supported, and the MEGC CASME II list is a curated subset we do not have, so the
-default parts are CASME II 3-class (156) and SAMM 3-class (133). CAS(ME)3 and MMEW can be
-added as parts with their 3-class protocols.
+MEGC-like composite is CASME II 3-class (156) plus SAMM 3-class (133). CAS(ME)3 and MMEW can
+be added as parts with their 3-class protocols. The parts are the ones given: a mapping,
+or the dataset-named sub-folders present in one folder.
 """
 
 from __future__ import annotations
@@ -35,22 +36,27 @@ PathLike = str | os.PathLike[str]
 
 # Every dataset can be a part: each has a 3class protocol with the composite's class order.
 PARTS = ADAPTERS
-DEFAULT_PARTS = ("casme2", "samm")
 PART_PROTOCOL = "3class"
+CLASS_NAMES = ("negative", "positive", "surprise")
+
+
+def _pooled_emotions(class_name: str) -> tuple[str, ...]:
+    """The source emotions that some part's 3class protocol puts in `class_name`."""
+    emotions = set()
+    for adapter in PARTS.values():
+        emotions.update(dict(adapter.protocol(PART_PROTOCOL).classes)[class_name])
+    return tuple(sorted(emotions))
+
 
 PROTOCOL = make_protocol(
     NAME,
     "3class",
-    {
-        "negative": tuple(
-            sorted({e for a in PARTS.values() for e in a.protocol(PART_PROTOCOL).classes[0][1]})
-        ),
-        "positive": ("happiness", "happy"),
-        "surprise": ("surprise",),
-    },
-    dropped=("others", "other"),
-    description="negative / positive / surprise over CASME II and SAMM (by default), each "
-    "part through its own 3class protocol; subjects prefixed by dataset.",
+    {name: _pooled_emotions(name) for name in CLASS_NAMES},
+    dropped=tuple(
+        sorted(set().union(*(a.protocol(PART_PROTOCOL).dropped for a in PARTS.values())))
+    ),
+    description="negative / positive / surprise pooled over the parts given (MEGC 2019 style: "
+    "CASME II and SAMM), each through its own 3class protocol; subjects prefixed by dataset.",
 )
 
 
