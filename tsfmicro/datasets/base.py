@@ -275,7 +275,7 @@ def frame_path(sample: Mapping[str, object], n: int) -> Path:
 
 
 def normalise_label(value: object) -> str:
-    """Emotion label as protocols spell it: trimmed, inner whitespace collapsed, lower case."""
+    """Text compared loosely (labels, headers): trimmed, inner spaces collapsed, case-folded."""
     return re.sub(r"\s+", " ", str(value)).strip().casefold()
 
 
@@ -289,3 +289,10 @@ def as_int(value: object) -> int | None:
         return int(value) if float(value).is_integer() else None
     text = str(value).strip()
     return int(text) if text.isdigit() else None
+
+
+def cell_text(value: object) -> str:
+    """A cell as trimmed text; whole-number floats lose their ".0" (6.0 -> "6")."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()

@@ -9,7 +9,7 @@ holds "01".."26" (text) and the folder is sub01..sub26. Two layouts ship: the ra
 from __future__ import annotations
 
 from tsfmicro.datasets.adapter import DatasetAdapter
-from tsfmicro.datasets.base import make_protocol
+from tsfmicro.datasets.base import cell_text, make_protocol
 from tsfmicro.datasets.frames import FrameLayout
 from tsfmicro.datasets.sheets import Column, SheetSpec
 
@@ -44,9 +44,7 @@ PROTOCOLS = (
 
 def subject_folder(value: object) -> str:
     """Subject cell ("01", 1, or already "sub01") -> folder name sub01."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value).strip()
+    text = cell_text(value)
     if text.casefold().startswith("sub"):
         text = text[3:]
     if not text.isdigit():

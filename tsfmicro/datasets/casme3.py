@@ -9,7 +9,7 @@ is not unique, so the sample key adds the onset. Frames:
 from __future__ import annotations
 
 from tsfmicro.datasets.adapter import DatasetAdapter
-from tsfmicro.datasets.base import make_protocol
+from tsfmicro.datasets.base import cell_text, make_protocol
 from tsfmicro.datasets.frames import FrameLayout
 from tsfmicro.datasets.sheets import Column, SheetSpec
 
@@ -46,9 +46,7 @@ PROTOCOLS = (
 
 def subject_folder(value: object) -> str:
     """Subject cell ("spNO.1", or a bare number) -> folder name spNO.1."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value).strip()
+    text = cell_text(value)
     if text.isdigit():
         return f"spNO.{int(text)}"
     if not text.casefold().startswith("spno."):

@@ -8,7 +8,7 @@ grouped by emotion, not subject: `Micro_Expression/<emotion>/<Filename>/<n>.jpg`
 from __future__ import annotations
 
 from tsfmicro.datasets.adapter import DatasetAdapter
-from tsfmicro.datasets.base import make_protocol
+from tsfmicro.datasets.base import cell_text, make_protocol
 from tsfmicro.datasets.frames import FrameLayout
 from tsfmicro.datasets.sheets import Column, SheetSpec
 
@@ -39,9 +39,7 @@ PROTOCOLS = (
 
 def subject_folder(value: object) -> str:
     """Subject cell as text (MMEW folders are per emotion, so this is only an id)."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value).strip()
+    text = cell_text(value)
     if not text:
         raise ValueError("blank")
     return text

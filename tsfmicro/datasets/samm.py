@@ -9,7 +9,7 @@ some copies drop the padding (`006_5562.jpg`), so both names are accepted.
 from __future__ import annotations
 
 from tsfmicro.datasets.adapter import DatasetAdapter
-from tsfmicro.datasets.base import make_protocol
+from tsfmicro.datasets.base import cell_text, make_protocol
 from tsfmicro.datasets.frames import FrameLayout
 from tsfmicro.datasets.sheets import Column, SheetSpec
 
@@ -44,9 +44,7 @@ PROTOCOLS = (
 
 def subject_folder(value: object) -> str:
     """Subject cell ("006" or 6) -> folder name 006."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value).strip()
+    text = cell_text(value)
     if not text.isdigit():
         raise ValueError("expected a subject number such as 006")
     return f"{int(text):03d}"

@@ -8,13 +8,13 @@ case-folding, so blank unnamed columns and column order do not matter.
 
 from __future__ import annotations
 
-import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import openpyxl
 
+from tsfmicro.datasets.base import normalise_label
 from tsfmicro.errors import DataError
 
 # How far down to look for the header row.
@@ -45,11 +45,6 @@ class SheetRow:
 
     row: int
     values: dict[str, object]
-
-
-def normalise_header(value: object) -> str:
-    """Header text compared loosely: trimmed, inner whitespace collapsed, case-folded."""
-    return re.sub(r"\s+", " ", str(value)).strip().casefold()
 
 
 def read_sheet(path: Path, spec: SheetSpec) -> list[SheetRow]:
@@ -94,9 +89,9 @@ def read_sheet(path: Path, spec: SheetSpec) -> list[SheetRow]:
 
 
 def _find_header(path: Path, sheet: str, rows: list[tuple], header_cell: str) -> int:
-    wanted = normalise_header(header_cell)
+    wanted = normalise_label(header_cell)
     for index, cells in enumerate(rows[:_HEADER_SEARCH_ROWS]):
-        if any(not _blank(c) and normalise_header(c) == wanted for c in cells):
+        if any(not _blank(c) and normalise_label(c) == wanted for c in cells):
             return index
     raise DataError(
         f"{path}, sheet {sheet!r}: no header row (a row with a {header_cell!r} cell) "
@@ -107,11 +102,11 @@ def _find_header(path: Path, sheet: str, rows: list[tuple], header_cell: str) ->
 def _column_positions(
     path: Path, sheet: str, header_index: int, header: tuple, spec: SheetSpec
 ) -> dict[str, int | None]:
-    by_name = {normalise_header(c): i for i, c in enumerate(header) if not _blank(c)}
+    by_name = {normalise_label(c): i for i, c in enumerate(header) if not _blank(c)}
     positions: dict[str, int | None] = {}
     missing = []
     for column in spec.columns:
-        found = [by_name[h] for h in map(normalise_header, column.headers) if h in by_name]
+        found = [by_name[h] for h in map(normalise_label, column.headers) if h in by_name]
         positions[column.field] = found[0] if found else None
         if not found and column.required:
             missing.append(column.headers[0])
