@@ -16,6 +16,7 @@ import sys
 _SUBCOMMANDS: list[str] = [
     "tsfmicro.commands.train",
     "tsfmicro.commands.model_info",
+    "tsfmicro.commands.datasets",
 ]
 
 

@@ -1,0 +1,150 @@
+"""Composite 3-class protocol (MEGC 2019 style): negative / positive / surprise, pooled.
+
+Each part is loaded with its own `3class` protocol (same class order), subjects are
+prefixed with the dataset (`casme2/sub01`) so leave-one-subject-out runs over all subjects
+of all parts, and the `dataset` column keeps the part for per-part metrics.
+
+MEGC 2019 pooled CASME II (145), SAMM (133) and SMIC (164). SMIC has no apex annotation and
+is not supported, and the MEGC CASME II list is a curated subset we do not have, so the
+MEGC-like composite is CASME II 3-class (156) plus SAMM 3-class (133). CAS(ME)3 and MMEW can
+be added as parts with their 3-class protocols. The parts are the ones given: a mapping,
+or the dataset-named sub-folders present in one folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from tsfmicro.datasets.adapter import missing_frames_message
+from tsfmicro.datasets.base import (
+    LoadReport,
+    MissingFramesError,
+    Policies,
+    SampleTable,
+    make_protocol,
+)
+from tsfmicro.datasets.registry import ADAPTERS
+from tsfmicro.errors import DataError
+
+NAME = "composite"
+PathLike = str | os.PathLike[str]
+
+# Every dataset can be a part: each has a 3class protocol with the composite's class order.
+PARTS = ADAPTERS
+PART_PROTOCOL = "3class"
+CLASS_NAMES = ("negative", "positive", "surprise")
+
+
+def _pooled_emotions(class_name: str) -> tuple[str, ...]:
+    """The source emotions that some part's 3class protocol puts in `class_name`."""
+    emotions = set()
+    for adapter in PARTS.values():
+        emotions.update(dict(adapter.protocol(PART_PROTOCOL).classes)[class_name])
+    return tuple(sorted(emotions))
+
+
+PROTOCOL = make_protocol(
+    NAME,
+    "3class",
+    {name: _pooled_emotions(name) for name in CLASS_NAMES},
+    dropped=tuple(
+        sorted(set().union(*(a.protocol(PART_PROTOCOL).dropped for a in PARTS.values())))
+    ),
+    description="negative / positive / surprise pooled over the parts given (MEGC 2019 style: "
+    "CASME II and SAMM), each through its own 3class protocol; subjects prefixed by dataset.",
+)
+
+
+@dataclass(frozen=True)
+class PartSource:
+    """Where one part of the composite is: its folder, and optionally its sheet and layout."""
+
+    root: PathLike | None = None
+    annotation: PathLike | None = None
+    layout: str | None = None
+
+
+def parts_in_folder(root: PathLike) -> dict[str, PartSource]:
+    """Parts found as sub-folders named after the datasets (casme2/, samm/, ...)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"dataset folder not found: {root}")
+    by_name = {p.name.casefold(): p for p in root.iterdir() if p.is_dir()}
+    found = {name: PartSource(by_name[name]) for name in PARTS if name in by_name}
+    if not found:
+        raise DataError(
+            f"{root}: no composite parts found (expected sub-folders named {', '.join(PARTS)})"
+        )
+    return found
+
+
+def load_composite(
+    parts: Mapping[str, PartSource | PathLike] | None = None,
+    policies: Policies | None = None,
+    require_frames: bool = True,
+) -> SampleTable:
+    """Load and pool the parts; see the module docstring.
+
+    `parts` maps a dataset name to its PartSource (or just its folder). Missing frames of
+    all parts are gathered before a strict load fails.
+    """
+    if not parts:
+        raise DataError(f"composite: no parts given (choose from {', '.join(PARTS)})")
+    tables = []
+    for name, source in parts.items():
+        if name not in PARTS:
+            raise DataError(f"composite: unknown part {name!r} (parts: {', '.join(PARTS)})")
+        if not isinstance(source, PartSource):
+            source = PartSource(root=source)
+        if require_frames and source.root is None:
+            raise DataError(f"composite part {name}: no dataset folder given; frames are required")
+        tables.append(
+            PARTS[name].load(
+                source.root,
+                protocol=PART_PROTOCOL,
+                annotation=source.annotation,
+                layout=source.layout,
+                policies=policies,
+                require_frames=False,
+            )
+        )
+    table = SampleTable(
+        samples=_pool([t.samples for t in tables]),
+        protocol=PROTOCOL,
+        report=_pool_reports([t.report for t in tables]),
+    )
+    if require_frames and table.report.missing_frames:
+        raise MissingFramesError(missing_frames_message(table.report), table.report)
+    return table
+
+
+def _pool(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    pooled = pd.concat(frames, ignore_index=True)
+    pooled["subject"] = pooled["dataset"] + "/" + pooled["subject"]
+    pooled["label"] = pooled["label_name"].map(PROTOCOL.class_names.index).astype("int64")
+    return pooled
+
+
+def _pool_reports(reports: list[LoadReport]) -> LoadReport:
+    frames_dirs = [r.frames_dir for r in reports if r.frames_dir]
+    return LoadReport(
+        dataset=NAME,
+        protocol=PROTOCOL.id,
+        annotation="; ".join(r.annotation for r in reports),
+        rows_read=sum(r.rows_read for r in reports),
+        frames_dir="; ".join(frames_dirs) if frames_dirs else None,
+        layout="; ".join(f"{r.dataset}:{r.layout}" for r in reports if r.layout) or None,
+        dropped_by_protocol={
+            f"{r.dataset}/{emotion}": n
+            for r in reports
+            for emotion, n in r.dropped_by_protocol.items()
+        },
+        issues=[issue for r in reports for issue in r.issues],
+        missing_frames=[m for r in reports for m in r.missing_frames],
+        parts=reports,
+    )

@@ -1,0 +1,71 @@
+"""Validating a dataset copy: load leniently, decode the frames used, say what is wrong."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from tsfmicro.datasets.api import load_dataset
+from tsfmicro.datasets.base import Policies, SampleTable, UnreadableFrame
+from tsfmicro.datasets.io import load_frame
+from tsfmicro.errors import DataError
+
+PathLike = str | os.PathLike[str]
+
+
+def inspect_dataset(
+    name: str,
+    root: PathLike | Mapping[str, PathLike] | None,
+    protocol: str | None = None,
+    annotation: PathLike | Mapping[str, PathLike] | None = None,
+    layout: str | Mapping[str, str] | None = None,
+    policies: Policies | None = None,
+    decode: bool = True,
+) -> SampleTable:
+    """Load a copy without failing on missing frames, and decode every onset and apex frame.
+
+    Bad input that makes the copy unreadable (missing sheet or column, unknown label) still
+    raises DataError. Everything else lands in the report; see `unusable_reasons`.
+    """
+    policies = policies or Policies()
+    table = load_dataset(name, root, protocol, annotation, layout, policies, require_frames=False)
+    if decode:
+        decode_frames(table, policies)
+    return table
+
+
+def decode_frames(table: SampleTable, policies: Policies) -> None:
+    """Decode each sample's onset and apex frame once; record failures and grayscale files."""
+    report = table.report
+    seen: set[str] = set()
+    for sample in table.samples[["key", "onset_path", "apex_path"]].itertuples(index=False):
+        for path in (sample.onset_path, sample.apex_path):
+            if not path or path in seen:
+                continue
+            seen.add(path)
+            try:
+                _, was_gray = load_frame(path)
+            except DataError as exc:
+                report.unreadable_frames.append(UnreadableFrame(sample.key, path, str(exc)))
+                continue
+            report.frames_decoded += 1
+            if was_gray:
+                report.grayscale_frames += 1
+                if policies.grayscale == "error":
+                    report.unreadable_frames.append(
+                        UnreadableFrame(sample.key, path, "grayscale (Policies.grayscale='error')")
+                    )
+
+
+def unusable_reasons(table: SampleTable) -> list[str]:
+    """Why a copy cannot be trained on; empty when it can."""
+    report = table.report
+    reasons = []
+    if len(table) == 0:
+        reasons.append("no samples left after the protocol and policies")
+    if report.missing_frames:
+        rows = len({(m.file, m.row) for m in report.missing_frames})
+        reasons.append(f"{len(report.missing_frames)} missing frame(s) in {rows} row(s)")
+    if report.unreadable_frames:
+        reasons.append(f"{len(report.unreadable_frames)} unreadable frame(s)")
+    return reasons
