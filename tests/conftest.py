@@ -1,4 +1,4 @@
-"""Fixtures for the dataset adapter tests (prefixed ds_).
+"""Shared test set-up, and fixtures for the dataset adapter tests (prefixed ds_).
 
 `ds_write_copy` writes a tiny fake dataset in a real layout: the annotation through
 tsfmicro.datasets.writers and every frame onset..offset as a small JPEG at the path the
@@ -19,6 +19,12 @@ import pytest
 from tsfmicro.datasets.writers import annotation_path, frame_file, write_annotation
 
 FRAME_SIZE = (12, 16)  # (H, W) of the fake frames
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Spinning OpenMP threads make small-tensor training many times slower on shared cores
+    # (scripts/test.sh sets this too; torch reads it when it first loads).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _shared_dir() -> Path:

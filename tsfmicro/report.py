@@ -12,8 +12,9 @@ def results_table(reports: Mapping[str, MetricsReport]) -> str:
     and the per-fold mean UF1 (labelled). Optimistic modes are marked."""
     first = next(iter(reports.values()))
     level = int(round(first.ci_level * 100))
-    header = (f"{'mode':<20}" + "".join(f"{m.upper():>22}" for m in METRICS)
-              + f"{'fold-mean UF1':>15}")
+    header = (
+        f"{'mode':<20}" + "".join(f"{m.upper():>22}" for m in METRICS) + f"{'fold-mean UF1':>15}"
+    )
     lines = [
         f"{first.n_samples} samples, {first.n_subjects} subjects (LOSO folds); "
         f"pooled over all folds, [{level}% CI, bootstrap over subjects]",
@@ -27,6 +28,8 @@ def results_table(reports: Mapping[str, MetricsReport]) -> str:
         )
         lines.append(f"{label:<20}{cells}{r.fold_mean['uf1']:>15.3f}")
     if any(r.extra.get("optimistic") for r in reports.values()):
-        lines.append("optimistic: epoch chosen per subject on that subject's test accuracy "
-                     "(the published practice); not an estimate for new subjects.")
+        lines.append(
+            "optimistic: epoch chosen per subject on that subject's test accuracy "
+            "(the published practice); not an estimate for new subjects."
+        )
     return "\n".join(lines)

@@ -15,12 +15,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Parameters and forward FLOPs per sample (one forward pass counted with "
         "torch's FLOP counter; 2 FLOPs per multiply-add) for each preset.",
     )
-    p.add_argument("--preset", action="append", choices=list(PRESETS),
-                   help="preset(s) to report (default: all)")
-    p.add_argument("--fusion", action="append", choices=list(FUSIONS),
-                   help="fusion variant(s) (default: late, the paper's model)")
-    p.add_argument("--mixer", choices=list(TEMPORAL_MIXERS), default="masa",
-                   help="temporal token mixer (default: masa)")
+    p.add_argument(
+        "--preset",
+        action="append",
+        choices=list(PRESETS),
+        help="preset(s) to report (default: all)",
+    )
+    p.add_argument(
+        "--fusion",
+        action="append",
+        choices=list(FUSIONS),
+        help="fusion variant(s) (default: late, the paper's model)",
+    )
+    p.add_argument(
+        "--mixer",
+        choices=list(TEMPORAL_MIXERS),
+        default="masa",
+        help="temporal token mixer (default: masa)",
+    )
     p.add_argument("--temporal-depth", type=int, help="override the temporal depth")
     p.add_argument("--spatial-depth", type=int, help="override the spatial depth")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -41,20 +53,29 @@ def run(args: argparse.Namespace) -> int:
                 overrides["spatial_depth"] = args.spatial_depth
             cfg = preset(name, **overrides)
             cost = model_cost(cfg)
-            rows.append({
-                "preset": name, "fusion": fusion, "mixer": args.mixer,
-                "image_size": cfg.image_size, "stages": list(cfg.stage_depths),
-                "spatial_depth": cfg.spatial_depth, "params": cost.params,
-                "gflops": cost.gflops,
-                "by_part_gflops": {k: v / 1e9 for k, v in cost.by_part.items()},
-            })
+            rows.append(
+                {
+                    "preset": name,
+                    "fusion": fusion,
+                    "mixer": args.mixer,
+                    "image_size": cfg.image_size,
+                    "stages": list(cfg.stage_depths),
+                    "spatial_depth": cfg.spatial_depth,
+                    "params": cost.params,
+                    "gflops": cost.gflops,
+                    "by_part_gflops": {k: v / 1e9 for k, v in cost.by_part.items()},
+                }
+            )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'preset':<7} {'fusion':<14} {'px':>4} {'stages':<13} {'params':>9} {'GFLOPs':>8}  by part")
+    header = f"{'preset':<7} {'fusion':<14} {'px':>4} {'stages':<13} {'params':>9} {'GFLOPs':>8}"
+    print(f"{header}  by part")
     for r in rows:
         parts = ", ".join(f"{k} {v:.3g}" for k, v in r["by_part_gflops"].items())
-        print(f"{r['preset']:<7} {r['fusion']:<14} {r['image_size']:>4} "
-              f"{str(r['stages']):<13} {r['params'] / 1e6:>8.2f}M {r['gflops']:>8.3f}  {parts}")
+        print(
+            f"{r['preset']:<7} {r['fusion']:<14} {r['image_size']:>4} "
+            f"{str(r['stages']):<13} {r['params'] / 1e6:>8.2f}M {r['gflops']:>8.3f}  {parts}"
+        )
     print("FLOPs: forward pass of one sample, 2 per multiply-add (matmul, conv, attention).")
     return 0

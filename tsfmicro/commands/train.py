@@ -26,18 +26,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "config to an output folder.",
     )
     data = p.add_argument_group("data")
-    data.add_argument("--data", choices=["toy"], default="toy",
-                      help="data source (default: toy, an in-memory synthetic motion task)")
+    data.add_argument(
+        "--data",
+        choices=["toy"],
+        default="toy",
+        help="data source (default: toy, an in-memory synthetic motion task)",
+    )
     data.add_argument("--toy-subjects", type=int, default=6, help="toy: subjects (default 6)")
-    data.add_argument("--toy-per-subject", type=int, default=12,
-                      help="toy: samples per subject (default 12)")
+    data.add_argument(
+        "--toy-per-subject", type=int, default=12, help="toy: samples per subject (default 12)"
+    )
     data.add_argument("--toy-classes", type=int, default=3, help="toy: classes (default 3)")
-    data.add_argument("--shuffle-labels", action="store_true",
-                      help="permute the labels at random (a chance-level control)")
+    data.add_argument(
+        "--shuffle-labels",
+        action="store_true",
+        help="permute the labels at random (a chance-level control)",
+    )
 
     model = p.add_argument_group("model")
-    model.add_argument("--preset", choices=list(PRESETS), default="tiny",
-                       help="model preset (default: tiny; the published model is 'paper')")
+    model.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default="tiny",
+        help="model preset (default: tiny; the published model is 'paper')",
+    )
     model.add_argument("--fusion", choices=list(FUSIONS), help="fusion variant")
     model.add_argument("--temporal-depth", type=int, help="total temporal (RetNet) blocks")
     model.add_argument("--spatial-depth", type=int, help="spatial ViT blocks")
@@ -45,27 +57,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--drop-path", type=float, help="stochastic depth rate")
 
     train = p.add_argument_group("training")
-    train.add_argument("--config", type=Path,
-                       help="YAML file with 'model' (optionally 'preset') and 'train' sections; "
-                       "flags override it")
+    train.add_argument(
+        "--config",
+        type=Path,
+        help="YAML file with 'model' (optionally 'preset') and 'train' sections; flags override it",
+    )
     train.add_argument("--epochs", type=int, help=f"epoch budget (default {defaults.epochs})")
     train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     train.add_argument("--lr", type=float, help=f"AdamW learning rate (default {defaults.lr})")
-    train.add_argument("--weight-decay", type=float,
-                       help=f"AdamW weight decay (default {defaults.weight_decay})")
+    train.add_argument(
+        "--weight-decay", type=float, help=f"AdamW weight decay (default {defaults.weight_decay})"
+    )
     train.add_argument("--class-weighting", choices=["none", "balanced"])
     train.add_argument("--no-augment", action="store_true", help="turn augmentation off")
-    train.add_argument("--val-subjects", type=int,
-                       help="inner validation subjects per fold (enables the 'val' mode)")
+    train.add_argument(
+        "--val-subjects",
+        type=int,
+        help="inner validation subjects per fold (enables the 'val' mode)",
+    )
     train.add_argument("--seed", type=int, help="run seed (default 0)")
     train.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     train.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
 
     out = p.add_argument_group("output")
-    out.add_argument("--out", type=Path,
-                     help=f"output folder (default: {DEFAULT_OUT}/train-<run id>)")
-    out.add_argument("--bootstrap", type=int, default=1000,
-                     help="subject-bootstrap replicates for the intervals (default 1000)")
+    out.add_argument(
+        "--out", type=Path, help=f"output folder (default: {DEFAULT_OUT}/train-<run id>)"
+    )
+    out.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="subject-bootstrap replicates for the intervals (default 1000)",
+    )
     out.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=run)
 
@@ -91,14 +114,21 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
         file_train = dict(loaded.get("train") or {})
         preset_name = loaded.get("preset", preset_name)
     flags_model = {
-        "fusion": args.fusion, "temporal_depth": args.temporal_depth,
-        "spatial_depth": args.spatial_depth, "temporal_mixer": args.mixer,
+        "fusion": args.fusion,
+        "temporal_depth": args.temporal_depth,
+        "spatial_depth": args.spatial_depth,
+        "temporal_mixer": args.mixer,
         "drop_path": args.drop_path,
     }
     flags_train = {
-        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-        "weight_decay": args.weight_decay, "class_weighting": args.class_weighting,
-        "val_subjects": args.val_subjects, "seed": args.seed, "device": args.device,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "class_weighting": args.class_weighting,
+        "val_subjects": args.val_subjects,
+        "seed": args.seed,
+        "device": args.device,
         "augment": False if args.no_augment else None,
     }
     model_values = {**file_model, **{k: v for k, v in flags_model.items() if v is not None}}
@@ -121,8 +151,11 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     model_cfg, train_cfg = build_configs(args)
     data = make_toy_pairs(
-        subjects=args.toy_subjects, per_subject=args.toy_per_subject, classes=args.toy_classes,
-        size=model_cfg.image_size, seed=train_cfg.seed,
+        subjects=args.toy_subjects,
+        per_subject=args.toy_per_subject,
+        classes=args.toy_classes,
+        size=model_cfg.image_size,
+        seed=train_cfg.seed,
     )
     model_cfg = model_cfg.replace(num_classes=data.num_classes)
     if args.shuffle_labels:
@@ -130,9 +163,11 @@ def run(args: argparse.Namespace) -> int:
     info = run_info()
     out_dir = args.out or DEFAULT_OUT / f"train-{info['run_id']}"
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
-    log(f"run {info['run_id']}: {data.name}, {len(data)} samples, "
+    log(
+        f"run {info['run_id']}: {data.name}, {len(data)} samples, "
         f"{len(data.subject_ids())} subjects; preset {args.preset}, fusion {model_cfg.fusion}, "
-        f"{train_cfg.epochs} epochs, seed {train_cfg.seed}, device {train_cfg.device}")
+        f"{train_cfg.epochs} epochs, seed {train_cfg.seed}, device {train_cfg.device}"
+    )
 
     folds_total = len(data.subject_ids())
     done = []
@@ -141,14 +176,19 @@ def run(args: argparse.Namespace) -> int:
         done.append(fold)
         y = data.labels[fold.test_index].numpy()
         acc = float((fold.test_probs[-1].argmax(1) == y).mean())
-        log(f"  fold {len(done)}/{folds_total} subject {fold.subject}: {len(y)} test samples, "
-            f"final acc {acc:.3f}, train loss {fold.train_loss[-1]:.3f}, {fold.seconds:.1f} s")
+        log(
+            f"  fold {len(done)}/{folds_total} subject {fold.subject}: {len(y)} test samples, "
+            f"final acc {acc:.3f}, train loss {fold.train_loss[-1]:.3f}, {fold.seconds:.1f} s"
+        )
 
     result = run_loso(data, model_cfg, train_cfg, on_fold=on_fold)
-    result.info.update(info, data={"source": args.data, "name": data.name,
-                                   "shuffled_labels": args.shuffle_labels})
+    result.info.update(
+        info, data={"source": args.data, "name": data.name, "shuffled_labels": args.shuffle_labels}
+    )
     reports = result.save(out_dir, n_boot=args.bootstrap)
     print(results_table(reports))
-    print(f"run {info['run_id']} ({result.seconds:.1f} s): predictions, metrics and config "
-          f"in {out_dir}")
+    print(
+        f"run {info['run_id']} ({result.seconds:.1f} s): predictions, metrics and config "
+        f"in {out_dir}"
+    )
     return 0

@@ -1,0 +1,136 @@
+"""The tsfmicro CLI: train writes its outputs; model-info reports; bad input is one line."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from tsfmicro.cli import main
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("train", "model-info", "datasets"):
+        assert name in out
+
+
+@pytest.mark.parametrize("command", ["train", "model-info", "datasets"])
+def test_each_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: tsfmicro " + command in capsys.readouterr().out
+
+
+def test_train_prints_table_and_writes_outputs(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--preset",
+            "micro",
+            "--epochs",
+            "2",
+            "--toy-subjects",
+            "3",
+            "--toy-per-subject",
+            "6",
+            "--val-subjects",
+            "1",
+            "--bootstrap",
+            "50",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "oracle (optimistic)" in printed and "final" in printed and "UF1" in printed
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["image_size"] == 32 and config["train"]["val_subjects"] == 1
+    assert config["run_id"] in printed and config["train"]["seed"] == 0
+    pred = pd.read_parquet(out / "predictions.parquet")
+    assert set(pred["mode"]) == {"final", "val", "oracle"}
+    assert len(pred) == 3 * 3 * 6
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["final"]["pooled"]["uf1"] <= 1.0
+
+
+def test_train_reads_a_yaml_config_and_flags_override_it(tmp_path, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        "preset: micro\nmodel:\n  fusion: early\n  spatial_depth: 3\n"
+        "train:\n  epochs: 1\n  lr: 0.001\n"
+    )
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(cfg),
+                "--lr",
+                "0.002",
+                "--toy-subjects",
+                "2",
+                "--toy-per-subject",
+                "3",
+                "--bootstrap",
+                "20",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["fusion"] == "early" and config["model"]["spatial_depth"] == 3
+    assert config["train"]["lr"] == 0.002 and config["train"]["epochs"] == 1
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--temporal-depth", "0"], "ModelConfig.temporal_depth"),
+        (["--epochs", "0"], "TrainConfig.epochs"),
+        (["--device", "tpu"], "TrainConfig.device"),
+    ],
+)
+def test_bad_values_are_one_line_errors(args, words, capsys):
+    assert main(["train", "--preset", "micro", *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+
+
+def test_bad_yaml_is_reported_with_the_file_name(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("model:\n  retnet_depth: 3\n")
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "retnet_depth" in capsys.readouterr().err
+
+
+def test_unknown_fusion_is_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--fusion", "middle"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'middle'" in capsys.readouterr().err
+
+
+def test_model_info_json_reports_paper_cost():
+    # Through the installed console script, as a user runs it.
+    proc = subprocess.run(
+        [sys.executable, "-m", "tsfmicro.cli", "model-info", "--preset", "paper", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = json.loads(proc.stdout)
+    assert rows[0]["preset"] == "paper" and rows[0]["stages"] == [1, 1, 2, 1]
+    assert 12.5 < rows[0]["gflops"] < 14.5
