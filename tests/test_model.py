@@ -108,3 +108,18 @@ def test_integer_frames_and_mismatched_pairs_are_rejected():
         model(frames, frames)
     with pytest.raises(InputError, match="differ in shape"):
         model(torch.zeros(2, 3, 32, 32), torch.zeros(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize("mixer", TEMPORAL_MIXERS)
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_bf16_autocast_forward_and_backward(fusion, mixer):
+    """Mixed precision as on a GPU (CPU autocast here): no dtype clashes, finite gradients."""
+    cfg = preset("micro", fusion=fusion, temporal_mixer=mixer)
+    model = build_model(cfg, seed=0)
+    onset, apex = _pair(cfg, batch=4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(onset, apex)
+    assert logits.dtype == torch.bfloat16
+    logits.float().logsumexp(1).mean().backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)

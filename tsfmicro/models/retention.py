@@ -68,10 +68,11 @@ def rotary_sin_cos(height: int, width: int, dim: int) -> tuple[Tensor, Tensor]:
 
 
 def apply_rotary(x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
-    """Rotate channel pairs (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin)."""
+    """Rotate channel pairs (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin), in x's dtype
+    (so bf16 activations under autocast stay bf16)."""
     x_even, x_odd = x[..., 0::2], x[..., 1::2]
     rotated = torch.stack((-x_odd, x_even), dim=-1).flatten(-2)
-    return x * cos + rotated * sin
+    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
 
 
 def masa_full(q: Tensor, k: Tensor, v: Tensor, log_gamma: Tensor, dist: Tensor) -> Tensor:
