@@ -101,3 +101,25 @@ def test_detector_is_built_once_per_settings():
     first = get_mtcnn(CONFIG)
     assert get_mtcnn(dataclasses.replace(CONFIG, size=224, margin=0.5, batch_size=3)) is first
     assert get_mtcnn(dataclasses.replace(CONFIG, min_face_size=40)) is not first
+
+
+def test_torch_threads_apply_during_detection_only(faces_make_scene, monkeypatch):
+    import torch
+
+    from tsfmicro.faces import detect as faces_detect
+
+    scene, _ = faces_make_scene(face=0, side=160, x=80, y=40)
+    (default,) = detect_faces([scene], CONFIG)
+    before = torch.get_num_threads()
+    seen = []
+    mtcnn = get_mtcnn(CONFIG)
+    real_detect = mtcnn.detect
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real_detect(*args, **kwargs)
+
+    monkeypatch.setattr(mtcnn, "detect", spy)
+    (single,) = faces_detect.detect_faces([scene], dataclasses.replace(CONFIG, torch_threads=1))
+    assert seen == [1] and torch.get_num_threads() == before
+    np.testing.assert_allclose(single.box, default.box, atol=1e-3)

@@ -298,3 +298,19 @@ def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("TSFMICRO_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "tsfmicro"
+
+
+def test_two_concurrent_runs_agree_on_one_entry(faces_samples, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    samples = faces_samples(n=4)
+    with ThreadPoolExecutor(2) as pool:
+        runs = [
+            pool.submit(preprocess_faces, samples, CONFIG, tmp_path / "cache", progress=False)
+            for _ in range(2)
+        ]
+        first, second = (run.result() for run in runs)
+    assert first.path == second.path
+    np.testing.assert_array_equal(first.frames, second.frames)
+    root = faces_dir(tmp_path / "cache")
+    assert [p.name for p in root.iterdir() if p.name != "shards"] == [first.path.name]

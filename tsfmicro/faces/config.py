@@ -41,6 +41,7 @@ class FaceCropConfig:
     fingerprint: Fingerprint = "stat"  # file identity in the cache key: size+mtime, or blake2b
     device: str = field(default="cpu", metadata=_EXECUTION_ONLY)  # torch device for MTCNN
     batch_size: int = field(default=16, metadata=_EXECUTION_ONLY)  # onset frames per MTCNN call
+    torch_threads: int | None = field(default=None, metadata=_EXECUTION_ONLY)  # during MTCNN
     workers: int | None = field(default=None, metadata=_EXECUTION_ONLY)  # decode threads
     chunk_size: int = field(default=32, metadata=_EXECUTION_ONLY)  # samples per committed shard
 
@@ -87,6 +88,12 @@ class FaceCropConfig:
             "'stat'|'content'",
         )
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        _check(
+            self.torch_threads is None or self.torch_threads >= 1,
+            "torch_threads",
+            self.torch_threads,
+            "None or an integer >= 1",
+        )
         _check(self.workers is None or self.workers >= 1, "workers", self.workers, "None or >= 1")
         _check(self.chunk_size >= 1, "chunk_size", self.chunk_size, "an integer >= 1")
 

@@ -151,7 +151,12 @@ def preprocess_faces(
         [p.frame_paths for p in plans],
     )
     total_frames = sum(len(p.frame_paths) for p in plans)
-    entry = cache.commit_entry(root, entry_key, shards, total_frames, meta)
+    try:
+        entry = cache.commit_entry(root, entry_key, shards, total_frames, meta)
+    except DataError:
+        if not (root / entry_key).is_dir():
+            raise
+        entry = root / entry_key  # a concurrent run committed it and removed the shards
     for path, _ in shards:
         path.unlink(missing_ok=True)
 
