@@ -5,12 +5,13 @@ into a temporary folder: each onset is one of scikit-image's 100 LFW faces,
 upscaled and pasted on a textured background; the apex is the onset moved by a
 pixel or two. It then times, on this machine:
 
-1. a full `preprocess_faces` run into an empty cache (decode, MTCNN, crop, commit),
-   with decode-only and detect-only passes for a breakdown;
+1. `--repeat` full `preprocess_faces` runs, each into an empty cache (decode,
+   MTCNN, crop, commit; the first also pays for oneDNN's per-shape kernel
+   set-up), then decode-only and detect-only passes for a breakdown;
 2. the second call, a cache hit (stat of every file, key, memory-mapped open);
 3. reading every cached pixel once (page cache warm: the entry was just written).
 
-Run:  python benchmarks/bench_preprocess.py            (about a minute on 2 cores)
+Run:  python benchmarks/bench_preprocess.py            (one to a few minutes on 2 cores)
       python benchmarks/bench_preprocess.py --smoke    (16 samples, a few seconds)
 Nothing is written outside the temporary folder unless --keep DIR is given.
 """
@@ -23,6 +24,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -48,12 +50,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--detect-max-side", type=int, default=None, help="shrink before MTCNN")
     parser.add_argument("--device", default="cpu", help="torch device for MTCNN")
     parser.add_argument("--torch-threads", type=int, default=None, help="torch threads in MTCNN")
-    parser.add_argument("--smoke", action="store_true", help="16 samples, for a quick check")
+    parser.add_argument("--repeat", type=int, default=3, help="preprocessing runs to time")
+    parser.add_argument("--smoke", action="store_true", help="16 samples, one run")
     parser.add_argument("--keep", type=Path, default=None, help="keep frames and cache here")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.samples = 16
+        args.samples, args.repeat = 16, 1
     return args
 
 
@@ -146,10 +149,21 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
     numbers["config"] = config.to_dict()
 
     _, numbers["detector_load_s"] = timed(get_mtcnn, config)
-    crops, numbers["preprocess_s"] = timed(
-        preprocess_faces, table, config, cache_dir, progress=True
+    numbers["runs"] = []
+    for repeat in range(args.repeat):
+        cpu_start = time.process_time()
+        crops, wall = timed(preprocess_faces, table, config, cache_dir / f"run{repeat}")
+        numbers["runs"].append(
+            {
+                "wall_s": wall,
+                "process_cpu_s": time.process_time() - cpu_start,
+                "frames_per_s": n_frames / wall,
+                "load_average_1m_after": os.getloadavg()[0],
+            }
+        )
+    numbers["preprocess_frames_per_s_median"] = statistics.median(
+        run["frames_per_s"] for run in numbers["runs"]
     )
-    numbers["preprocess_frames_per_s"] = n_frames / numbers["preprocess_s"]
     numbers["fallback_samples"] = len(crops.fallback_keys)
     numbers["stats"] = dataclasses.asdict(crops.stats)
 
@@ -162,7 +176,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
     numbers["detect_images_per_s"] = len(table) / numbers["detect_onsets_s"]
 
     hit, numbers["cache_hit_call_s"] = timed(
-        preprocess_faces, table, config, cache_dir, progress=False
+        preprocess_faces, table, config, cache_dir / "run0", progress=False
     )
     assert hit.stats.from_cache, "second call should have been a cache hit"
     opened, numbers["cache_open_s"] = timed(load_entry, hit.path)
@@ -180,7 +194,8 @@ def report(numbers: dict[str, object], samples: int) -> str:
     stats = numbers["stats"]
     lines = [
         f"machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores "
-        f"(cpu_count {machine['cpu_count']}), torch threads {machine['torch_threads']}, "
+        f"(cpu_count {machine['cpu_count']}), torch threads {machine['torch_threads']} "
+        f"(during MTCNN: {numbers['config']['torch_threads'] or 'unchanged'}), "
         f"CUDA {machine['cuda_available']}, load avg 1m {machine['load_average_1m']:.2f} before / "
         f"{numbers['machine_after']['load_average_1m']:.2f} after",
         f"versions: python {machine['python']}, torch {machine['torch']}, "
@@ -188,10 +203,15 @@ def report(numbers: dict[str, object], samples: int) -> str:
         f"set: {samples} samples x 2 frames, frames generated in {numbers['generate_s']:.1f} s; "
         f"crop size {numbers['config']['size']}, device {numbers['config']['device']}",
         f"detector load (torch import + MTCNN): {numbers['detector_load_s']:.2f} s",
-        f"preprocess (empty cache): {numbers['preprocess_s']:.2f} s = "
-        f"{numbers['preprocess_frames_per_s']:.1f} frames/s "
+        f"preprocess into an empty cache, median of {len(numbers['runs'])}: "
+        f"{numbers['preprocess_frames_per_s_median']:.1f} frames/s "
         f"({stats['images_detected']} detections, {stats['frames_decoded']} decodes, "
-        f"{numbers['fallback_samples']} fallbacks)",
+        f"{numbers['fallback_samples']} fallbacks per run)",
+        *(
+            f"  run {i}: {run['wall_s']:.2f} s wall, {run['process_cpu_s']:.1f} s CPU, "
+            f"{run['frames_per_s']:.1f} frames/s, load avg after {run['load_average_1m_after']:.2f}"
+            for i, run in enumerate(numbers["runs"])
+        ),
         f"  breakdown, separate passes: decode {numbers['decode_frames_per_s']:.0f} frames/s, "
         f"MTCNN {numbers['detect_images_per_s']:.1f} onsets/s",
         f"cache hit, whole call (stat + key + open): {numbers['cache_hit_call_s'] * 1e3:.1f} ms",

@@ -11,6 +11,7 @@ computes the rest.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -124,25 +125,56 @@ def preprocess_faces(
     if hit is not None:
         return hit
 
+    entry, (chunks_total, chunks_reused, decoded, detected) = _build_entry(
+        plans, config, root, entry_key, progress
+    )
+    stats = PreprocessStats(
+        from_cache=False,
+        chunks_total=chunks_total,
+        chunks_reused=chunks_reused,
+        frames_decoded=decoded,
+        images_detected=detected,
+        seconds=time.perf_counter() - started,
+    )
+    crops = cache.load_entry(entry, stats)
+    if crops.fallback.any():
+        log.warning(
+            "no face on the onset frame of %d of %d samples; centred crop used for: %s",
+            int(crops.fallback.sum()),
+            len(crops),
+            ", ".join(crops.fallback_keys[:20]),
+        )
+    return crops
+
+
+def _build_entry(
+    plans: Sequence[SamplePlan],
+    config: FaceCropConfig,
+    root: Path,
+    entry_key: str,
+    progress: bool,
+) -> tuple[Path, tuple[int, int, int, int]]:
+    """Compute the missing shards, commit the entry, drop the shards.
+
+    Returns the entry directory and (chunks, chunks reused, frames decoded, images detected).
+    """
     root.mkdir(parents=True, exist_ok=True)
     shard_dir = root / "shards"
     cache.remove_stale_temps(root)
     cache.remove_stale_temps(shard_dir)
     chunks = [plans[i : i + config.chunk_size] for i in range(0, len(plans), config.chunk_size)]
-    shard_paths = [
-        shard_dir / f"{cache.combined_key(config, [p.digest for p in chunk], 'shard')}.npz"
+    shards = [
+        (
+            shard_dir / f"{cache.combined_key(config, [p.digest for p in chunk], 'shard')}.npz",
+            [p.key for p in chunk],
+        )
         for chunk in chunks
     ]
-    todo = [
-        i
-        for i, (chunk, path) in enumerate(zip(chunks, shard_paths, strict=True))
-        if not cache.shard_matches(path, [p.key for p in chunk])
-    ]
-    counters = _compute_shards(chunks, shard_paths, todo, config, progress)
+    todo = [i for i, (path, keys) in enumerate(shards) if not cache.shard_matches(path, keys)]
+    decoded, detected = _compute_shards(
+        chunks, [path for path, _ in shards], todo, config, progress
+    )
 
-    shards = [
-        (path, [p.key for p in chunk]) for chunk, path in zip(chunks, shard_paths, strict=True)
-    ]
     meta = cache.entry_meta(
         entry_key,
         config,
@@ -159,24 +191,7 @@ def preprocess_faces(
         entry = root / entry_key  # a concurrent run committed it and removed the shards
     for path, _ in shards:
         path.unlink(missing_ok=True)
-
-    stats = PreprocessStats(
-        from_cache=False,
-        chunks_total=len(chunks),
-        chunks_reused=len(chunks) - len(todo),
-        frames_decoded=counters[0],
-        images_detected=counters[1],
-        seconds=time.perf_counter() - started,
-    )
-    crops = cache.load_entry(entry, stats)
-    if crops.fallback.any():
-        log.warning(
-            "no face on the onset frame of %d of %d samples; centred crop used for: %s",
-            int(crops.fallback.sum()),
-            len(crops),
-            ", ".join(crops.fallback_keys[:20]),
-        )
-    return crops
+    return entry, (len(chunks), len(chunks) - len(todo), decoded, detected)
 
 
 def _load_existing(entry: Path, started: float) -> FaceCrops | None:
@@ -190,7 +205,7 @@ def _load_existing(entry: Path, started: float) -> FaceCrops | None:
         cache.discard_entry(entry)
         return None
     stats = PreprocessStats(True, 0, 0, 0, 0, time.perf_counter() - started)
-    return FaceCrops(**{**crops.__dict__, "stats": stats})
+    return dataclasses.replace(crops, stats=stats)
 
 
 def _compute_shards(
