@@ -123,3 +123,19 @@ def test_torch_threads_apply_during_detection_only(faces_make_scene, monkeypatch
     (single,) = faces_detect.detect_faces([scene], dataclasses.replace(CONFIG, torch_threads=1))
     assert seen == [1] and torch.get_num_threads() == before
     np.testing.assert_allclose(single.box, default.box, atol=1e-3)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA device")
+def test_cuda_detection_matches_cpu(faces_make_scene):
+    scenes = [faces_make_scene(face=i, side=140, x=60 + 10 * i, y=40)[0] for i in range(3)]
+    on_cpu = detect_faces(scenes, CONFIG)
+    on_gpu = detect_faces(scenes, dataclasses.replace(CONFIG, device="cuda"))
+    for cpu, gpu in zip(on_cpu, on_gpu, strict=True):
+        np.testing.assert_allclose(gpu.box, cpu.box, atol=1.0)
+        np.testing.assert_allclose(gpu.landmarks, cpu.landmarks, atol=1.0)
