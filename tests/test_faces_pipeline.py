@@ -230,6 +230,7 @@ def test_clip_mode_crops_every_listed_frame_with_the_onset_square(faces_samples,
     clip = dataclasses.replace(CONFIG, frames="clip")
     crops = preprocess_faces(samples, clip, tmp_path / "cache", progress=False)
     assert crops.offsets.tolist() == [0, 3, 8]
+    assert crops.stats.frames_decoded == 4  # each distinct file once per sample
     with pytest.raises(DataError, match="between 3 and 5 frames"):
         crops.stacked()
     pair = preprocess_faces(samples, CONFIG, tmp_path / "cache", progress=False)
@@ -270,6 +271,13 @@ def test_bad_tables_are_rejected_with_the_reason(faces_samples, tmp_path):
     gone.loc[1, "apex_path"] = str(tmp_path / "nowhere.png")
     with pytest.raises(DataError, match="nowhere.png"):
         preprocess_faces(gone, CONFIG, tmp_path, progress=False)
+
+
+def test_frame_of_another_size_than_its_onset_is_rejected(faces_samples, faces_write, tmp_path):
+    samples = faces_samples(n=1)
+    samples.loc[0, "apex_path"] = faces_write("small/apex.png", np.zeros((120, 160, 3), np.uint8))
+    with pytest.raises(DataError, match="small/apex.png is 160x120 but its onset frame is 320x240"):
+        preprocess_faces(samples, CONFIG, tmp_path / "cache", progress=False)
 
 
 def test_stale_temporaries_of_dead_processes_are_removed(faces_samples, tmp_path):

@@ -275,19 +275,7 @@ def _crop_chunk(
         square_around_box(found.box, config.margin) if found else centre_square(*image.shape[:2])
         for found, image in zip(detections, onsets, strict=True)
     ]
-    futures = []
-    extra_decoded = 0
-    for plan, onset, square in zip(chunk, onsets, squares, strict=True):
-        for path in plan.frame_paths:
-            if path == plan.onset_path:
-                futures.append(
-                    pool.submit(crop_square, onset, square, config.size, config.pad_mode)
-                )
-            else:
-                futures.append(pool.submit(_read_and_crop, path, onset.shape, square, config))
-                extra_decoded += 1
-    frames = np.stack([future.result() for future in futures])  # (T_c, S, S, 3)
-
+    frames, extra_decoded = _crop_frames(chunk, onsets, squares, config, pool)
     nan = np.float32("nan")
     arrays = {
         "frames": frames,
@@ -302,6 +290,32 @@ def _crop_chunk(
         "frame_shapes": np.array([image.shape[:2] for image in onsets], dtype=np.int64),
     }
     return arrays, extra_decoded
+
+
+def _crop_frames(
+    chunk: Sequence[SamplePlan],
+    onsets: Sequence[np.ndarray],
+    squares: Sequence[Square],
+    config: FaceCropConfig,
+    pool: ThreadPoolExecutor,
+) -> tuple[np.ndarray, int]:
+    """Crop every listed frame of each sample with its onset's square, in the pool.
+
+    Returns the (T_c, size, size, 3) frames in listing order and how many files
+    other than the onsets were decoded (each distinct path once per sample).
+    """
+    ordered: list[Future] = []
+    extra_decoded = 0
+    for plan, onset, square in zip(chunk, onsets, squares, strict=True):
+        crops = {
+            plan.onset_path: pool.submit(crop_square, onset, square, config.size, config.pad_mode)
+        }
+        for path in plan.frame_paths:
+            if path not in crops:
+                crops[path] = pool.submit(_read_and_crop, path, onset.shape, square, config)
+                extra_decoded += 1
+            ordered.append(crops[path])
+    return np.stack([future.result() for future in ordered]), extra_decoded
 
 
 def _read_and_crop(
