@@ -35,7 +35,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from tsfmicro.faces import FaceCropConfig, detect_faces, load_entry, preprocess_faces, read_rgb
+from tsfmicro.datasets.io import read_frame
+from tsfmicro.faces import FaceCropConfig, detect_faces, load_entry, preprocess_faces
 from tsfmicro.faces.detect import get_mtcnn
 
 
@@ -170,7 +171,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
     paths = table["onset_path"].tolist() + table["apex_path"].tolist()
     workers = config.workers or numbers["machine_before"]["usable_cores"]
     with ThreadPoolExecutor(workers) as pool:
-        onsets, numbers["decode_all_s"] = timed(lambda: list(pool.map(read_rgb, paths)))
+        onsets, numbers["decode_all_s"] = timed(lambda: list(pool.map(read_frame, paths)))
     numbers["decode_frames_per_s"] = len(paths) / numbers["decode_all_s"]
     _, numbers["detect_onsets_s"] = timed(detect_faces, onsets[: len(table)], config)
     numbers["detect_images_per_s"] = len(table) / numbers["detect_onsets_s"]

@@ -12,13 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
+from tsfmicro.datasets.io import read_frame
 from tsfmicro.errors import ConfigError, DataError
 from tsfmicro.faces import (
     FaceCropConfig,
     Square,
     centre_square,
     crop_square,
-    read_rgb,
     square_around_box,
 )
 from tsfmicro.faces.crop import points_in_crop
@@ -108,21 +108,21 @@ def test_importing_the_package_loads_no_torch():
     assert loaded.split() == ["False", "False"]
 
 
-def test_read_rgb_converts_bgr_and_grayscale(tmp_path):
+def test_read_frame_converts_bgr_and_grayscale(tmp_path):
     rgb = np.zeros((8, 12, 3), dtype=np.uint8)
     rgb[..., 0] = 200  # pure red
     cv2.imwrite(str(tmp_path / "red.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    np.testing.assert_array_equal(read_rgb(tmp_path / "red.png"), rgb)
+    np.testing.assert_array_equal(read_frame(tmp_path / "red.png"), rgb)
 
     gray = np.arange(96, dtype=np.uint8).reshape(8, 12)
     cv2.imwrite(str(tmp_path / "gray.png"), gray)
-    loaded = read_rgb(tmp_path / "gray.png")
+    loaded = read_frame(tmp_path / "gray.png")
     assert loaded.shape == (8, 12, 3)
     for channel in range(3):
         np.testing.assert_array_equal(loaded[..., channel], gray)
 
 
-def test_read_rgb_names_the_file_that_cannot_be_read(tmp_path):
+def test_read_frame_names_the_file_that_cannot_be_read(tmp_path):
     good = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     ok, encoded = cv2.imencode(".jpg", good)
     assert ok
@@ -134,6 +134,6 @@ def test_read_rgb_names_the_file_that_cannot_be_read(tmp_path):
     for name, payload in cases.items():
         (tmp_path / name).write_bytes(payload)
         with pytest.raises(DataError, match=name):
-            read_rgb(tmp_path / name)
+            read_frame(tmp_path / name)
     with pytest.raises(DataError, match="missing.jpg"):
-        read_rgb(tmp_path / "missing.jpg")
+        read_frame(tmp_path / "missing.jpg")

@@ -156,7 +156,7 @@ def test_second_run_hits_the_cache_without_decoding_or_detecting(
     def forbidden(*args, **kwargs):
         raise AssertionError("the cache hit decoded or detected")
 
-    monkeypatch.setattr(faces_pipeline, "read_rgb", forbidden)
+    monkeypatch.setattr(faces_pipeline, "read_frame", forbidden)
     monkeypatch.setattr(faces_pipeline, "detect_faces", forbidden)
     again = preprocess_faces(samples, CONFIG, tmp_path / "cache", progress=False)
     assert again.stats.from_cache and again.path == first.path

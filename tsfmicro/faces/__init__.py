@@ -13,7 +13,6 @@ from tsfmicro.faces.config import FaceCropConfig
 from tsfmicro.faces.crop import Square, centre_square, crop_square, square_around_box
 from tsfmicro.faces.detect import LANDMARK_NAMES, FaceDetection, detect_faces
 from tsfmicro.faces.pipeline import plan_samples, preprocess_faces
-from tsfmicro.faces.read import read_rgb
 from tsfmicro.faces.result import FaceCrops, PreprocessStats
 
 __all__ = [
@@ -31,6 +30,5 @@ __all__ = [
     "load_entry",
     "plan_samples",
     "preprocess_faces",
-    "read_rgb",
     "square_around_box",
 ]

@@ -25,12 +25,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from tsfmicro.datasets.io import read_frame
 from tsfmicro.errors import DataError
 from tsfmicro.faces import cache
 from tsfmicro.faces.config import FaceCropConfig
 from tsfmicro.faces.crop import Square, centre_square, crop_square, square_around_box
 from tsfmicro.faces.detect import detect_faces
-from tsfmicro.faces.read import read_rgb
 from tsfmicro.faces.result import FaceCrops, PreprocessStats
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,7 @@ def _available_cores() -> int:
 
 def _submit_onsets(pool: ThreadPoolExecutor, chunk: Sequence[SamplePlan]) -> list[Future]:
     """Start decoding a chunk's onset frames in the pool."""
-    return [pool.submit(read_rgb, plan.onset_path) for plan in chunk]
+    return [pool.submit(read_frame, plan.onset_path) for plan in chunk]
 
 
 def _crop_chunk(
@@ -322,7 +322,7 @@ def _read_and_crop(
     path: str, onset_shape: tuple[int, ...], square: Square, config: FaceCropConfig
 ) -> np.ndarray:
     """Decode a non-onset frame and crop it with the onset's square; sizes must match."""
-    image = read_rgb(path)
+    image = read_frame(path)
     if image.shape != onset_shape:
         raise DataError(
             f"frame {path} is {image.shape[1]}x{image.shape[0]} but its onset frame is "
