@@ -27,10 +27,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     data = p.add_argument_group("data")
     data.add_argument(
-        "--data",
-        choices=["toy"],
+        "--dataset",
         default="toy",
-        help="data source (default: toy, an in-memory synthetic motion task)",
+        help="toy (default: an in-memory synthetic motion task) or a dataset adapter "
+        "(casme2, samm, casme3, mmew, composite) read from --root",
+    )
+    data.add_argument("--root", type=Path, help="the dataset copy's folder")
+    data.add_argument("--protocol", help="dataset protocol (default: the dataset's main one)")
+    data.add_argument("--annotation", type=Path, help="annotation spreadsheet, if not in --root")
+    data.add_argument("--layout", help="frame layout where a dataset has several (CASME II)")
+    data.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="face-crop cache (default: $TSFMICRO_CACHE or ~/.cache/tsfmicro)",
     )
     data.add_argument("--toy-subjects", type=int, default=6, help="toy: subjects (default 6)")
     data.add_argument(
@@ -139,24 +148,48 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
     return model_cfg, train_cfg
 
 
+def load_training_pairs(args: argparse.Namespace, image_size: int, seed: int) -> Any:
+    """The PairSet named by the data flags: the toy task, or a dataset copy through the
+    face-crop cache."""
+    from tsfmicro.errors import ConfigError
+
+    if args.dataset == "toy":
+        from tsfmicro.toy import make_toy_pairs
+
+        return make_toy_pairs(
+            subjects=args.toy_subjects,
+            per_subject=args.toy_per_subject,
+            classes=args.toy_classes,
+            size=image_size,
+            seed=seed,
+        )
+    if args.root is None:
+        raise ConfigError(f"--dataset {args.dataset} needs --root, the dataset copy's folder")
+    from tsfmicro.pairs import load_pairs
+
+    return load_pairs(
+        args.dataset,
+        args.root,
+        args.protocol,
+        image_size=image_size,
+        annotation=args.annotation,
+        layout=args.layout,
+        cache_dir=args.cache_dir,
+        progress=not args.quiet,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from tsfmicro.report import results_table
     from tsfmicro.runinfo import run_info
-    from tsfmicro.toy import make_toy_pairs
     from tsfmicro.training.loso import run_loso
 
     if args.threads:
         torch.set_num_threads(args.threads)
     model_cfg, train_cfg = build_configs(args)
-    data = make_toy_pairs(
-        subjects=args.toy_subjects,
-        per_subject=args.toy_per_subject,
-        classes=args.toy_classes,
-        size=model_cfg.image_size,
-        seed=train_cfg.seed,
-    )
+    data = load_training_pairs(args, model_cfg.image_size, train_cfg.seed)
     model_cfg = model_cfg.replace(num_classes=data.num_classes)
     if args.shuffle_labels:
         data = data.shuffled_labels(train_cfg.seed)
@@ -183,7 +216,13 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_loso(data, model_cfg, train_cfg, on_fold=on_fold)
     result.info.update(
-        info, data={"source": args.data, "name": data.name, "shuffled_labels": args.shuffle_labels}
+        info,
+        data={
+            "dataset": args.dataset,
+            "name": data.name,
+            "root": str(args.root) if args.root else None,
+            "shuffled_labels": args.shuffle_labels,
+        },
     )
     reports = result.save(out_dir, n_boot=args.bootstrap)
     print(results_table(reports))
