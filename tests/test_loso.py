@@ -174,3 +174,19 @@ def test_tiny_preset_learns_the_toy_task():
     result = run_loso(data, preset("tiny", num_classes=3), TrainConfig(epochs=30, device="cpu"))
     report = result.evaluate("final", n_boot=200)
     assert report.uf1 > 0.7, report.uf1
+
+
+def test_pooled_scores_of_all_folds_equal_the_full_evaluation(quick_run):
+    from tsfmicro.training.loso import pooled_scores
+
+    for mode in ("final", "val", "oracle"):
+        partial = pooled_scores(quick_run.folds, mode, quick_run.labels, 3)
+        full = quick_run.evaluate(mode, n_boot=20)
+        assert partial == pytest.approx({"acc": full.acc, "uf1": full.uf1, "uar": full.uar})
+    two = pooled_scores(quick_run.folds[:2], "final", quick_run.labels, 3)
+    n = sum(len(f.test_index) for f in quick_run.folds[:2])
+    correct = sum(
+        int((f.test_probs[-1].argmax(1) == quick_run.labels[f.test_index]).sum())
+        for f in quick_run.folds[:2]
+    )
+    assert two["acc"] == pytest.approx(correct / n)

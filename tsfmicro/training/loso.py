@@ -346,6 +346,49 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+def select_epoch(
+    fold: FoldResult, mode: str, labels: np.ndarray, num_classes: int, val_metric: str = "uf1"
+) -> int:
+    """The 0-based epoch whose test predictions `fold` contributes in evaluation `mode`.
+
+    final: the last epoch. val: the best `val_metric` on the fold's inner validation split.
+    oracle: the best accuracy on the held-out subject itself (optimistic). Ties go to the
+    later epoch. `labels` are the labels of the whole PairSet.
+    """
+    if mode == "final":
+        return fold.epochs - 1
+    if mode == "val":
+        if len(fold.val_index) == 0:
+            raise ConfigError(f"fold {fold.subject!r} has no validation split for mode 'val'")
+        y_val = labels[fold.val_index]
+        cms = np.stack(
+            [M.confusion_matrix(y_val, p.argmax(1), num_classes) for p in fold.val_probs]
+        )
+        return _last_argmax(M.scores(cms)[val_metric])
+    if mode == "oracle":
+        y_test = labels[fold.test_index]
+        return _last_argmax((fold.test_probs.argmax(2) == y_test[None]).mean(axis=1))
+    raise ConfigError(f"unknown evaluation mode {mode!r}; choose from {', '.join(EVAL_MODES)}")
+
+
+def pooled_scores(
+    folds: list[FoldResult],
+    mode: str,
+    labels: np.ndarray,
+    num_classes: int,
+    val_metric: str = "uf1",
+) -> dict[str, float]:
+    """ACC, UF1 and UAR pooled over the given folds in `mode`: the figures of a LOSO run
+    that is still going (the full run's are in LosoResult.evaluate)."""
+    y_true, y_pred = [], []
+    for fold in folds:
+        epoch = select_epoch(fold, mode, labels, num_classes, val_metric)
+        y_true.append(labels[fold.test_index])
+        y_pred.append(fold.test_probs[epoch].argmax(1))
+    cm = M.confusion_matrix(np.concatenate(y_true), np.concatenate(y_pred), num_classes)
+    return M.scores(cm)
+
+
 @dataclass
 class LosoResult:
     """All folds of a LOSO run, with the data's labels and the configs; evaluates any mode."""
@@ -425,21 +468,9 @@ class LosoResult:
             )
         chosen = {}
         for fold in self.folds:
-            if mode == "final":
-                chosen[fold.subject] = fold.epochs - 1
-            elif mode == "val":
-                y_val = self.labels[fold.val_index]
-                cms = np.stack(
-                    [
-                        M.confusion_matrix(y_val, p.argmax(1), len(self.class_names))
-                        for p in fold.val_probs
-                    ]
-                )
-                chosen[fold.subject] = _last_argmax(M.scores(cms)[self.train_cfg.val_metric])
-            else:  # oracle: best accuracy on the test subject itself
-                y_test = self.labels[fold.test_index]
-                acc = (fold.test_probs.argmax(2) == y_test[None]).mean(axis=1)
-                chosen[fold.subject] = _last_argmax(acc)
+            chosen[fold.subject] = select_epoch(
+                fold, mode, self.labels, len(self.class_names), self.train_cfg.val_metric
+            )
         return chosen
 
     def predictions(self, mode: str = "final") -> pd.DataFrame:
