@@ -16,6 +16,8 @@ import sys
 _SUBCOMMANDS: list[str] = [
     "tsfmicro.commands.train",
     "tsfmicro.commands.model_info",
+    "tsfmicro.commands.predict",
+    "search.cli",
     "tsfmicro.commands.datasets",
 ]
 

@@ -80,6 +80,7 @@ class FoldResult:
     seconds: float
     train_samples: int  # training samples per epoch
     device: str
+    worker: str = ""  # where the fold ran, when a runner records it (e.g. a Ray node id)
     state_dict: dict[str, torch.Tensor] | None = None  # only with keep_model=True
 
     @property

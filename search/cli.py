@@ -1,0 +1,336 @@
+"""`tsfmicro search`, `register`, `pull` and `leaderboard`: thin wrappers over search.*.
+
+Ray, Optuna and MLflow are imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TRACKING = "sqlite:///mlflow.db"
+DEFAULT_STORAGE = "runs/search"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    _add_search(subparsers)
+    _add_register(subparsers)
+    _add_pull(subparsers)
+    _add_leaderboard(subparsers)
+
+
+def _add_search(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "search",
+        help="hyperparameter search over LOSO evaluations (Ray Tune + Optuna, logged to MLflow)",
+        description="Search TSFmicro configurations: each trial is one configuration whose LOSO "
+        "folds run as Ray tasks; every trial and fold is logged to MLflow; the best "
+        "configuration is refitted on all subjects and registered. With no flags: the "
+        "synthetic benchmark (generated on first use), the tiny preset, 4 trials, a local Ray "
+        "and an MLflow SQLite store in the working directory.",
+    )
+    p.add_argument("--name", help="search name (default: search-<UTC time>)")
+    p.add_argument("--resume", metavar="NAME", help="continue an interrupted search")
+    p.add_argument("--config", type=Path, help="YAML file of SearchConfig fields; flags override")
+    d = p.add_argument_group("data")
+    d.add_argument(
+        "--dataset", help="synthetic (default), toy, casme2, samm, casme3, mmew, composite"
+    )
+    d.add_argument("--root", help="the dataset copy's folder (real datasets)")
+    d.add_argument("--protocol", help="protocol (default: the dataset's main one)")
+    d.add_argument("--annotation", help="annotation file, when not in --root")
+    d.add_argument("--layout", help="frame layout (CASME II: raw or cropped)")
+    d.add_argument("--synth-dataset", help="layout the synthetic benchmark imitates (casme2)")
+    d.add_argument("--synth-subjects", type=int, help="synthetic subjects (default 8)")
+    d.add_argument("--synth-clips", type=int, help="synthetic clips per subject (default 10)")
+    d.add_argument("--synth-difficulty", help="synthetic difficulty (default easy)")
+    d.add_argument("--data-dir", help="where synthetic copies are written")
+    d.add_argument("--cache-dir", help="face-crop cache")
+    s = p.add_argument_group("space and model")
+    s.add_argument("--preset", help="base model preset (default tiny)")
+    s.add_argument("--space", type=Path, help="search space YAML (replaces the default space)")
+    s.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=SPEC",
+        help="add or replace a searched field: int:LOW:HIGH, float:LOW:HIGH[:log], "
+        "choice:A,B,C (e.g. weight_decay=float:0.01:1:log)",
+    )
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fix a field for every trial (e.g. epochs=30, class_weighting=balanced)",
+    )
+    r = p.add_argument_group("search")
+    r.add_argument("--trials", type=int, help="number of trials (default 4)")
+    r.add_argument("--sampler", choices=["tpe", "gp", "random", "grid"])
+    r.add_argument("--scheduler", choices=["none", "asha"])
+    r.add_argument(
+        "--eval-mode",
+        choices=["final", "val", "oracle"],
+        help="evaluation mode of the objective (default final; oracle is optimistic)",
+    )
+    r.add_argument("--objective", choices=["uf1", "acc", "uar"], help="maximised (default uf1)")
+    r.add_argument("--seed", type=int)
+    r.add_argument("--time-budget", type=float, help="seconds; stop starting trials after this")
+    r.add_argument("--no-register", action="store_true", help="skip refit and registration")
+    x = p.add_argument_group("resources and storage")
+    x.add_argument("--fold-cpus", type=float, help="CPUs per fold task (default 1)")
+    x.add_argument("--fold-gpus", type=float, help="GPUs per fold task; fractions share a GPU")
+    x.add_argument("--fold-parallelism", type=int, help="folds of one trial at once")
+    x.add_argument("--concurrency", type=int, help="trials at once")
+    x.add_argument("--ray-address", help="Ray cluster address ('auto' inside a cluster job)")
+    x.add_argument(
+        "--storage-path",
+        help=f"Tune results (default {DEFAULT_STORAGE}; shared storage on a multi-node cluster)",
+    )
+    x.add_argument("--tracking-uri", help=f"MLflow tracking URI (default {DEFAULT_TRACKING})")
+    x.add_argument("--quiet", action="store_true", help="less progress output")
+    x.add_argument("--json", type=Path, help="also write the outcome as JSON to this file")
+    p.set_defaults(handler=run_search_command)
+
+
+def _parse_param(text: str) -> tuple[str, dict[str, Any]]:
+    from tsfmicro.errors import ConfigError
+
+    name, _, spec = text.partition("=")
+    kind, _, rest = spec.partition(":")
+    parts = rest.split(":") if rest else []
+    try:
+        if kind == "choice":
+            values = [_scalar(v) for v in rest.split(",") if v]
+            return name, {"type": "categorical", "choices": values}
+        if kind in ("int", "float") and len(parts) in (2, 3):
+            out: dict[str, Any] = {"type": kind, "low": float(parts[0]), "high": float(parts[1])}
+            if kind == "int":
+                out["low"], out["high"] = int(out["low"]), int(out["high"])
+            if len(parts) == 3:
+                if parts[2] != "log":
+                    raise ValueError(parts[2])
+                out["log"] = True
+            return name, out
+    except ValueError:
+        pass
+    raise ConfigError(
+        f"--param {text!r}: expected NAME=int:LOW:HIGH, NAME=float:LOW:HIGH[:log] "
+        "or NAME=choice:A,B,..."
+    )
+
+
+def _scalar(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def build_search_config(args: argparse.Namespace) -> Any:
+    import dataclasses
+
+    import yaml
+
+    from search.config import DataSpec, Resources, SearchConfig, default_train
+    from search.space import DEFAULT_SPACE, SearchSpace
+    from tsfmicro.config import TrainConfig
+    from tsfmicro.errors import ConfigError
+
+    base: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            base = yaml.safe_load(args.config.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{args.config}: {exc}") from exc
+        if not isinstance(base, dict):
+            raise ConfigError(f"{args.config}: expected a mapping of SearchConfig fields")
+        known = {f.name for f in dataclasses.fields(SearchConfig)}
+        unknown = sorted(set(base) - known)
+        if unknown:
+            raise ConfigError(f"{args.config}: unknown field(s) {unknown}")
+    data = dict(base.get("data") or {})
+    for flag, key in [
+        ("dataset", "dataset"),
+        ("root", "root"),
+        ("protocol", "protocol"),
+        ("annotation", "annotation"),
+        ("layout", "layout"),
+        ("synth_dataset", "synth_dataset"),
+        ("synth_subjects", "synth_subjects"),
+        ("synth_clips", "synth_clips"),
+        ("synth_difficulty", "synth_difficulty"),
+        ("data_dir", "data_dir"),
+        ("cache_dir", "cache_dir"),
+    ]:
+        if getattr(args, flag) is not None:
+            data[key] = getattr(args, flag)
+    resources = dict(base.get("resources") or {})
+    for flag in ("fold_cpus", "fold_gpus", "fold_parallelism", "concurrency"):
+        if getattr(args, flag) is not None:
+            resources[flag] = getattr(args, flag)
+    space = (
+        SearchSpace.from_dict(base["space"], str(args.config))
+        if "space" in base
+        else (DEFAULT_SPACE)
+    )
+    if args.space is not None:
+        space = SearchSpace.from_yaml(args.space)
+    extra = dict(_parse_param(text) for text in args.param)
+    for text in args.set:
+        name, sep, value = text.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {text!r}: expected NAME=VALUE")
+        extra[name] = _scalar(value)
+    if extra:
+        space = space.extend(SearchSpace.from_dict(extra, "--param/--set"))
+    train = TrainConfig.from_dict({**default_train().to_dict(), **(base.get("train") or {})})
+    values = {k: v for k, v in base.items() if k not in ("data", "resources", "space", "train")}
+    for flag, key in [
+        ("preset", "preset"),
+        ("trials", "trials"),
+        ("sampler", "sampler"),
+        ("scheduler", "scheduler"),
+        ("eval_mode", "eval_mode"),
+        ("objective", "objective"),
+        ("seed", "seed"),
+        ("time_budget", "time_budget_s"),
+        ("ray_address", "ray_address"),
+        ("storage_path", "storage_path"),
+        ("tracking_uri", "tracking_uri"),
+    ]:
+        if getattr(args, flag) is not None:
+            values[key] = getattr(args, flag)
+    if args.no_register:
+        values["register"] = False
+    name = (
+        args.name
+        or values.pop("name", None)
+        or ("search-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
+    )
+    values.pop("name", None)
+    return SearchConfig(
+        name=name,
+        data=DataSpec(**data),
+        resources=Resources(**resources),
+        space=space,
+        train=train,
+        **values,
+    )
+
+
+def run_search_command(args: argparse.Namespace) -> int:
+    from search.leaderboard import format_leaderboard, leaderboard
+    from search.run import load_settings, run_search
+
+    if args.resume:
+        storage = args.storage_path or DEFAULT_STORAGE
+        cfg = load_settings(args.resume, storage)
+        outcome = run_search(cfg, resume=True, progress=not args.quiet)
+    else:
+        cfg = build_search_config(args)
+        outcome = run_search(cfg, progress=not args.quiet)
+    board = leaderboard(cfg.tracking_uri, outcome.experiment, search=cfg.name)
+    print(format_leaderboard(board, cfg.eval_mode, cfg.objective))
+    overhead = outcome.seconds - outcome.fold_seconds
+    print(
+        f"search {cfg.name}: {len(outcome.trials)} trials in {outcome.seconds:.0f} s "
+        f"(fold training {outcome.fold_seconds:.0f} s); MLflow experiment "
+        f"'{outcome.experiment}' at {cfg.tracking_uri}"
+    )
+    if outcome.registered:
+        r = outcome.registered
+        print(
+            f"registered {r['name']} version {r['version']}: {r['reason']}\n"
+            f"  pull it with: tsfmicro pull {r['name']}@champion --tracking-uri "
+            f"{cfg.tracking_uri}"
+        )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "name": cfg.name,
+                    "experiment": outcome.experiment,
+                    "seconds": outcome.seconds,
+                    "fold_seconds": outcome.fold_seconds,
+                    "overhead_seconds": overhead,
+                    "trials": outcome.trials,
+                    "best": outcome.best,
+                    "registered": outcome.registered,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+    return 0
+
+
+def _add_register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "register",
+        help="refit a finished search's best configuration and register it",
+        description="Refit the best complete trial of a search on all subjects, log it as an "
+        "MLflow model, register it as tsfmicro-<dataset>-<protocol>, and move the 'champion' "
+        "alias if it beats the current champion.",
+    )
+    p.add_argument("name", help="the search's name")
+    p.add_argument("--storage-path", default=DEFAULT_STORAGE)
+    p.set_defaults(handler=run_register)
+
+
+def run_register(args: argparse.Namespace) -> int:
+    from search.run import register_search
+
+    result = register_search(args.name, args.storage_path)
+    print(f"registered {result['name']} version {result['version']}: {result['reason']}")
+    return 0
+
+
+def _add_pull(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "pull",
+        help="download a registered model (NAME, NAME@alias or NAME/version)",
+        description="Download a registered tsfmicro model and its config from MLflow; "
+        "`tsfmicro predict --model DIR` then runs it.",
+    )
+    p.add_argument("model", help="e.g. tsfmicro-casme2-5class@champion")
+    p.add_argument("--out", type=Path, default=Path("models"), help="folder (default models/)")
+    p.add_argument("--tracking-uri", default=DEFAULT_TRACKING)
+    p.set_defaults(handler=run_pull)
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    from search.registry import pull
+
+    name = args.model.replace("@", "_").replace("/", "_v")
+    folder = pull(args.tracking_uri, args.model, args.out / name)
+    print(
+        f"{args.model} -> {folder}\n  run it with: tsfmicro predict --model {folder} "
+        "--onset ONSET.jpg --apex APEX.jpg"
+    )
+    return 0
+
+
+def _add_leaderboard(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("leaderboard", help="print trials ranked by a metric")
+    p.add_argument("--tracking-uri", default=DEFAULT_TRACKING)
+    p.add_argument("--experiment", help="MLflow experiment (default: all tsfmicro experiments)")
+    p.add_argument("--search", help="only this search's trials")
+    p.add_argument("--eval-mode", default="final", choices=["final", "val", "oracle"])
+    p.add_argument("--metric", default="uf1", choices=["uf1", "acc", "uar"])
+    p.set_defaults(handler=run_leaderboard)
+
+
+def run_leaderboard(args: argparse.Namespace) -> int:
+    from search.leaderboard import format_leaderboard, leaderboard
+
+    board = leaderboard(args.tracking_uri, args.experiment, search=args.search)
+    print(format_leaderboard(board, args.eval_mode, args.metric))
+    return 0
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)

@@ -1,0 +1,168 @@
+"""What a search is: data, base model and training, space, sampler, scheduler, resources,
+budget, storage and tracking. Typed, frozen, validated on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from search.space import DEFAULT_SPACE, SearchSpace
+from tsfmicro.config import PRESETS, TrainConfig
+from tsfmicro.errors import ConfigError
+
+Sampler = Literal["tpe", "gp", "random", "grid"]
+Scheduler = Literal["none", "asha"]
+EvalMode = Literal["final", "val", "oracle"]
+Objective = Literal["uf1", "acc", "uar"]
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where a search's samples come from."""
+
+    dataset: str = "synthetic"  # "synthetic" (generated on first use), "toy", or an adapter
+    root: str | None = None  # a dataset copy's folder (adapters only)
+    protocol: str | None = None  # default: the dataset's main protocol
+    annotation: str | None = None  # annotation file, when not in root
+    layout: str | None = None  # frame layout, where a dataset has several
+    # The synthetic benchmark: written once in a real dataset's layout, then read like one.
+    synth_dataset: str = "casme2"  # whose layout and protocol it imitates
+    synth_subjects: int = 8
+    synth_clips: int = 10  # clips per subject
+    synth_difficulty: str = "easy"
+    synth_seed: int = 0
+    # The toy task (in memory, no faces): for quick checks.
+    toy_subjects: int = 6
+    toy_per_subject: int = 12
+    toy_classes: int = 3
+    data_dir: str | None = None  # where synthetic copies are written (default: cache/synth)
+    cache_dir: str | None = None  # face-crop cache (default: $TSFMICRO_CACHE or ~/.cache)
+
+    def __post_init__(self) -> None:
+        adapters = {"casme2", "samm", "casme3", "mmew", "composite"}
+        if self.dataset not in adapters | {"synthetic", "toy"}:
+            raise ConfigError(
+                f"DataSpec.dataset: unknown {self.dataset!r}; choose synthetic, toy or one of "
+                f"{', '.join(sorted(adapters))}"
+            )
+        if self.dataset in adapters and not self.root:
+            raise ConfigError(f"DataSpec.root: dataset {self.dataset!r} needs its folder (root)")
+        for name in ("synth_subjects", "synth_clips", "toy_subjects", "toy_per_subject"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"DataSpec.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """How trials and their LOSO folds are placed on the cluster."""
+
+    fold_cpus: float = 1.0  # CPUs per fold task
+    fold_gpus: float = 0.0  # GPUs per fold task; fractions pack several folds on one GPU
+    fold_parallelism: int | None = None  # folds of one trial at once (default: what fits)
+    concurrency: int | None = None  # trials at once (default: what fits)
+    trial_cpus: float = 0.0  # CPUs for the trial's own process, which only waits on folds
+
+    def __post_init__(self) -> None:
+        if self.fold_cpus <= 0:
+            raise ConfigError(f"Resources.fold_cpus must be > 0, got {self.fold_cpus}")
+        if self.fold_gpus < 0:
+            raise ConfigError(f"Resources.fold_gpus must be >= 0, got {self.fold_gpus}")
+        if self.fold_gpus > 1 and not float(self.fold_gpus).is_integer():
+            raise ConfigError(f"Resources.fold_gpus above 1 must be whole, got {self.fold_gpus}")
+        for name in ("fold_parallelism", "concurrency"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"Resources.{name} must be >= 1, got {value}")
+        if self.trial_cpus < 0:
+            raise ConfigError(f"Resources.trial_cpus must be >= 0, got {self.trial_cpus}")
+
+
+def default_train() -> TrainConfig:
+    """The base training recipe of a search: the published one, with a budget a CPU demo can
+    afford (every field can be overridden or searched)."""
+    return TrainConfig(epochs=12, batch_size=16, weight_decay=0.05)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    name: str  # the search's name: Tune experiment folder, MLflow tag, --resume handle
+    data: DataSpec = field(default_factory=DataSpec)
+    preset: str = "tiny"  # base model; the space's parameters override its fields
+    space: SearchSpace = DEFAULT_SPACE
+    train: TrainConfig = field(default_factory=default_train)  # base training recipe
+    trials: int = 4
+    sampler: Sampler = "tpe"
+    scheduler: Scheduler = "none"  # "asha" stops weak trials after some folds (then PRUNED)
+    resources: Resources = field(default_factory=Resources)
+    time_budget_s: float | None = None  # stop launching trials after this long
+    storage_path: str = "runs/search"  # Tune results (shared storage on a multi-node cluster)
+    tracking_uri: str = "sqlite:///mlflow.db"
+    seed: int = 0  # sampler seed and base training seed
+    eval_mode: EvalMode = "final"  # which evaluation mode the objective reads
+    objective: Objective = "uf1"  # maximised
+    register: bool = True  # refit the best configuration and register it afterwards
+    ray_address: str | None = None  # None: a local Ray; "auto" or host:port for a cluster
+    fold_retries: int = 2  # retries of a fold task whose worker died
+    trial_retries: int = 1  # retries of a failed trial
+    bootstrap: int = 1000  # subject-bootstrap replicates for the intervals
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, message: str) -> None:
+            if not ok:
+                raise ConfigError(f"SearchConfig.{name}: {message}, got {getattr(self, name)!r}")
+
+        need(
+            bool(NAME_PATTERN.match(self.name)),
+            "name",
+            "letters, digits, '.', '_' and '-' only (at most 100)",
+        )
+        need(self.preset in PRESETS, "preset", f"must be one of {', '.join(PRESETS)}")
+        need(self.trials >= 1, "trials", "must be >= 1")
+        need(self.sampler in get_args(Sampler), "sampler", f"one of {get_args(Sampler)}")
+        need(self.scheduler in get_args(Scheduler), "scheduler", f"one of {get_args(Scheduler)}")
+        need(self.eval_mode in get_args(EvalMode), "eval_mode", f"one of {get_args(EvalMode)}")
+        need(self.objective in get_args(Objective), "objective", f"one of {get_args(Objective)}")
+        need(
+            self.time_budget_s is None or self.time_budget_s > 0,
+            "time_budget_s",
+            "must be positive",
+        )
+        need(
+            self.fold_retries >= 0 and self.trial_retries >= 0,
+            "fold_retries",
+            "retries must be >= 0",
+        )
+        need(
+            self.eval_mode != "val"
+            or self.train.val_subjects > 0
+            or any(p.name == "val_subjects" for p in self.space.params)
+            or dict(self.space.constants).get("val_subjects", 0) > 0,
+            "eval_mode",
+            "'val' needs train.val_subjects > 0",
+        )
+        if self.sampler == "grid":
+            self.space.grid()  # raises if a parameter has no finite grid
+
+    def replace(self, **changes: Any) -> SearchConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the space as its YAML form)."""
+        out = dataclasses.asdict(self)
+        out["space"] = self.space.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
+        values = dict(data)
+        values["data"] = DataSpec(**values.get("data", {}))
+        values["resources"] = Resources(**values.get("resources", {}))
+        values["train"] = TrainConfig.from_dict(values.get("train", default_train().to_dict()))
+        values["space"] = (
+            SearchSpace.from_dict(values["space"]) if "space" in values else (DEFAULT_SPACE)
+        )
+        return cls(**values)

@@ -1,0 +1,117 @@
+"""The samples a search trains on, as one PairSet loaded in the driver.
+
+`synthetic` (the default) writes the synthetic benchmark once, in a real
+dataset's layout and spreadsheet format, under the data folder, then reads it
+back through that dataset's adapter and the face-crop cache exactly like a
+licensed copy. `toy` is the in-memory motion task (no faces). Any adapter name
+reads a user's copy from `root`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from search.config import DataSpec
+from tsfmicro.datasets import get_protocol
+from tsfmicro.training.data import PairSet
+
+
+def dataset_label(spec: DataSpec) -> tuple[str, str]:
+    """(dataset, protocol) names for the experiment and the registered model."""
+    if spec.dataset == "toy":
+        return "toy", f"{spec.toy_classes}class"
+    if spec.dataset == "synthetic":
+        return f"synthetic-{spec.synth_dataset}", get_protocol(
+            spec.synth_dataset, spec.protocol
+        ).name
+    return spec.dataset, get_protocol(spec.dataset, spec.protocol).name
+
+
+def default_data_dir() -> Path:
+    from tsfmicro.faces import default_cache_dir
+
+    return Path(default_cache_dir()) / "synth"
+
+
+def synthetic_root(spec: DataSpec) -> Path:
+    """Folder of the synthetic copy these settings describe (named by a hash of them)."""
+    settings = {
+        "dataset": spec.synth_dataset,
+        "subjects": spec.synth_subjects,
+        "clips": spec.synth_clips,
+        "difficulty": spec.synth_difficulty,
+        "seed": spec.synth_seed,
+        "protocol": spec.protocol,
+    }
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    base = Path(spec.data_dir) if spec.data_dir else default_data_dir()
+    return base / f"{spec.synth_dataset}-{digest}"
+
+
+def ensure_synthetic(spec: DataSpec, progress: bool = True) -> Path:
+    """Write the synthetic copy if it is not there yet; return its folder."""
+    from tsfmicro.synth import SynthConfig, write_dataset
+
+    root = synthetic_root(spec)
+    if (root / ".complete").is_file():
+        return root
+    config = SynthConfig(
+        dataset=spec.synth_dataset,
+        subjects=spec.synth_subjects,
+        clips_per_subject=spec.synth_clips,
+        difficulty=spec.synth_difficulty,
+        seed=spec.synth_seed,
+    )
+    write_dataset(config, root, progress=progress)
+    (root / ".complete").write_text("written by tsfmicro search\n")
+    return root
+
+
+def load_search_pairs(
+    spec: DataSpec, image_size: int, seed: int = 0, progress: bool = True
+) -> PairSet:
+    from tsfmicro.pairs import load_pairs
+
+    if spec.dataset == "toy":
+        from tsfmicro.toy import make_toy_pairs
+
+        return make_toy_pairs(
+            subjects=spec.toy_subjects,
+            per_subject=spec.toy_per_subject,
+            classes=spec.toy_classes,
+            size=image_size,
+            seed=seed,
+        )
+    if spec.dataset == "synthetic":
+        root = ensure_synthetic(spec, progress=progress)
+        pairs = load_pairs(
+            spec.synth_dataset,
+            root,
+            spec.protocol,
+            image_size=image_size,
+            cache_dir=spec.cache_dir,
+            progress=progress,
+        )
+        name = "-".join(dataset_label(spec))
+        return PairSet(
+            pairs.onset,
+            pairs.apex,
+            pairs.labels,
+            pairs.subjects,
+            pairs.keys,
+            pairs.class_names,
+            name=name,
+        )
+    return load_pairs(
+        spec.dataset,
+        os.fspath(spec.root),
+        spec.protocol,
+        image_size=image_size,
+        annotation=spec.annotation,
+        layout=spec.layout,
+        cache_dir=spec.cache_dir,
+        progress=progress,
+    )

@@ -1,0 +1,133 @@
+"""Trials from MLflow as a ranked table (the CLI's leaderboard; the dashboard builds on it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from search.tracking import TAG
+from tsfmicro.metrics import METRICS
+
+MODES = ("final", "val", "oracle")
+HYPERPARAMETERS = (
+    "temporal_depth",
+    "spatial_depth",
+    "fusion",
+    "lr",
+    "weight_decay",
+    "batch_size",
+    "epochs",
+    "class_weighting",
+    "temporal_mixer",
+)
+
+
+def leaderboard(
+    tracking_uri: str, experiment: str | None = None, search: str | None = None
+) -> pd.DataFrame:
+    """One row per trial run: identity, state, hyperparameters and pooled metrics with
+    their subject-bootstrap intervals for every evaluation mode."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    if experiment:
+        found = client.get_experiment_by_name(experiment)
+        experiments = [found] if found else []
+    else:
+        experiments = [e for e in client.search_experiments() if e.name.startswith("tsfmicro/")]
+    if not experiments:
+        return pd.DataFrame()
+    names = {e.experiment_id: e.name for e in experiments}
+    where = f"tags.`{TAG}kind` = 'trial'"
+    if search:
+        where += f" and tags.`{TAG}search` = '{search}'"
+    runs = client.search_runs(list(names), filter_string=where, max_results=50000)
+    rows = []
+    for run in runs:
+        tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+        row: dict[str, Any] = {
+            "experiment": names[run.info.experiment_id],
+            "dataset": tags.get(f"{TAG}dataset"),
+            "protocol": tags.get(f"{TAG}protocol"),
+            "search": tags.get(f"{TAG}search"),
+            "trial": tags.get(f"{TAG}trial_id"),
+            "state": tags.get(f"{TAG}state", run.info.status.lower()),
+            "status": run.info.status,
+            "reason": tags.get(f"{TAG}reason"),
+            "started": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
+            "run_id": run.info.run_id,
+        }
+        for name in HYPERPARAMETERS:
+            if name in params:
+                row[name] = _number(params[name])
+        for mode in MODES:
+            for m in METRICS:
+                for suffix in ("", "_ci_lo", "_ci_hi"):
+                    key = f"{mode}_{m}{suffix}"
+                    if key in metrics:
+                        row[key] = metrics[key]
+        row["fold_seconds"] = metrics.get("fold_seconds")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _number(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def format_leaderboard(
+    board: pd.DataFrame, mode: str = "final", metric: str = "uf1", limit: int = 20
+) -> str:
+    """A plain-text leaderboard ranked by `mode` `metric` (complete trials first)."""
+    if board.empty:
+        return "no trials found"
+    key = f"{mode}_{metric}"
+    complete = board[board["state"] == "complete"]
+    lines = [
+        f"leaderboard by {mode} {metric.upper()} (pooled over LOSO folds, 95% CI over "
+        f"subjects){' -- OPTIMISTIC: selected on test subjects' if mode == 'oracle' else ''}"
+    ]
+    if key not in complete.columns or complete.empty:
+        lines.append("no complete trials with this metric yet")
+    else:
+        shown = complete.sort_values(key, ascending=False).head(limit)
+        params = [p for p in HYPERPARAMETERS if p in shown.columns and shown[p].nunique() > 0]
+        header = (
+            f"{'#':>2} {'trial':<10}"
+            + "".join(f"{p[:14]:>15}" for p in params)
+            + "".join(f"{m.upper():>22}" for m in METRICS)
+            + (f"{'oracle UF1':>12}" if mode != "oracle" else "")
+        )
+        lines += [header, "-" * len(header)]
+        for rank, (_, row) in enumerate(shown.iterrows(), start=1):
+            cells = "".join(f"{_fmt(row.get(p)):>15}" for p in params)
+            scores = "".join(
+                f"{row.get(f'{mode}_{m}', float('nan')):>8.3f} "
+                f"[{row.get(f'{mode}_{m}_ci_lo', float('nan')):.2f},"
+                f"{row.get(f'{mode}_{m}_ci_hi', float('nan')):.2f}]"
+                for m in METRICS
+            )
+            oracle = f"{row.get('oracle_uf1', float('nan')):>12.3f}" if mode != "oracle" else ""
+            lines.append(f"{rank:>2} {str(row['trial']):<10}{cells}{scores}{oracle}")
+        if mode != "oracle":
+            lines.append(
+                "oracle UF1: per-subject best epoch (optimistic, for comparison with "
+                "published figures)"
+            )
+    others = board[board["state"] != "complete"]
+    for _, row in others.iterrows():
+        reason = (row.get("reason") or "").splitlines()[-1:] or [""]
+        lines.append(f"   {row['trial']}: {row['state']} {reason[0][:100]}")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value)

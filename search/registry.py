@@ -1,0 +1,305 @@
+"""The MLflow model registry: refit the best configuration, register it, keep a champion.
+
+After a search (or with `tsfmicro register`), the best complete trial's
+configuration is trained again on every subject, logged as an MLflow model
+(models from code: loading runs search/mlflow_model.py, it unpickles nothing),
+and registered as `tsfmicro-<dataset>-<protocol>`. The `champion` alias moves
+to the new version only when it beats the current champion on the same
+protocol (the model name) and the same evaluation mode and objective.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from search.tracking import KIND_REFIT, TAG, end_run
+from tsfmicro.config import ModelConfig, TrainConfig
+from tsfmicro.metrics import METRICS
+from tsfmicro.training.data import PairSet
+
+CHAMPION = "champion"
+MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+
+
+def model_name(dataset: str, protocol: str) -> str:
+    return f"tsfmicro-{dataset}-{protocol}"
+
+
+def refit(
+    pairs: PairSet,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    fold_cpus: float,
+    fold_gpus: float,
+) -> dict:
+    """Train on every sample, as a Ray task with a fold's resources; returns the state dict."""
+    import ray
+
+    def task(data: PairSet, m: ModelConfig, t: TrainConfig, threads: int) -> dict:
+        import torch
+
+        from tsfmicro.training.loso import train_full
+
+        torch.set_num_threads(threads)
+        model = train_full(data, m, t)
+        return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+    remote = ray.remote(task).options(num_cpus=fold_cpus, num_gpus=fold_gpus, name="refit")
+    return ray.get(remote.remote(pairs, model_cfg, train_cfg, max(1, int(fold_cpus))))
+
+
+def trial_run_metrics(client: Any, experiment_id: str, search: str, trial_id: str) -> tuple:
+    """(run id, metrics) of a trial's parent run."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.`{TAG}search` = '{search}' and tags.`{TAG}trial_id` = '{trial_id}' "
+            f"and tags.`{TAG}kind` = 'trial'"
+        ),
+        max_results=1,
+    )
+    if not runs:
+        raise LookupError(f"no MLflow run for trial {trial_id} of search {search}")
+    return runs[0].info.run_id, dict(runs[0].data.metrics)
+
+
+def register_best(
+    cfg: Any,
+    outcome: Any,
+    pairs: PairSet,
+    base_model: ModelConfig,
+    base_train: TrainConfig,
+    say: Any = print,
+) -> dict[str, Any]:
+    """Refit the search's best trial, log and register it, move the champion if it wins."""
+    from search.data import dataset_label
+    from search.space import resolve_configs
+
+    dataset, protocol = dataset_label(cfg.data)
+    best = outcome.best
+    model_cfg, train_cfg = resolve_configs(base_model, base_train, best["params"])
+    say(
+        f"refitting the best trial {best['trial_id']} ({cfg.eval_mode} {cfg.objective} "
+        f"{best['metrics']['objective']:.3f}) on all {len(pairs.subject_ids())} subjects"
+    )
+    state = refit(pairs, model_cfg, train_cfg, cfg.resources.fold_cpus, cfg.resources.fold_gpus)
+    return publish(
+        tracking_uri=cfg.tracking_uri,
+        experiment_id=outcome.experiment_id,
+        search=cfg.name,
+        trial_id=best["trial_id"],
+        dataset=dataset,
+        protocol=protocol,
+        preset=cfg.preset,
+        model_cfg=model_cfg,
+        train_cfg=train_cfg,
+        state=state,
+        class_names=pairs.class_names,
+        image_size=pairs.image_size,
+        eval_mode=cfg.eval_mode,
+        objective=cfg.objective,
+        cache_face_config=_face_config(pairs.image_size),
+        say=say,
+    )
+
+
+def _face_config(size: int) -> Any:
+    from tsfmicro.faces import FaceCropConfig
+
+    return FaceCropConfig(size=size)
+
+
+def publish(
+    *,
+    tracking_uri: str,
+    experiment_id: str,
+    search: str,
+    trial_id: str,
+    dataset: str,
+    protocol: str,
+    preset: str,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    state: dict,
+    class_names: tuple[str, ...],
+    image_size: int,
+    eval_mode: str,
+    objective: str,
+    cache_face_config: Any,
+    say: Any = print,
+) -> dict[str, Any]:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from tsfmicro import __version__
+    from tsfmicro.inference import save_model
+    from tsfmicro.models import build_model
+    from tsfmicro.runinfo import git_commit
+
+    client = MlflowClient(tracking_uri)
+    trial_run, loso = trial_run_metrics(client, experiment_id, search, trial_id)
+    name = model_name(dataset, protocol)
+    model = build_model(model_cfg)
+    model.load_state_dict(state)
+    scores = {
+        f"{m}_{s}": loso[f"{m}_{s}"]
+        for m in ("final", "val", "oracle")
+        for s in METRICS
+        if f"{m}_{s}" in loso
+    }
+    tags = {
+        f"{TAG}search": search,
+        f"{TAG}kind": KIND_REFIT,
+        f"{TAG}trial_id": trial_id,
+        f"{TAG}dataset": dataset,
+        f"{TAG}protocol": protocol,
+        f"{TAG}preset": preset,
+        f"{TAG}eval_mode": eval_mode,
+        f"{TAG}objective": objective,
+        f"{TAG}source_run": trial_run,
+        f"{TAG}git_commit": git_commit() or "unknown",
+    }
+    run = client.create_run(experiment_id, tags=tags, run_name=f"{search}-refit-{trial_id}")
+    run_id = run.info.run_id
+    try:
+        for key, value in {**model_cfg.to_dict(), **train_cfg.to_dict()}.items():
+            client.log_param(run_id, key, str(value))
+        for key, value in scores.items():
+            client.log_metric(run_id, f"loso_{key}", value)
+        with tempfile.TemporaryDirectory(prefix="tsfmicro-model-") as tmp:
+            folder = save_model(
+                model,
+                Path(tmp) / "tsfmicro_model",
+                class_names,
+                cache_face_config,
+                info={
+                    "dataset": dataset,
+                    "protocol": protocol,
+                    "search": search,
+                    "trial_id": trial_id,
+                    "loso": scores,
+                    "eval_mode": eval_mode,
+                    "objective": objective,
+                },
+            )
+            mlflow.set_tracking_uri(tracking_uri)
+            with mlflow.start_run(run_id=run_id):
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=str(MODEL_CODE),
+                    artifacts={"model_dir": str(folder)},
+                    pip_requirements=[
+                        f"tsfmicro=={__version__}",
+                        "torch",
+                        "torchvision",
+                        "facenet-pytorch",
+                        "mlflow",
+                    ],
+                )
+        end_run(client, run_id, "FINISHED", state="complete")
+    except BaseException as exc:
+        end_run(client, run_id, "FAILED", f"refit logging failed: {exc!r}")
+        raise
+    version = _register(
+        client,
+        name,
+        info.model_uri,
+        run_id,
+        {
+            **scores,
+            "eval_mode": eval_mode,
+            "objective": objective,
+            "search": search,
+            "trial_id": trial_id,
+            "dataset": dataset,
+            "protocol": protocol,
+        },
+    )
+    moved, reason = update_champion(client, name, version, eval_mode, objective)
+    say(f"registered {name} version {version.version}; {reason}")
+    return {
+        "name": name,
+        "version": int(version.version),
+        "champion": moved,
+        "reason": reason,
+        "run_id": run_id,
+        "model_uri": info.model_uri,
+    }
+
+
+def _register(client: Any, name: str, source: str, run_id: str, tags: dict[str, Any]) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(
+            name,
+            description="TSFmicro models found by tsfmicro searches on this protocol; "
+            "the 'champion' alias marks the best by the registering search's objective.",
+        )
+    except MlflowException:
+        pass  # already registered
+    return client.create_model_version(
+        name, source=source, run_id=run_id, tags={k: str(v) for k, v in tags.items()}
+    )
+
+
+def update_champion(
+    client: Any, name: str, version: Any, eval_mode: str, objective: str
+) -> tuple[bool, str]:
+    """Move the champion alias to `version` if it beats the current champion on the same
+    evaluation mode and objective; returns (moved, why)."""
+    from mlflow.exceptions import MlflowException
+
+    key = f"{eval_mode}_{objective}"
+    new = float(version.tags[key])
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        current = None
+    if current is None:
+        client.set_registered_model_alias(name, CHAMPION, version.version)
+        return True, f"{CHAMPION} set (first model; {key} {new:.4f})"
+    if key not in current.tags:
+        return False, (
+            f"{CHAMPION} kept at version {current.version}: it has no {key} to "
+            f"compare with (it was chosen on {current.tags.get('eval_mode', '?')})"
+        )
+    old = float(current.tags[key])
+    if new > old:
+        client.set_registered_model_alias(name, CHAMPION, version.version)
+        return (
+            True,
+            f"{CHAMPION} moved from version {current.version} ({key} {old:.4f} -> {new:.4f})",
+        )
+    return False, f"{CHAMPION} kept at version {current.version} ({key} {old:.4f} >= {new:.4f})"
+
+
+def pull(tracking_uri: str, spec: str, out_dir: str | Path) -> Path:
+    """Download a registered model (`name`, `name@alias` or `name/version`) to `out_dir`;
+    returns the folder holding weights.pt and tsfmicro_model.json."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from tsfmicro.inference import find_model_dir
+
+    name, _, alias = spec.partition("@")
+    client = MlflowClient(tracking_uri)
+    if alias:
+        version = client.get_model_version_by_alias(name, alias)
+    elif "/" in name:
+        name, number = name.split("/", 1)
+        version = client.get_model_version(name, number)
+    else:
+        versions = client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            raise LookupError(f"no registered model named {name!r}")
+        version = max(versions, key=lambda v: int(v.version))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking_uri)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{name}/{version.version}", dst_path=str(out)
+    )
+    return find_model_dir(local)

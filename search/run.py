@@ -1,0 +1,384 @@
+"""The search driver: data, Ray, Tune with Optuna, MLflow, and the registry afterwards.
+
+    from search.config import SearchConfig
+    from search.run import run_search
+    outcome = run_search(SearchConfig(name="my-search"))
+
+A search's settings are saved beside its Tune results, so `resume_search(name)`
+continues an interrupted search with its completed trials (and the completed
+folds of unfinished trials) kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search.config import SearchConfig
+from search.data import dataset_label, load_search_pairs
+from search.trial import TrialSetup, fold_placement, loso_trial
+from tsfmicro.config import preset
+from tsfmicro.errors import ConfigError
+from tsfmicro.runinfo import git_commit
+
+log = logging.getLogger(__name__)
+
+SETTINGS_FILE = "tsfmicro_search.json"
+
+
+@dataclass
+class SearchOutcome:
+    name: str
+    experiment_id: str
+    experiment: str
+    trials: list[dict[str, Any]]  # one per trial: id, state, params, metrics
+    best: dict[str, Any] | None
+    seconds: float
+    fold_seconds: float
+    registered: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def experiment_dir(cfg: SearchConfig) -> Path:
+    return Path(cfg.storage_path).resolve() / cfg.name
+
+
+def save_settings(cfg: SearchConfig) -> None:
+    path = experiment_dir(cfg)
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / (SETTINGS_FILE + ".tmp")
+    tmp.write_text(json.dumps(cfg.to_dict(), indent=2, default=list))
+    tmp.replace(path / SETTINGS_FILE)
+
+
+def load_settings(name: str, storage_path: str) -> SearchConfig:
+    path = Path(storage_path).resolve() / name / SETTINGS_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"no search named {name!r} under {Path(storage_path).resolve()} "
+            f"({SETTINGS_FILE} not found)"
+        )
+    return SearchConfig.from_dict(json.loads(path.read_text()))
+
+
+def init_ray(cfg: SearchConfig) -> None:
+    """Connect to the cluster named by ray_address, or start a local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    if cfg.ray_address is None:
+        # A local, single-user instance on loopback: no token auth (see platform notes).
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(
+            include_dashboard=False,
+            runtime_env={"env_vars": env},
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    else:
+        ray.init(address=cfg.ray_address, runtime_env={"env_vars": env}, log_to_driver=False)
+
+
+def plan_resources(cfg: SearchConfig, n_folds: int) -> tuple[int, int]:
+    """(folds of one trial at once, trials at once) that fit the cluster unless set."""
+    import ray
+
+    total = ray.cluster_resources()
+    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
+    r = cfg.resources
+    slots = math.floor((cpus - 1e-9) / r.fold_cpus + 1e-9) if cpus else 0
+    if r.fold_gpus:
+        slots = min(slots, math.floor(gpus / r.fold_gpus + 1e-9))
+    if slots < 1:
+        raise ConfigError(
+            f"the cluster ({cpus:g} CPUs, {gpus:g} GPUs) cannot fit one fold "
+            f"({r.fold_cpus:g} CPUs, {r.fold_gpus:g} GPUs)"
+        )
+    parallelism = r.fold_parallelism or min(n_folds, slots)
+    concurrency = r.concurrency or max(1, slots // parallelism)
+    return parallelism, min(concurrency, cfg.trials)
+
+
+def _sigterm_to_exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run_search(
+    cfg: SearchConfig, *, resume: bool = False, progress: bool = True, echo: Any = None
+) -> SearchOutcome:
+    """Run (or, with resume=True, continue) a search; log everything to MLflow; register
+    the best configuration afterwards when cfg.register is set."""
+    from mlflow import MlflowClient
+    from ray import tune
+    from ray.tune.execution.placement_groups import PlacementGroupFactory
+
+    from search.searcher import make_searcher
+    from search.tracking import (
+        MlflowTracker,
+        SearchContext,
+        close_orphaned_runs,
+        ensure_experiment,
+        experiment_name,
+    )
+
+    say = echo or (lambda message: print(message, file=sys.stderr))
+    started = time.perf_counter()
+    exp_dir = experiment_dir(cfg)
+    if resume and not (exp_dir / SETTINGS_FILE).is_file():
+        raise ConfigError(f"cannot resume {cfg.name!r}: nothing found at {exp_dir}")
+    if not resume and (exp_dir / SETTINGS_FILE).is_file():
+        raise ConfigError(
+            f"a search named {cfg.name!r} already exists at {exp_dir}; "
+            "use --resume to continue it or choose another --name"
+        )
+
+    dataset, protocol = dataset_label(cfg.data)
+    base_model = preset(cfg.preset)
+    say(
+        f"search {cfg.name}: {dataset} / {protocol}, preset {cfg.preset}, {cfg.trials} trials, "
+        f"sampler {cfg.sampler}, scheduler {cfg.scheduler}, objective {cfg.eval_mode} "
+        f"{cfg.objective}"
+    )
+    pairs = load_search_pairs(cfg.data, base_model.image_size, seed=cfg.seed, progress=progress)
+    base_model = base_model.replace(num_classes=pairs.num_classes)
+    base_train = cfg.train.replace(seed=cfg.seed)
+    subjects = tuple(pairs.subject_ids())
+    say(
+        f"data: {len(pairs)} samples, {len(subjects)} subjects, classes "
+        f"{', '.join(pairs.class_names)}"
+    )
+
+    client = MlflowClient(cfg.tracking_uri)
+    exp_name = experiment_name(dataset, protocol)
+    experiment_id = ensure_experiment(client, exp_name)
+    closed = close_orphaned_runs(client, experiment_id)
+    if closed:
+        say(f"closed {len(closed)} run(s) left RUNNING by a search driver that is gone")
+    if not resume:
+        save_settings(cfg)
+
+    init_ray(cfg)
+    import ray
+
+    parallelism, concurrency = plan_resources(cfg, len(subjects))
+    say(
+        f"ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, "
+        f"{ray.cluster_resources().get('GPU', 0):g} GPUs; {concurrency} trial(s) at once, "
+        f"{parallelism} fold(s) per trial at once"
+    )
+    setup = TrialSetup(
+        data_ref=[ray.put(pairs)],
+        subjects=subjects,
+        labels=pairs.labels.numpy(),
+        num_classes=pairs.num_classes,
+        base_model=base_model,
+        base_train=base_train,
+        eval_mode=cfg.eval_mode,
+        objective=cfg.objective,
+        fold_cpus=cfg.resources.fold_cpus,
+        fold_gpus=cfg.resources.fold_gpus,
+        fold_parallelism=parallelism,
+        fold_retries=cfg.fold_retries,
+    )
+    bundles = fold_placement(
+        cfg.resources.trial_cpus, cfg.resources.fold_cpus, cfg.resources.fold_gpus, parallelism
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(loso_trial, setup=setup), PlacementGroupFactory(bundles)
+    )
+    ctx = SearchContext(
+        search_name=cfg.name,
+        tracking_uri=cfg.tracking_uri,
+        experiment_id=experiment_id,
+        dataset=dataset,
+        protocol=protocol,
+        preset=cfg.preset,
+        eval_mode=cfg.eval_mode,
+        objective=cfg.objective,
+        class_names=pairs.class_names,
+        keys=pairs.keys,
+        subjects=pairs.subjects,
+        labels=pairs.labels.numpy(),
+        base_model=base_model,
+        base_train=base_train,
+        searched=tuple(cfg.space.names),
+        git_commit=git_commit(),
+        bootstrap=cfg.bootstrap,
+    )
+    tracker = MlflowTracker(ctx)
+
+    if resume:
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=make_searcher(cfg.space, cfg.sampler, cfg.seed),
+                scheduler=_scheduler(cfg, len(subjects)),
+                num_samples=cfg.trials,
+                max_concurrent_trials=concurrency,
+                time_budget_s=cfg.time_budget_s,
+            ),
+            run_config=tune.RunConfig(
+                name=cfg.name,
+                storage_path=str(Path(cfg.storage_path).resolve()),
+                callbacks=[tracker],
+                failure_config=tune.FailureConfig(max_failures=cfg.trial_retries),
+                # Keep every fold checkpoint (each is small): with a limit, Tune snapshots the
+                # whole experiment after every fold report.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+                verbose=1 if progress else 0,
+            ),
+        )
+    previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)
+    try:
+        grid = tuner.fit()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        # Whatever happened, no run of this search stays RUNNING.
+        closed = close_search_runs(
+            client, experiment_id, cfg.name, "the search driver stopped before this trial finished"
+        )
+        if closed:
+            say(f"closed {len(closed)} unfinished trial run(s) as KILLED")
+
+    trials = [_trial_summary(r) for r in grid]
+    fold_seconds = float(sum(t["metrics"].get("fold_seconds", 0.0) for t in trials))
+    finished = [t for t in trials if t["state"] == "complete"]
+    best = max(finished, key=lambda t: t["metrics"]["objective"]) if finished else None
+    outcome = SearchOutcome(
+        name=cfg.name,
+        experiment_id=experiment_id,
+        experiment=exp_name,
+        trials=trials,
+        best=best,
+        seconds=time.perf_counter() - started,
+        fold_seconds=fold_seconds,
+    )
+    if cfg.register and best is not None:
+        from search.registry import register_best
+
+        outcome.registered = register_best(cfg, outcome, pairs, base_model, base_train, say=say)
+    return outcome
+
+
+def close_search_runs(client: Any, experiment_id: str, search: str, reason: str) -> list[str]:
+    """End every RUNNING run of a search as KILLED, with the reason."""
+    from search.tracking import TAG, end_run
+
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{TAG}search` = '{search}'",
+        max_results=5000,
+    )
+    for run in runs:
+        end_run(client, run.info.run_id, "KILLED", reason, state="killed")
+    return [r.info.run_id for r in runs]
+
+
+def resume_search(name: str, storage_path: str = "runs/search", **kwargs: Any) -> SearchOutcome:
+    cfg = load_settings(name, storage_path)
+    return run_search(cfg, resume=True, **kwargs)
+
+
+def _scheduler(cfg: SearchConfig, n_folds: int) -> Any:
+    if cfg.scheduler == "none":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
+        time_attr="folds_done", max_t=n_folds, grace_period=max(1, n_folds // 4), reduction_factor=2
+    )
+
+
+def _trial_summary(result: Any) -> dict[str, Any]:
+    metrics = dict(result.metrics or {})
+    done, total = metrics.get("folds_done", 0), metrics.get("n_folds", 0)
+    if result.error is not None:
+        state = "failed"
+    elif total and done >= total:
+        state = "complete"
+    else:
+        state = "pruned"
+    return {
+        "trial_id": metrics.get("trial_id", ""),
+        "state": state,
+        "params": dict(result.config or {}),
+        "metrics": {
+            k: v
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+        },
+        "error": str(result.error).splitlines()[0] if result.error is not None else None,
+    }
+
+
+def register_search(
+    name: str, storage_path: str = "runs/search", say: Any = None
+) -> dict[str, Any]:
+    """Refit and register the best complete trial of a finished search (from its MLflow runs)."""
+    from mlflow import MlflowClient
+
+    from search.registry import register_best
+    from search.tracking import TAG, experiment_name
+
+    say = say or (lambda message: print(message, file=sys.stderr))
+    cfg = load_settings(name, storage_path)
+    dataset, protocol = dataset_label(cfg.data)
+    client = MlflowClient(cfg.tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name(dataset, protocol))
+    if experiment is None:
+        raise ConfigError(f"no MLflow experiment for search {name!r} at {cfg.tracking_uri}")
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=(
+            f"tags.`{TAG}search` = '{name}' and tags.`{TAG}kind` = 'trial' and "
+            f"tags.`{TAG}state` = 'complete'"
+        ),
+        max_results=50000,
+    )
+    if not runs:
+        raise ConfigError(f"search {name!r} has no complete trial to register")
+    best_run = max(runs, key=lambda r: r.data.metrics.get("objective", float("-inf")))
+    base_model = preset(cfg.preset)
+    pairs = load_search_pairs(cfg.data, base_model.image_size, seed=cfg.seed, progress=False)
+    base_model = base_model.replace(num_classes=pairs.num_classes)
+    params = {
+        k: _param_value(v)
+        for k, v in best_run.data.params.items()
+        if k in set(cfg.space.names) | {c for c, _ in cfg.space.constants}
+    }
+    best = {
+        "trial_id": best_run.data.tags[f"{TAG}trial_id"],
+        "params": params,
+        "metrics": {"objective": best_run.data.metrics["objective"]},
+    }
+    outcome = SearchOutcome(
+        name=name,
+        experiment_id=experiment.experiment_id,
+        experiment=experiment.name,
+        trials=[],
+        best=best,
+        seconds=0.0,
+        fold_seconds=0.0,
+    )
+    init_ray(cfg)
+    return register_best(cfg, outcome, pairs, base_model, cfg.train.replace(seed=cfg.seed), say=say)
+
+
+def _param_value(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)

@@ -1,0 +1,446 @@
+"""Every trial and fold in MLflow, written from the search driver only.
+
+One experiment per dataset and protocol. Each trial is a parent run (its
+parameters, pooled metrics with subject-bootstrap intervals for every
+evaluation mode, per-class metrics, confusion matrices, per-sample predictions,
+the resolved config, git commit, search name, tags for dataset, protocol and
+evaluation mode); each fold is a child run with its curves. The driver is the
+only writer, so a SQLite store is safe; a tracking server works the same way.
+
+Runs are found again by their tags (search name, trial id, fold), never by
+in-memory state: a resumed search reopens its trials' runs instead of making
+new ones. No run is left RUNNING: failed trials end FAILED with the error, the
+driver closes what is open when it stops, and a later search on the same host
+closes runs whose driver process is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray.tune import Callback
+
+from search.trial import load_folds
+from tsfmicro.config import ModelConfig, TrainConfig
+from tsfmicro.metrics import METRICS
+from tsfmicro.training.loso import FoldResult, LosoResult, select_epoch
+
+log = logging.getLogger(__name__)
+
+TAG = "tsfmicro."  # prefix of our tags
+KIND_TRIAL, KIND_FOLD, KIND_REFIT = "trial", "fold", "refit"
+
+
+def experiment_name(dataset: str, protocol: str) -> str:
+    return f"tsfmicro/{dataset}/{protocol}"
+
+
+def ensure_experiment(client: Any, name: str) -> str:
+    """The experiment's id, created if missing (by the driver, once; a concurrent creation by
+    another driver is tolerated)."""
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        if existing.lifecycle_stage == "deleted":
+            client.restore_experiment(existing.experiment_id)
+        return existing.experiment_id
+    try:
+        return client.create_experiment(name)
+    except Exception:
+        existing = client.get_experiment_by_name(name)
+        if existing is None:
+            raise
+        return existing.experiment_id
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_orphaned_runs(client: Any, experiment_id: str) -> list[str]:
+    """End RUNNING runs whose driver ran on this host and is gone: FAILED, with the reason.
+
+    Returns the run ids closed.
+    """
+    host = socket.gethostname()
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{TAG}driver_host` = '{host}'",
+        max_results=5000,
+    )
+    closed = []
+    for run in runs:
+        pid = int(run.data.tags.get(f"{TAG}driver_pid", "0") or 0)
+        if pid and pid != os.getpid() and not _pid_alive(pid):
+            end_run(
+                client,
+                run.info.run_id,
+                "FAILED",
+                f"the search driver (pid {pid} on {host}) ended without closing this run",
+            )
+            closed.append(run.info.run_id)
+    return closed
+
+
+def end_run(
+    client: Any, run_id: str, status: str, reason: str | None = None, state: str | None = None
+) -> None:
+    """Terminate a run with a status and, for anything but success, a readable reason."""
+    tags = {}
+    if reason:
+        tags[f"{TAG}reason"] = reason[-4900:]  # tag values are limited to 5000 chars
+    tags[f"{TAG}state"] = state or status.lower()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    client.set_terminated(run_id, status=status)
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    """What the tracker needs to know about the search and its data (picklable, small)."""
+
+    search_name: str
+    tracking_uri: str
+    experiment_id: str
+    dataset: str
+    protocol: str
+    preset: str
+    eval_mode: str
+    objective: str
+    class_names: tuple[str, ...]
+    keys: np.ndarray
+    subjects: np.ndarray
+    labels: np.ndarray
+    base_model: ModelConfig
+    base_train: TrainConfig
+    searched: tuple[str, ...]
+    git_commit: str | None
+    bootstrap: int
+
+
+class MlflowTracker(Callback):
+    """A Tune callback (runs in the driver) that mirrors trials and folds into MLflow."""
+
+    def __init__(self, ctx: SearchContext) -> None:
+        self.ctx = ctx
+        self._client = None
+        self._runs: dict[str, str] = {}  # trial id -> parent run id
+        self._folds: dict[str, set[str]] = {}  # trial id -> subjects logged as child runs
+
+    # The callback is pickled with the experiment state (for resume): keep only the context.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"ctx": self.ctx}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["ctx"])
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(self.ctx.tracking_uri)
+        return self._client
+
+    # ---- runs -------------------------------------------------------------------------
+
+    def _base_tags(self) -> dict[str, str]:
+        c = self.ctx
+        return {
+            f"{TAG}search": c.search_name,
+            f"{TAG}dataset": c.dataset,
+            f"{TAG}protocol": c.protocol,
+            f"{TAG}preset": c.preset,
+            f"{TAG}eval_mode": c.eval_mode,
+            f"{TAG}objective": c.objective,
+            f"{TAG}git_commit": c.git_commit or "unknown",
+            f"{TAG}driver_host": socket.gethostname(),
+            f"{TAG}driver_pid": str(os.getpid()),
+        }
+
+    def parent_run(self, trial: Any) -> str:
+        """The trial's run: from memory, else found by tags (resume), else created."""
+        trial_id = trial.trial_id
+        if trial_id in self._runs:
+            return self._runs[trial_id]
+        c = self.ctx
+        found = self.client.search_runs(
+            [c.experiment_id],
+            filter_string=(
+                f"tags.`{TAG}search` = '{c.search_name}' and "
+                f"tags.`{TAG}trial_id` = '{trial_id}' and tags.`{TAG}kind` = 'trial'"
+            ),
+            max_results=1,
+        )
+        if found:
+            run_id = found[0].info.run_id
+            self._folds[trial_id] = self._logged_folds(run_id)
+        else:
+            tags = {
+                **self._base_tags(),
+                f"{TAG}kind": KIND_TRIAL,
+                f"{TAG}trial_id": trial_id,
+                f"{TAG}state": "running",
+                f"{TAG}searched": ",".join(c.searched),
+            }
+            run = self.client.create_run(
+                c.experiment_id, tags=tags, run_name=f"{c.search_name}-{trial_id}"
+            )
+            run_id = run.info.run_id
+            self._log_params(run_id, trial.config)
+            self._folds[trial_id] = set()
+        self._runs[trial_id] = run_id
+        return run_id
+
+    def _logged_folds(self, parent_id: str) -> set[str]:
+        children = self.client.search_runs(
+            [self.ctx.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
+            max_results=5000,
+        )
+        return {r.data.tags.get(f"{TAG}fold") for r in children}
+
+    def _log_params(self, run_id: str, sampled: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        from search.space import resolve_configs
+
+        model_cfg, train_cfg = resolve_configs(self.ctx.base_model, self.ctx.base_train, sampled)
+        values = {**model_cfg.to_dict(), **train_cfg.to_dict()}
+        params = [Param(k, str(v)[:6000]) for k, v in sorted(values.items())]
+        self.client.log_batch(run_id, params=params)
+
+    # ---- Tune callback hooks --------------------------------------------------------------
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.parent_run(trial)
+        run = self.client.get_run(run_id)
+        if run.info.status != "RUNNING":  # reopened after a resume or a retry
+            self.client.update_run(run_id, status="RUNNING")
+            self.client.set_tag(run_id, f"{TAG}state", "running")
+        self.client.set_tag(run_id, f"{TAG}driver_pid", str(os.getpid()))
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.parent_run(trial)
+        error = trial.get_error() or "unknown error"
+        self.client.set_tag(run_id, f"{TAG}last_retry_reason", _last_lines(error))
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        from mlflow.entities import Metric
+
+        run_id = self.parent_run(trial)
+        step = int(result.get("folds_done", 0))
+        stamp = int(time.time() * 1000)
+        names = ["objective", "folds_done"] + [
+            f"{m}/{s}" for m in ("final", "val", "oracle") for s in METRICS
+        ]
+        metrics = [
+            Metric(f"partial_{n.replace('/', '_')}", float(result[n]), stamp, step)
+            for n in names
+            if n in result
+        ]
+        self.client.log_batch(run_id, metrics=metrics)
+
+    def on_checkpoint(
+        self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
+    ) -> None:
+        run_id = self.parent_run(trial)
+        with checkpoint.as_directory() as directory:
+            folds = load_folds(directory)
+        logged = self._folds.setdefault(trial.trial_id, set())
+        for subject in sorted(set(folds) - logged):
+            self._log_fold(run_id, trial.trial_id, folds[subject])
+            logged.add(subject)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.parent_run(trial)
+        folds = self._trial_folds(trial)
+        n_folds = len(np.unique(self.ctx.subjects))
+        if len(folds) < n_folds:
+            end_run(
+                self.client,
+                run_id,
+                "FINISHED",
+                f"stopped after {len(folds)} of {n_folds} folds (scheduler or time budget); "
+                "pruned, its partial metrics are not a result",
+                state="pruned",
+            )
+            return
+        try:
+            self._log_result(run_id, trial, folds)
+        except Exception as exc:  # a logging failure must not leave the run open
+            end_run(self.client, run_id, "FAILED", f"could not log results: {exc!r}")
+            raise
+        end_run(self.client, run_id, "FINISHED", state="complete")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.parent_run(trial)
+        error = trial.get_error() or "the trial failed without an error message"
+        end_run(self.client, run_id, "FAILED", _last_lines(error), state="failed")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.close_open("KILLED", "the search ended before this trial finished")
+
+    def close_open(self, status: str, reason: str) -> list[str]:
+        """End every run this driver opened that is still RUNNING."""
+        closed = []
+        for run_id in self._runs.values():
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                end_run(self.client, run_id, status, reason)
+                closed.append(run_id)
+        return closed
+
+    # ---- content ---------------------------------------------------------------------------
+
+    def _trial_folds(self, trial: Any) -> dict[str, FoldResult]:
+        checkpoint = trial.checkpoint
+        if checkpoint is None:
+            return {}
+        with checkpoint.as_directory() as directory:
+            return load_folds(directory)
+
+    def _log_fold(self, parent_id: str, trial_id: str, fold: FoldResult) -> None:
+        from mlflow.entities import Metric, Param
+
+        c = self.ctx
+        tags = {
+            **self._base_tags(),
+            "mlflow.parentRunId": parent_id,
+            f"{TAG}kind": KIND_FOLD,
+            f"{TAG}trial_id": trial_id,
+            f"{TAG}fold": fold.subject,
+            f"{TAG}state": "complete",
+        }
+        run = self.client.create_run(
+            c.experiment_id, tags=tags, run_name=f"{c.search_name}-{trial_id}-{fold.subject}"
+        )
+        stamp = int(time.time() * 1000)
+        y_test = c.labels[fold.test_index]
+        test_acc = (fold.test_probs.argmax(2) == y_test[None]).mean(axis=1)
+        metrics = []
+        for e in range(fold.epochs):
+            metrics += [
+                Metric("train_loss", float(fold.train_loss[e]), stamp, e + 1),
+                Metric("train_acc", float(fold.train_acc[e]), stamp, e + 1),
+                Metric("test_acc", float(test_acc[e]), stamp, e + 1),
+            ]
+        k = len(c.class_names)
+        oracle_epoch = select_epoch(fold, "oracle", c.labels, k)
+        metrics += [
+            Metric("final_acc", float(test_acc[-1]), stamp, 0),
+            Metric("oracle_acc", float(test_acc[oracle_epoch]), stamp, 0),
+            Metric("oracle_epoch", float(oracle_epoch + 1), stamp, 0),
+            Metric("seconds", float(fold.seconds), stamp, 0),
+            Metric("n_test", float(len(fold.test_index)), stamp, 0),
+            Metric("n_train", float(fold.train_samples), stamp, 0),
+        ]
+        params = [
+            Param("subject", fold.subject),
+            Param("seed", str(fold.seed)),
+            Param("device", fold.device),
+            Param("worker", fold.worker or "local"),
+            Param("val_subjects", ",".join(fold.val_subjects)),
+        ]
+        for begin in range(0, len(metrics), 900):  # log_batch takes at most 1000 metrics
+            self.client.log_batch(
+                run.info.run_id,
+                metrics=metrics[begin : begin + 900],
+                params=params if begin == 0 else [],
+            )
+        self.client.set_terminated(run.info.run_id, status="FINISHED")
+
+    def _log_result(self, run_id: str, trial: Any, folds: dict[str, FoldResult]) -> None:
+        from mlflow.entities import Metric
+
+        from search.space import resolve_configs
+
+        c = self.ctx
+        model_cfg, train_cfg = resolve_configs(c.base_model, c.base_train, trial.config)
+        result = LosoResult(
+            folds=sorted(folds.values(), key=lambda f: f.subject),
+            keys=c.keys,
+            subjects=c.subjects,
+            labels=c.labels,
+            class_names=c.class_names,
+            dataset=c.dataset,
+            model_cfg=model_cfg,
+            train_cfg=train_cfg,
+            seconds=float(sum(f.seconds for f in folds.values())),
+            info={
+                "search": c.search_name,
+                "trial_id": trial.trial_id,
+                "mlflow_run_id": run_id,
+                "git_commit": c.git_commit,
+                "sampled": dict(trial.config),
+            },
+        )
+        result.check()
+        stamp = int(time.time() * 1000)
+        with tempfile.TemporaryDirectory(prefix="tsfmicro-trial-") as tmp:
+            reports = result.save(tmp, n_boot=c.bootstrap)
+            metrics = [
+                Metric(
+                    "objective", reports[c.eval_mode].to_dict()["pooled"][c.objective], stamp, 0
+                ),
+                Metric("fold_seconds", result.seconds, stamp, 0),
+            ]
+            for mode, report in reports.items():
+                metrics += _report_metrics(mode, report, stamp)
+                report.per_class.to_csv(Path(tmp) / f"per_class_{mode}.csv", index=False)
+                report.per_fold.to_csv(Path(tmp) / f"per_subject_{mode}.csv", index=False)
+                _write_confusion(Path(tmp) / f"confusion_{mode}.json", report)
+            self.client.log_batch(run_id, metrics=metrics)
+            self.client.log_artifacts(run_id, tmp)
+        self.client.set_tag(run_id, f"{TAG}optimistic_modes", "oracle")
+
+
+def _report_metrics(mode: str, report: Any, stamp: int) -> list:
+    from mlflow.entities import Metric
+
+    out = []
+    for m in METRICS:
+        value = getattr(report, m)
+        lo, hi = report.ci[m]
+        out += [
+            Metric(f"{mode}_{m}", float(value), stamp, 0),
+            Metric(f"{mode}_{m}_ci_lo", float(lo), stamp, 0),
+            Metric(f"{mode}_{m}_ci_hi", float(hi), stamp, 0),
+            Metric(f"{mode}_fold_mean_{m}", float(report.fold_mean[m]), stamp, 0),
+        ]
+    for row in report.per_class.to_dict(orient="records"):
+        for name in ("recall", "f1"):
+            if np.isfinite(row[name]):
+                out.append(
+                    Metric(f"{mode}_{name}_{_safe(row['class'])}", float(row[name]), stamp, 0)
+                )
+    return out
+
+
+def _write_confusion(path: Path, report: Any) -> None:
+    path.write_text(
+        json.dumps({"class_names": list(report.class_names), "matrix": report.confusion.tolist()})
+    )
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in str(name))
+
+
+def _last_lines(text: str, lines: int = 12) -> str:
+    return "\n".join(str(text).strip().splitlines()[-lines:])

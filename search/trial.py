@@ -1,0 +1,167 @@
+"""One trial of a search: one configuration, its LOSO folds as Ray tasks.
+
+The trial's placement group reserves one bundle per fold slot; the fold tasks
+it launches are captured by that group, so the folds of one configuration
+spread over the GPUs and nodes the bundles landed on. As each fold finishes,
+the trial writes every finished fold to a Tune checkpoint and reports the
+metrics pooled over the folds done so far. A trial that is retried, or
+restored after the driver died, reloads its finished folds from the last
+checkpoint and trains only the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tsfmicro.config import ModelConfig, TrainConfig
+from tsfmicro.training.loso import EVAL_MODES, FoldResult, pooled_scores
+
+FOLDS_NPZ = "folds.npz"
+FOLDS_JSON = "folds.json"
+_ARRAYS = (
+    "train_index",
+    "test_index",
+    "val_index",
+    "test_probs",
+    "val_probs",
+    "train_loss",
+    "train_acc",
+)
+_SCALARS = ("seed", "seconds", "train_samples", "device", "val_subjects", "worker")
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """Everything a trial needs besides its sampled parameters (sent once per trial)."""
+
+    data_ref: list  # [ObjectRef of the PairSet]; in a list so Ray passes the reference itself
+    subjects: tuple[str, ...]  # one fold each, in launch order
+    labels: np.ndarray  # labels of the whole PairSet, for pooled metrics
+    num_classes: int
+    base_model: ModelConfig
+    base_train: TrainConfig
+    eval_mode: str
+    objective: str
+    fold_cpus: float
+    fold_gpus: float
+    fold_parallelism: int
+    fold_retries: int
+
+
+def save_folds(folds: dict[str, FoldResult], directory: Path) -> None:
+    """Write finished folds: arrays to one npz, the rest to JSON (no pickles)."""
+    arrays = {f"{name}/{s}": getattr(f, name) for s, f in folds.items() for name in _ARRAYS}
+    np.savez(directory / FOLDS_NPZ, **arrays)
+    meta = {s: {name: getattr(f, name) for name in _SCALARS} for s, f in folds.items()}
+    (directory / FOLDS_JSON).write_text(json.dumps(meta))
+
+
+def load_folds(directory: str | Path) -> dict[str, FoldResult]:
+    directory = Path(directory)
+    if not (directory / FOLDS_JSON).is_file():
+        return {}
+    meta = json.loads((directory / FOLDS_JSON).read_text())
+    with np.load(directory / FOLDS_NPZ, allow_pickle=False) as arrays:
+        return {
+            s: FoldResult(subject=s, **values, **{n: arrays[f"{n}/{s}"] for n in _ARRAYS})
+            for s, values in meta.items()
+        }
+
+
+def trial_metrics(folds: dict[str, FoldResult], setup: TrialSetup) -> dict[str, Any]:
+    """What a trial reports: progress, the objective, and pooled scores per available mode,
+    all over the folds finished so far."""
+    done = [folds[s] for s in setup.subjects if s in folds]
+    metrics: dict[str, Any] = {
+        "folds_done": len(done),
+        "n_folds": len(setup.subjects),
+        "fold_seconds": float(sum(f.seconds for f in done)),
+    }
+    has_val = all(len(f.val_index) for f in done)
+    for mode in EVAL_MODES:
+        if mode == "val" and not has_val:
+            continue
+        scores = pooled_scores(
+            done, mode, setup.labels, setup.num_classes, setup.base_train.val_metric
+        )
+        for name, value in scores.items():
+            metrics[f"{mode}/{name}"] = float(value)
+    metrics["objective"] = metrics[f"{setup.eval_mode}/{setup.objective}"]
+    return metrics
+
+
+def run_fold(
+    data: Any, subject: str, model_cfg: ModelConfig, train_cfg: TrainConfig, threads: int
+) -> FoldResult:
+    """Body of the fold task: one LOSO fold in a Ray worker, labelled with the node it ran on."""
+    import ray
+    import torch
+
+    from tsfmicro.training.loso import train_fold
+
+    torch.set_num_threads(threads)
+    fold = train_fold(data, subject, model_cfg, train_cfg)
+    fold.worker = ray.get_runtime_context().get_node_id()
+    return fold
+
+
+def loso_trial(config: dict[str, Any], setup: TrialSetup) -> None:
+    """The Tune function trainable. `config` holds the sampled parameters and constants."""
+    import ray
+    from ray import tune
+
+    from search.space import resolve_configs
+
+    model_cfg, train_cfg = resolve_configs(setup.base_model, setup.base_train, config)
+    folds: dict[str, FoldResult] = {}
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            folds = load_folds(directory)
+    todo = [s for s in setup.subjects if s not in folds]
+    if not todo:  # restored with every fold done: report once more and finish
+        tune.report(trial_metrics(folds, setup))
+        return
+
+    fold_task = ray.remote(run_fold).options(
+        num_cpus=setup.fold_cpus,
+        num_gpus=setup.fold_gpus,
+        max_retries=setup.fold_retries,
+        name="loso_fold",
+    )
+    threads = max(1, int(setup.fold_cpus))
+    data_ref = setup.data_ref[0]
+    pending: dict[Any, str] = {}
+
+    def launch() -> None:
+        while todo and len(pending) < setup.fold_parallelism:
+            subject = todo.pop(0)
+            pending[fold_task.remote(data_ref, subject, model_cfg, train_cfg, threads)] = subject
+
+    launch()
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        subject = pending.pop(ready[0])
+        folds[subject] = ray.get(ready[0])
+        launch()
+        with tempfile.TemporaryDirectory(prefix="tsfmicro-folds-") as tmp:
+            save_folds(folds, Path(tmp))
+            tune.report(trial_metrics(folds, setup), checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def fold_placement(
+    setup_cpus: float, fold_cpus: float, fold_gpus: float, parallelism: int
+) -> list[dict[str, float]]:
+    """Bundles of a trial's placement group: the trial's own (may be empty), then one per
+    concurrent fold."""
+    fold = {"CPU": fold_cpus}
+    if fold_gpus:
+        fold["GPU"] = fold_gpus
+    head = {"CPU": setup_cpus} if setup_cpus else {}
+    return [head] + [dict(fold) for _ in range(parallelism)]
