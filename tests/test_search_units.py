@@ -1,0 +1,142 @@
+"""Search service pieces that need no cluster: space, config, CLI mapping, pruning, fold files."""
+
+
+import numpy as np
+import optuna
+import pytest
+
+from search.config import DataSpec, Resources, SearchConfig
+from search.searcher import make_searcher
+from search.space import DEFAULT_SPACE, Param, SearchSpace, resolve_configs
+from search.trial import TrialSetup, load_folds, save_folds, trial_metrics
+from tsfmicro.cli import build_parser
+from tsfmicro.config import TrainConfig, preset
+from tsfmicro.errors import ConfigError
+from tsfmicro.toy import make_toy_pairs
+from tsfmicro.training.loso import run_loso
+
+
+def test_default_space_is_depths_fusion_and_learning_rate():
+    assert DEFAULT_SPACE.names == ["temporal_depth", "spatial_depth", "fusion", "lr"]
+    model, train = resolve_configs(preset("tiny"), TrainConfig(),
+                                   {"temporal_depth": 7, "fusion": "s2t", "lr": 1e-3})
+    assert model.temporal_depth == 7 and model.fusion == "s2t" and train.lr == 1e-3
+
+
+def test_space_from_yaml_with_constants(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("weight_decay: {type: float, low: 0.01, high: 1.0, log: true}\n"
+                    "batch_size: {type: categorical, choices: [16, 32]}\n"
+                    "epochs: 30\n")
+    space = SearchSpace.from_yaml(path)
+    assert space.names == ["weight_decay", "batch_size"]
+    assert dict(space.constants) == {"epochs": 30}
+    study = optuna.create_study()
+    trial = study.ask()
+    constants = space.define(trial)
+    assert constants == {"epochs": 30}
+    assert 0.01 <= trial.params["weight_decay"] <= 1.0 and trial.params["batch_size"] in (16, 32)
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        ({"retnet_depth": {"type": "int", "low": 1, "high": 3}}, "unknown field 'retnet_depth'"),
+        ({"lr": {"type": "float", "low": 0, "high": 1, "log": True}}, "log scale needs low > 0"),
+        ({"fusion": {"type": "categorical", "choices": []}}, "non-empty 'choices'"),
+        ({"image_size": 64}, "set by the data or machine"),
+        ({"lr": {"low": 1, "high": 2}}, "missing 'type'"),
+    ],
+)
+def test_bad_spaces_name_the_problem(data, words):
+    with pytest.raises(ConfigError, match=words):
+        SearchSpace.from_dict(data)
+
+
+def test_grid_values_and_grid_rejects_continuous_floats():
+    space = SearchSpace((Param("temporal_depth", "int", low=2, high=4),
+                         Param("fusion", "categorical", choices=("late", "early"))))
+    assert space.grid() == {"temporal_depth": [2, 3, 4], "fusion": ["late", "early"]}
+    with pytest.raises(ConfigError, match="grid search needs"):
+        SearchConfig(name="g", sampler="grid", space=DEFAULT_SPACE)
+
+
+def test_search_config_validation():
+    with pytest.raises(ConfigError, match="SearchConfig.name"):
+        SearchConfig(name="bad name!")
+    with pytest.raises(ConfigError, match="needs its folder"):
+        DataSpec(dataset="casme2")
+    with pytest.raises(ConfigError, match="fold_cpus"):
+        Resources(fold_cpus=0)
+    with pytest.raises(ConfigError, match="'val' needs"):
+        SearchConfig(name="v", eval_mode="val")
+    cfg = SearchConfig(name="ok", train=TrainConfig(epochs=3))
+    assert SearchConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_cli_flags_map_to_a_search_config():
+    from search.cli import build_search_config
+
+    args = build_parser().parse_args([
+        "search", "--name", "s1", "--dataset", "toy", "--trials", "6", "--scheduler", "asha",
+        "--param", "weight_decay=float:0.01:1:log", "--param", "batch_size=choice:16,32",
+        "--set", "epochs=5", "--fold-gpus", "0.25", "--eval-mode", "oracle",
+    ])
+    cfg = build_search_config(args)
+    assert cfg.name == "s1" and cfg.data.dataset == "toy" and cfg.trials == 6
+    assert cfg.scheduler == "asha" and cfg.eval_mode == "oracle"
+    assert cfg.resources.fold_gpus == 0.25
+    assert cfg.space.names == DEFAULT_SPACE.names + ["weight_decay", "batch_size"]
+    assert dict(cfg.space.constants) == {"epochs": 5}
+    bad = build_parser().parse_args(["search", "--param", "lr=float:1"])
+    with pytest.raises(ConfigError, match="--param"):
+        build_search_config(bad)
+
+
+def test_trials_stopped_early_reach_optuna_as_pruned():
+    searcher = make_searcher(DEFAULT_SPACE, "tpe", seed=0)
+    searcher.set_search_properties(metric="objective", mode="max", config={})
+    for trial_id in ("a", "b", "c"):
+        assert searcher.suggest(trial_id) is not None
+    searcher.on_trial_complete("a", {"objective": 0.7, "folds_done": 8, "n_folds": 8})
+    searcher.on_trial_complete("b", {"objective": 0.9, "folds_done": 3, "n_folds": 8})
+    searcher.on_trial_complete("c", None, error=True)
+    states = [t.state for t in searcher._ot_study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                      optuna.trial.TrialState.FAIL]
+    assert searcher._ot_study.best_value == 0.7  # the partial 0.9 never counted
+
+
+def test_fold_checkpoint_round_trip_and_partial_metrics(tmp_path):
+    data = make_toy_pairs(subjects=3, per_subject=3, classes=3, size=32)
+    cfg = preset("micro", num_classes=3)
+    result = run_loso(data, cfg, TrainConfig(epochs=2, device="cpu", val_subjects=1))
+    folds = {f.subject: f for f in result.folds}
+    folds[result.folds[0].subject].worker = "node-1"
+    save_folds(folds, tmp_path)
+    loaded = load_folds(tmp_path)
+    assert set(loaded) == set(folds) and loaded[result.folds[0].subject].worker == "node-1"
+    for s, f in folds.items():
+        assert np.array_equal(loaded[s].test_probs, f.test_probs)
+        assert loaded[s].val_subjects == f.val_subjects
+    setup = TrialSetup(data_ref=[None], subjects=tuple(data.subject_ids()),
+                       labels=data.labels.numpy(), num_classes=3, base_model=cfg,
+                       base_train=TrainConfig(epochs=2, val_subjects=1), eval_mode="final",
+                       objective="uf1", fold_cpus=1, fold_gpus=0, fold_parallelism=1,
+                       fold_retries=0)
+    partial = trial_metrics({k: loaded[k] for k in list(loaded)[:2]}, setup)
+    assert partial["folds_done"] == 2 and partial["n_folds"] == 3
+    full = trial_metrics(loaded, setup)
+    assert full["objective"] == pytest.approx(result.evaluate("final", n_boot=10).uf1)
+    assert full["oracle/acc"] >= full["final/acc"]
+
+
+def test_search_help_lists_options(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["search", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--resume", "--sampler", "--scheduler", "--fold-gpus", "--tracking-uri",
+                 "--time-budget", "--eval-mode", "--objective", "--storage-path"):
+        assert flag in out
+
+
