@@ -230,6 +230,7 @@ def run_search(
                 num_samples=cfg.trials,
                 max_concurrent_trials=concurrency,
                 time_budget_s=cfg.time_budget_s,
+                reuse_actors=True,  # a new trial reuses the last one's process (and its imports)
             ),
             run_config=tune.RunConfig(
                 name=cfg.name,
