@@ -206,6 +206,7 @@ def publish(
         client,
         name,
         info.model_uri,
+        info.model_id,
         run_id,
         {
             **scores,
@@ -229,7 +230,9 @@ def publish(
     }
 
 
-def _register(client: Any, name: str, source: str, run_id: str, tags: dict[str, Any]) -> Any:
+def _register(
+    client: Any, name: str, source: str, model_id: str, run_id: str, tags: dict[str, Any]
+) -> Any:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -241,7 +244,11 @@ def _register(client: Any, name: str, source: str, run_id: str, tags: dict[str, 
     except MlflowException:
         pass  # already registered
     return client.create_model_version(
-        name, source=source, run_id=run_id, tags={k: str(v) for k, v in tags.items()}
+        name,
+        source=source,
+        run_id=run_id,
+        model_id=model_id,
+        tags={k: str(v) for k, v in tags.items()},
     )
 
 

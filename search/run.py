@@ -88,7 +88,9 @@ def init_ray(cfg: SearchConfig) -> None:
             configure_logging=False,
         )
     else:
-        ray.init(address=cfg.ray_address, runtime_env={"env_vars": env}, log_to_driver=False)
+        # On a cluster the job's runtime env (ray job submit) or the image sets the workers'
+        # environment; adding ours here would conflict with it.
+        ray.init(address=cfg.ray_address, log_to_driver=False)
 
 
 def plan_resources(cfg: SearchConfig, n_folds: int) -> tuple[int, int]:

@@ -1,0 +1,55 @@
+"""A search sent with `ray job submit` to a two-worker cluster, logging to `mlflow server`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from services import BIN, mlflow_server, ray_cluster, service_env
+
+
+@pytest.mark.slow
+def test_search_job_on_a_two_node_cluster_with_a_tracking_server(tmp_path):
+    shared = tmp_path / "shared"  # every node sees this folder (one machine)
+    with mlflow_server(tmp_path / "mlflow") as tracking, \
+            ray_cluster(workers=[{"cpus": 1, "gpus": 1}, {"cpus": 1, "gpus": 1}]) as (_, url):
+        entrypoint = [
+            sys.executable, "-m", "tsfmicro.cli", "search", "--ray-address", "auto",
+            "--name", "cluster2", "--dataset", "toy", "--preset", "tiny", "--trials", "2",
+            "--set", "epochs=1", "--fold-gpus", "1", "--tracking-uri", tracking,
+            "--storage-path", str(shared / "runs"), "--json", str(shared / "outcome.json"),
+            "--quiet",
+        ]
+        runtime_env = {"env_vars": {"RAY_AUTH_MODE": "disabled", "OMP_WAIT_POLICY": "PASSIVE"}}
+        job = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", url, "--runtime-env-json",
+             json.dumps(runtime_env), "--", *entrypoint],
+            env=service_env(), capture_output=True, text=True, timeout=900,
+        )
+        assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:]
+        assert "succeeded" in (job.stdout + job.stderr)
+
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking)
+        exp = client.get_experiment_by_name("tsfmicro/toy/3class")
+        runs = client.search_runs([exp.experiment_id], max_results=1000)
+        trials = [r for r in runs if r.data.tags["tsfmicro.kind"] == "trial"]
+        folds = [r for r in runs if r.data.tags["tsfmicro.kind"] == "fold"]
+        assert len(trials) == 2 and all(r.info.status == "FINISHED" for r in trials)
+        assert len(folds) == 12
+        # The folds of one configuration ran on both worker nodes (one fake GPU each).
+        for trial in trials:
+            nodes = {r.data.params["worker"] for r in folds
+                     if r.data.tags["mlflow.parentRunId"] == trial.info.run_id}
+            assert len(nodes) == 2, nodes
+        # Artifacts went through the server's artifact store.
+        assert "predictions.parquet" in {a.path for a in client.list_artifacts(
+            trials[0].info.run_id)}
+        assert client.get_model_version_by_alias("tsfmicro-toy-3class", "champion")
+        assert not [r for r in runs if r.info.status == "RUNNING"]
+    outcome = json.loads((shared / "outcome.json").read_text())
+    assert all(t["state"] == "complete" for t in outcome["trials"])
