@@ -17,6 +17,7 @@ _SUBCOMMANDS: list[str] = [
     "tsfmicro.commands.train",
     "tsfmicro.commands.model_info",
     "tsfmicro.commands.datasets",
+    "tsfmicro.commands.synth",
 ]
 
 
