@@ -176,7 +176,9 @@ class SynthConfig:
 
     def look(self) -> Look:
         """Frame size, face size and colour for this dataset layout, overrides applied."""
-        default = LOOKS[(self.dataset, self.layout_name())]
+        # The layout is resolved on construction; reading it here keeps worker processes
+        # (which unpickle the config without constructing it) free of the dataset registry.
+        default = LOOKS[(self.dataset, self.layout or self.layout_name())]
         return Look(
             frame_size=tuple(self.frame_size or default.frame_size),  # type: ignore[arg-type]
             face_fraction=self.face_fraction or default.face_fraction,
