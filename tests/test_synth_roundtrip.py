@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import pandas as pd
 import pytest
 
-from tsfmicro.datasets import frame_path, get_adapter, load_dataset
+from tsfmicro.datasets import Policies, frame_path, get_adapter, load_dataset
 from tsfmicro.datasets.writers import annotation_path, write_annotation
 from tsfmicro.errors import DataError
 from tsfmicro.synth.config import SynthConfig
+from tsfmicro.synth.plan import plan_from_annotation
 from tsfmicro.synth.writer import write_dataset, write_for_annotation
 
 SMALL = (128, 96)
@@ -77,8 +79,6 @@ def test_render_for_a_written_sheet_follows_the_loader_policies(tmp_path):
         dict(subject="sub01", clip="EP01_02", onset=40, apex=40, offset=60, emotion="others"),
         dict(subject="sub02", clip="EP02_01", onset=5, apex=9, offset=20, emotion="fear"),
     ]
-    import pandas as pd
-
     sheet = write_annotation("casme2", pd.DataFrame(rows), tmp_path / "sheet" / "coding.xlsx")
     config = SynthConfig(dataset="casme2", layout="cropped", frame_size=SMALL)
     result = write_for_annotation(sheet, tmp_path / "copy", config, workers=1)
@@ -93,9 +93,6 @@ def test_render_for_a_written_sheet_follows_the_loader_policies(tmp_path):
 
 
 def test_max_difference_policy_gets_whole_clips(tmp_path):
-    import pandas as pd
-
-    from tsfmicro.datasets import Policies
 
     rows = [dict(subject="6", clip="006_1_1", onset=100, apex=90, offset=140, emotion="Anger")]
     sheet = write_annotation("samm", pd.DataFrame(rows), tmp_path / "samm.xlsx")
@@ -105,3 +102,38 @@ def test_max_difference_policy_gets_whole_clips(tmp_path):
     assert result.frames == 41
     table = load_dataset("samm", tmp_path / "copy", annotation=sheet, policies=policies)
     assert 100 < int(table.samples["apex"].iloc[0]) < 140
+
+
+def test_clips_with_several_expressions_share_their_frames(tmp_path):
+    """CAS(ME)3 keys samples by onset: two rows of one clip are two expressions of one
+    video, rendered into the same folder."""
+    rows = [
+        dict(subject="spNO.1", clip="a", onset=10, apex=13, offset=18, emotion="happy"),
+        dict(subject="spNO.1", clip="a", onset=40, apex=44, offset=50, emotion="Others"),
+    ]
+    sheet = write_annotation(
+        "casme3", pd.DataFrame(rows), tmp_path / "label.xlsx", emotion_style="verbatim"
+    )
+    config = SynthConfig(dataset="casme3", frame_size=SMALL)
+    plan = plan_from_annotation(sheet, config)
+    assert len(plan.clips) == 1 and len(plan.clips[0].events) == 2
+    assert plan.clips[0].frames == (10, 13, 40, 44)
+    write_for_annotation(sheet, tmp_path / "copy", config, workers=1)
+    table = load_dataset("casme3", tmp_path / "copy", annotation=sheet)
+    assert table.samples["key"].tolist() == ["casme3/spNO.1/a/10", "casme3/spNO.1/a/40"]
+    assert table.samples["quirks"].tolist() == ["", "label_spelling"]
+
+
+def test_an_interrupted_write_leaves_no_partial_frame(tmp_path, monkeypatch):
+    import numpy as np
+
+    from tsfmicro.synth import worker
+
+    def fail(source, target):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(worker.os, "replace", fail)
+    target = tmp_path / "clip" / "img1.jpg"
+    with pytest.raises(OSError, match="disk full"):
+        worker.write_jpeg(target, np.zeros((8, 8, 3), np.uint8), 90)
+    assert list(target.parent.iterdir()) == []  # neither the frame nor a temporary file
