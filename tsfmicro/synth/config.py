@@ -130,7 +130,8 @@ class SynthConfig:
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"SynthConfig.jpeg_quality must be 1..100, got {self.jpeg_quality}")
         if self.frame_size is not None:
-            width, height = self.frame_size
+            width, height = (int(side) for side in self.frame_size)
+            object.__setattr__(self, "frame_size", (width, height))
             if min(width, height) < 64:
                 raise ConfigError(
                     f"SynthConfig.frame_size {width}x{height}: both sides must be >= 64 px"

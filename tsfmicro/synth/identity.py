@@ -2,9 +2,9 @@
 
 An `Identity` holds everything about a subject that stays fixed over all their clips: the
 face photo at frame scale pasted over drawn hair, neck and shoulders (the "canvas"), its
-soft mask and the face's landmarks, a
-small static shape warp, the affine placement of the canvas in the frame (rest pose), the
-background and the lighting. All of it is drawn from rng_for(seed, "identity", subject).
+soft mask and the face's landmarks, a small static shape warp, the affine placement of the
+canvas in the frame (rest pose), the background and the lighting. All of it is drawn from
+rng_for(seed, "identity", subject).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class Identity:
     subject: str
     source: str  # source face name
     canvas: np.ndarray  # float32 (h, w, C) face photo at frame scale, colour-adjusted
-    mask: np.ndarray  # float32 (h, w) face opacity, 0..1
+    mask: np.ndarray  # float32 (h, w) opacity of face, hair, neck and shoulders, 0..1
     landmarks: np.ndarray  # (5, 2) in canvas pixels
     face_px: float  # face box height in canvas pixels (amplitudes scale with it)
     shape_field: np.ndarray  # float32 (h, w, 2) static warp: the subject's face shape
@@ -78,6 +78,31 @@ def build_identity(seed: int, subject: str, source: SourceFace, look: Look) -> I
     width, height = look.frame_size
     channels = 1 if look.grayscale else 3
     face_px = look.face_fraction * height * rng.uniform(0.94, 1.06)
+    canvas, mask, box, landmarks = _head(rng, source, face_px)
+    shape = mask.shape
+    to_frame = _placement(rng, landmarks, look.frame_size)
+    pivot = to_frame[:, :2] @ landmarks.mean(axis=0) + to_frame[:, 2]
+    return Identity(
+        subject=subject,
+        source=source.name,
+        canvas=_channels(canvas, channels),
+        mask=mask,
+        landmarks=landmarks,
+        face_px=float(box[3] - box[1]),
+        shape_field=_shape_field(rng, box, shape),
+        blink_field=action_field(landmarks, (AuAction(BLINK, "both", 1.0),), shape),
+        to_frame=to_frame,
+        background=_channels(_background(rng, (height, width)), channels),
+        lighting=_lighting(rng, (height, width), pivot),
+    )
+
+
+def _head(rng: np.random.Generator, source: SourceFace, face_px: float):
+    """The head canvas: the face photo scaled to a face box `face_px` high, coloured, and
+    pasted (through its soft elliptical mask) over drawn hair, neck and shoulders.
+
+    Returns (RGB canvas, opacity, face box, landmarks), positions in canvas pixels.
+    """
     scale = face_px / source.box_height
     photo = _skin(_resize(source.image, scale, sharpen=source.low_resolution), rng)
     box = source.box * scale
@@ -88,30 +113,15 @@ def build_identity(seed: int, subject: str, source: SourceFace, look: Look) -> I
     box = box + np.tile(shift, 2)
     landmarks = source.landmarks * scale + shift
     shape = (size[1], size[0])
-    face = cv2.warpAffine(
-        photo, np.array([[1, 0, shift[0]], [0, 1, shift[1]]]), size, flags=cv2.INTER_LINEAR
-    )
+    translate = np.array([[1, 0, shift[0]], [0, 1, shift[1]]])
+    face = cv2.warpAffine(photo, translate, size, flags=cv2.INTER_NEAREST)
     bounds = (shift[0], shift[1], shift[0] + photo.shape[1], shift[1] + photo.shape[0])
     ellipse = _face_ellipse(box, bounds)
     face_mask = _mask(ellipse, shape)
     skin = _mean_colour(face, face_mask)
     figure, figure_alpha = _figure(rng, ellipse, float(box[3] - box[1]), shape, skin)
     canvas = figure + face_mask[:, :, None] * (face - figure)
-    to_frame = _placement(rng, landmarks, look.frame_size)
-    pivot = to_frame[:, :2] @ landmarks.mean(axis=0) + to_frame[:, 2]
-    return Identity(
-        subject=subject,
-        source=source.name,
-        canvas=_channels(canvas, channels),
-        mask=np.maximum(face_mask, figure_alpha),
-        landmarks=landmarks,
-        face_px=float(box[3] - box[1]),
-        shape_field=_shape_field(rng, box, shape),
-        blink_field=action_field(landmarks, (AuAction(BLINK, "both", 1.0),), shape),
-        to_frame=to_frame,
-        background=_channels(_background(rng, (height, width)), channels),
-        lighting=_lighting(rng, (height, width), pivot),
-    )
+    return canvas, np.maximum(face_mask, figure_alpha), box, landmarks
 
 
 def _resize(image: np.ndarray, scale: float, sharpen: bool) -> np.ndarray:

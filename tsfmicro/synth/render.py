@@ -3,7 +3,7 @@
 For every output pixel p the renderer finds where it comes from on the subject's face
 canvas (backward warping): q0 = pose_n^-1(p), then q = q0 - D_n(q0), where D_n is the
 static shape warp plus every expression event's field times its time profile at frame n
-plus the blink field; the face colour at q is blended over the background by the face
+plus the blink field; the colour at q is blended over the background by the head
 mask, then lit, flickered and given sensor noise. Subtracting the field at q0 is the
 first-order inverse of moving each face point by D, exact enough for motions of a few
 pixels over fields tens of pixels wide.
@@ -44,11 +44,15 @@ class RenderContext:
     def source_index(self, subject: str) -> int:
         """The source face of a subject: distinct faces until all 103 are used, then reused
         (with a different identity variation)."""
-        order = rng_for(self.config.seed, "faces").permutation(source_count())
-        return int(order[self.subjects.index(subject) % len(order)])
+        return self._face_of(self.subjects.index(subject))
 
     def source_indices(self) -> list[int]:
-        return sorted({self.source_index(subject) for subject in self.subjects})
+        """The source faces the subjects use (to locate them all at once)."""
+        return sorted({self._face_of(i) for i in range(len(self.subjects))})
+
+    def _face_of(self, position: int) -> int:
+        order = rng_for(self.config.seed, "faces").permutation(source_count())
+        return int(order[position % len(order)])
 
 
 @dataclass(frozen=True)
