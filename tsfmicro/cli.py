@@ -19,6 +19,7 @@ _SUBCOMMANDS: list[str] = [
     "tsfmicro.commands.predict",
     "search.cli",
     "tsfmicro.commands.datasets",
+    "tsfmicro.commands.synth",
 ]
 
 
