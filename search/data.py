@@ -52,11 +52,17 @@ def synthetic_root(spec: DataSpec) -> Path:
 
 
 def ensure_synthetic(spec: DataSpec, progress: bool = True) -> Path:
-    """Write the synthetic copy if it is not there yet; return its folder."""
+    """Write the synthetic copy if it is not there yet; return its folder.
+
+    It is written to a temporary sibling and renamed into place, so an interrupted
+    generation never leaves a partial copy under the final name.
+    """
+    import shutil
+
     from tsfmicro.synth import SynthConfig, write_dataset
 
     root = synthetic_root(spec)
-    if (root / ".complete").is_file():
+    if root.is_dir():
         return root
     config = SynthConfig(
         dataset=spec.synth_dataset,
@@ -65,8 +71,16 @@ def ensure_synthetic(spec: DataSpec, progress: bool = True) -> Path:
         difficulty=spec.synth_difficulty,
         seed=spec.synth_seed,
     )
-    write_dataset(config, root, progress=progress)
-    (root / ".complete").write_text("written by tsfmicro search\n")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = root.with_name(f"{root.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    write_dataset(config, staging, progress=progress)
+    try:
+        os.rename(staging, root)
+    except OSError:  # another process finished the same copy first
+        if not root.is_dir():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
     return root
 
 

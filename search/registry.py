@@ -190,6 +190,7 @@ def publish(
                     name="model",
                     python_model=str(MODEL_CODE),
                     artifacts={"model_dir": str(folder)},
+                    signature=_signature(class_names),
                     pip_requirements=[
                         f"tsfmicro=={__version__}",
                         "torch",
@@ -228,6 +229,18 @@ def publish(
         "run_id": run_id,
         "model_uri": info.model_uri,
     }
+
+
+def _signature(class_names: tuple[str, ...]) -> Any:
+    """Input: image paths of an onset/apex pair; output: a probability per class and the label."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = Schema([ColSpec("string", "onset_path"), ColSpec("string", "apex_path")])
+    outputs = Schema(
+        [*(ColSpec("double", name) for name in class_names), ColSpec("string", "label")]
+    )
+    return ModelSignature(inputs=inputs, outputs=outputs)
 
 
 def _register(

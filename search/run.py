@@ -174,6 +174,9 @@ def run_search(
     init_ray(cfg)
     import ray
 
+    # Those per-fold snapshots are wanted (see CheckpointConfig below): no warning about them.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
     parallelism, concurrency = plan_resources(cfg, len(subjects))
     say(
         f"ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, "
@@ -239,9 +242,10 @@ def run_search(
                 storage_path=str(Path(cfg.storage_path).resolve()),
                 callbacks=[tracker],
                 failure_config=tune.FailureConfig(max_failures=cfg.trial_retries),
-                # Keep every fold checkpoint (each is small): with a limit, Tune snapshots the
-                # whole experiment after every fold report.
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+                # Each checkpoint holds every finished fold, so one is enough; keeping one
+                # also makes Tune snapshot the experiment after each fold, so a killed driver
+                # resumes from the latest fold rather than an older periodic snapshot.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 verbose=1 if progress else 0,
             ),
         )

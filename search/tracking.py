@@ -226,12 +226,22 @@ class MlflowTracker(Callback):
 
     # ---- Tune callback hooks --------------------------------------------------------------
 
+    def _already_complete(self, run_id: str) -> bool:
+        """A run whose results were logged before (a trial Tune replays after a resume)."""
+        run = self.client.get_run(run_id)
+        return run.info.status == "FINISHED" and run.data.tags.get(f"{TAG}state") == "complete"
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.parent_run(trial)
+        if self._already_complete(run_id):
+            return  # results already logged; the replay only re-reports them
         run = self.client.get_run(run_id)
         if run.info.status != "RUNNING":  # reopened after a resume or a retry
             self.client.update_run(run_id, status="RUNNING")
             self.client.set_tag(run_id, f"{TAG}state", "running")
+            if f"{TAG}reason" in run.data.tags:  # why it was closed before; kept for the record
+                self.client.set_tag(run_id, f"{TAG}previous_reason", run.data.tags[f"{TAG}reason"])
+                self.client.delete_tag(run_id, f"{TAG}reason")
         self.client.set_tag(run_id, f"{TAG}driver_pid", str(os.getpid()))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -245,9 +255,11 @@ class MlflowTracker(Callback):
         from mlflow.entities import Metric
 
         run_id = self.parent_run(trial)
+        if self._already_complete(run_id):
+            return
         step = int(result.get("folds_done", 0))
         stamp = int(time.time() * 1000)
-        names = ["objective", "folds_done"] + [
+        names = ["objective", "folds_done", "folds_restored"] + [
             f"{m}/{s}" for m in ("final", "val", "oracle") for s in METRICS
         ]
         metrics = [
@@ -270,6 +282,8 @@ class MlflowTracker(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.parent_run(trial)
+        if self._already_complete(run_id):
+            return
         folds = self._trial_folds(trial)
         n_folds = len(np.unique(self.ctx.subjects))
         if len(folds) < n_folds:

@@ -124,9 +124,10 @@ def loso_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             folds = load_folds(directory)
+    restored = len(folds)  # folds kept from an earlier attempt of this trial
     todo = [s for s in setup.subjects if s not in folds]
     if not todo:  # restored with every fold done: report once more and finish
-        tune.report(trial_metrics(folds, setup))
+        tune.report({**trial_metrics(folds, setup), "folds_restored": restored})
         return
 
     fold_task = ray.remote(run_fold).options(
@@ -152,7 +153,8 @@ def loso_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         launch()
         with tempfile.TemporaryDirectory(prefix="tsfmicro-folds-") as tmp:
             save_folds(folds, Path(tmp))
-            tune.report(trial_metrics(folds, setup), checkpoint=tune.Checkpoint.from_directory(tmp))
+            metrics = {**trial_metrics(folds, setup), "folds_restored": restored}
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
 def fold_placement(

@@ -38,12 +38,13 @@ def pairs_from_table(
         face_config or FaceCropConfig(), size=image_size, frames="onset_apex"
     )
     crops = preprocess_faces(samples, config, cache_dir, progress=progress)
-    stacked = np.asarray(crops.stacked())  # (N, 2, S, S, 3) uint8, onset then apex
+    stacked = np.array(crops.stacked())  # (N, 2, S, S, 3) uint8, onset then apex; a copy of
+    # the read-only memory map
     frames = torch.from_numpy(stacked).permute(0, 1, 4, 2, 3).contiguous()  # (N, 2, 3, S, S)
     return PairSet(
         onset=frames[:, 0],
         apex=frames[:, 1],
-        labels=torch.as_tensor(samples["label"].to_numpy(), dtype=torch.int64),
+        labels=torch.tensor(samples["label"].to_numpy(dtype=np.int64)),
         subjects=samples["subject"].astype(str).to_numpy(),
         keys=samples["key"].astype(str).to_numpy(),
         class_names=table.class_names,
