@@ -265,6 +265,9 @@ def run_search_command(args: argparse.Namespace) -> int:
                 default=str,
             )
         )
+    if outcome.best is None:
+        print(f"search {cfg.name}: no trial completed all its folds", file=sys.stderr)
+        return 1
     return 0
 
 

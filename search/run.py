@@ -306,7 +306,12 @@ def _scheduler(cfg: SearchConfig, n_folds: int) -> Any:
     from ray.tune.schedulers import ASHAScheduler
 
     return ASHAScheduler(
-        time_attr="folds_done", max_t=n_folds, grace_period=max(1, n_folds // 4), reduction_factor=2
+        time_attr="folds_done",
+        metric="objective",
+        mode="max",
+        max_t=n_folds,
+        grace_period=max(1, n_folds // 4),
+        reduction_factor=2,
     )
 
 

@@ -1,4 +1,5 @@
-"""A real search under a local Ray, checked afterwards through MLflow."""
+"""A real search under a local Ray on the synthetic benchmark, checked through MLflow; then the
+registered model is pulled and run on a synthetic clip."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ import pytest
 from services import service_env
 
 TRIALS = 4
+SUBJECTS = 4
+EXPERIMENT = "tsfmicro/synthetic-casme2/5class"
+MODEL = "tsfmicro-synthetic-casme2-5class"
+CLASSES = ("happiness", "repression", "disgust", "surprise", "others")
 
 
 def run_cli(*args: str, cwd, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -20,10 +25,12 @@ def run_cli(*args: str, cwd, timeout: float = 900) -> subprocess.CompletedProces
 
 @pytest.fixture(scope="module")
 def local_search(tmp_path_factory):
-    """Four trials of the tiny preset on the toy task, tracked in a SQLite store."""
+    """Four trials of the tiny preset on a small synthetic set, tracked in a SQLite store."""
     folder = tmp_path_factory.mktemp("search")
     tracking = f"sqlite:///{folder / 'mlflow.db'}"
-    proc = run_cli("search", "--name", "local4", "--dataset", "toy", "--preset", "tiny",
+    proc = run_cli("search", "--name", "local4", "--synth-subjects", str(SUBJECTS),
+                   "--synth-clips", "5", "--data-dir", str(folder / "data"),
+                   "--cache-dir", str(folder / "cache"), "--preset", "tiny",
                    "--trials", str(TRIALS), "--set", "epochs=2", "--seed", "1",
                    "--tracking-uri", tracking, "--storage-path", str(folder / "runs"),
                    "--json", str(folder / "outcome.json"), "--quiet", cwd=folder)
@@ -35,7 +42,7 @@ def local_search(tmp_path_factory):
 
 
 def _runs(client, kind=None):
-    exp = client.get_experiment_by_name("tsfmicro/toy/3class")
+    exp = client.get_experiment_by_name(EXPERIMENT)
     where = f"tags.`tsfmicro.kind` = '{kind}'" if kind else ""
     return client.search_runs([exp.experiment_id], filter_string=where, max_results=1000)
 
@@ -48,7 +55,7 @@ def test_every_trial_and_fold_is_in_mlflow(local_search):
     assert len(trials) == TRIALS
     assert all(r.info.status == "FINISHED" and r.data.tags["tsfmicro.state"] == "complete"
                for r in trials)
-    assert len(folds) == TRIALS * 6  # toy default: 6 subjects
+    assert len(folds) == TRIALS * SUBJECTS
     parents = {r.info.run_id for r in trials}
     assert {r.data.tags["mlflow.parentRunId"] for r in folds} == parents
     for run in trials:
@@ -59,7 +66,8 @@ def test_every_trial_and_fold_is_in_mlflow(local_search):
                     m[f"{mode}_{metric}_ci_hi"]
         assert m["oracle_acc"] >= m["final_acc"]
         assert tags["tsfmicro.search"] == "local4" and tags["tsfmicro.eval_mode"] == "final"
-        assert tags["tsfmicro.dataset"] == "toy" and tags["tsfmicro.protocol"] == "3class"
+        assert tags["tsfmicro.dataset"] == "synthetic-casme2"
+        assert tags["tsfmicro.protocol"] == "5class"
         assert tags["tsfmicro.git_commit"]
         assert {"temporal_depth", "spatial_depth", "fusion", "lr", "epochs"} <= set(
             run.data.params)
@@ -69,7 +77,7 @@ def test_every_trial_and_fold_is_in_mlflow(local_search):
     fold = folds[0]
     history = client.get_metric_history(fold.info.run_id, "train_loss")
     assert [h.step for h in history] == [1, 2]
-    assert fold.data.params["subject"].startswith("s")
+    assert fold.data.params["subject"].startswith("sub")
 
 
 @pytest.mark.slow
@@ -87,7 +95,7 @@ def test_nothing_left_running_and_outcome_matches(local_search):
 @pytest.mark.slow
 def test_best_model_registered_with_champion_alias(local_search):
     client = local_search["client"]
-    version = client.get_model_version_by_alias("tsfmicro-toy-3class", "champion")
+    version = client.get_model_version_by_alias(MODEL, "champion")
     best = local_search["outcome"]["best"]
     assert version.tags["trial_id"] == best["trial_id"]
     assert float(version.tags["final_uf1"]) == pytest.approx(best["metrics"]["objective"])
@@ -96,18 +104,40 @@ def test_best_model_registered_with_champion_alias(local_search):
 
 
 @pytest.mark.slow
-def test_pull_gives_a_model_folder_that_loads_without_mlflow(local_search, tmp_path):
-    proc = run_cli("pull", "tsfmicro-toy-3class@champion", "--out", str(tmp_path),
+def test_pull_then_predict_on_a_synthetic_clip(local_search, tmp_path):
+    proc = run_cli("pull", f"{MODEL}@champion", "--out", str(tmp_path / "models"),
                    "--tracking-uri", local_search["tracking"], cwd=local_search["folder"])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    folder = next(tmp_path.rglob("tsfmicro_model.json")).parent
+    folder = next((tmp_path / "models").rglob("tsfmicro_model.json")).parent
     assert (folder / "weights.pt").is_file()
-    # Loading needs only tsfmicro: run it in a process where mlflow cannot be imported.
+
+    # A new synthetic subject with full clips (every frame onset..offset).
+    clips = tmp_path / "clips"
+    made = run_cli("synth", "--dataset", "casme2", "--subjects", "1", "--clips-per-subject", "2",
+                   "--full-clips", "--seed", "7", "--quiet", str(clips), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr[-2000:]
+    clip = sorted((clips / "CASME2_RAW_selected" / "sub01").iterdir())[0]
+    frames = sorted(clip.glob("*.jpg"), key=lambda p: int(p.stem[3:]))
+    assert len(frames) > 2
+
+    out = run_cli("predict", "--model", str(folder), "--clip", str(clip), "--json",
+                  cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)
+    assert set(result["probabilities"]) == set(CLASSES)
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert result["face_found"] and result["onset"] == str(frames[0])
+
+    pair = run_cli("predict", "--model", str(folder), "--onset", str(frames[0]), "--apex",
+                   str(frames[len(frames) // 2]), cwd=tmp_path)
+    assert pair.returncode == 0 and "predicted:" in pair.stdout
+
+    # Loading needs only the library: run it in a process where mlflow cannot be imported.
     code = ("import sys; sys.modules['mlflow'] = None\n"
             "from tsfmicro.inference import Predictor\n"
             f"p = Predictor.load({str(folder)!r})\n"
-            "print(p.class_names, p.image_size)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=service_env())
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "('motion0', 'motion1', 'motion2') 64" in out.stdout
+            f"print(p.predict_files({str(frames[0])!r}, {str(frames[-1])!r}).label)")
+    bare = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=service_env())
+    assert bare.returncode == 0, bare.stderr[-2000:]
+    assert bare.stdout.strip() in CLASSES
