@@ -87,18 +87,8 @@ def ensure_synthetic(spec: DataSpec, progress: bool = True) -> Path:
 def load_search_pairs(
     spec: DataSpec, image_size: int, seed: int = 0, progress: bool = True
 ) -> PairSet:
-    from tsfmicro.pairs import load_pairs
+    from tsfmicro.pairs import load_named_pairs, load_pairs
 
-    if spec.dataset == "toy":
-        from tsfmicro.toy import make_toy_pairs
-
-        return make_toy_pairs(
-            subjects=spec.toy_subjects,
-            per_subject=spec.toy_per_subject,
-            classes=spec.toy_classes,
-            size=image_size,
-            seed=seed,
-        )
     if spec.dataset == "synthetic":
         root = ensure_synthetic(spec, progress=progress)
         pairs = load_pairs(
@@ -119,13 +109,17 @@ def load_search_pairs(
             pairs.class_names,
             name=name,
         )
-    return load_pairs(
+    return load_named_pairs(
         spec.dataset,
-        os.fspath(spec.root),
-        spec.protocol,
         image_size=image_size,
+        root=spec.root,
+        protocol=spec.protocol,
         annotation=spec.annotation,
         layout=spec.layout,
         cache_dir=spec.cache_dir,
+        toy_subjects=spec.toy_subjects,
+        toy_per_subject=spec.toy_per_subject,
+        toy_classes=spec.toy_classes,
+        seed=seed,
         progress=progress,
     )

@@ -32,6 +32,7 @@ from ray.tune import Callback
 from search.trial import load_folds
 from tsfmicro.config import ModelConfig, TrainConfig
 from tsfmicro.metrics import METRICS
+from tsfmicro.runinfo import pid_alive
 from tsfmicro.training.loso import FoldResult, LosoResult, select_epoch
 
 log = logging.getLogger(__name__)
@@ -61,16 +62,6 @@ def ensure_experiment(client: Any, name: str) -> str:
         return existing.experiment_id
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def close_orphaned_runs(client: Any, experiment_id: str) -> list[str]:
     """End RUNNING runs whose driver ran on this host and is gone: FAILED, with the reason.
 
@@ -85,7 +76,7 @@ def close_orphaned_runs(client: Any, experiment_id: str) -> list[str]:
     closed = []
     for run in runs:
         pid = int(run.data.tags.get(f"{TAG}driver_pid", "0") or 0)
-        if pid and pid != os.getpid() and not _pid_alive(pid):
+        if pid and pid != os.getpid() and not pid_alive(pid):
             end_run(
                 client,
                 run.info.run_id,

@@ -134,3 +134,22 @@ def test_model_info_json_reports_paper_cost():
     rows = json.loads(proc.stdout)
     assert rows[0]["preset"] == "paper" and rows[0]["stages"] == [1, 1, 2, 1]
     assert 12.5 < rows[0]["gflops"] < 14.5
+
+
+def test_train_on_a_dataset_copy_through_the_face_cache(tmp_path, capsys):
+    from tsfmicro.synth import SynthConfig, write_dataset
+
+    write_dataset(SynthConfig(dataset="casme2", subjects=2, clips_per_subject=5), tmp_path / "c")
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "casme2", "--root", str(tmp_path / "c"), "--preset",
+                 "micro", "--epochs", "1", "--cache-dir", str(tmp_path / "cache"),
+                 "--bootstrap", "20", "--out", str(out), "--quiet"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"] == "casme2-5class" and config["n_samples"] == 10
+    assert config["subjects"] == ["sub01", "sub02"]
+    assert any((tmp_path / "cache").rglob("frames.npy"))  # crops came through the cache
+
+
+def test_train_on_a_dataset_needs_its_folder(capsys):
+    assert main(["train", "--dataset", "casme2", "--preset", "micro"]) == 2
+    assert "needs the folder of its copy" in capsys.readouterr().err

@@ -79,3 +79,46 @@ def load_pairs(
     return pairs_from_table(
         table, image_size, face_config=face_config, cache_dir=cache_dir, progress=progress
     )
+
+
+def load_named_pairs(
+    dataset: str,
+    *,
+    image_size: int,
+    root: str | os.PathLike[str] | None = None,
+    protocol: str | None = None,
+    annotation: Any = None,
+    layout: Any = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    toy_subjects: int = 6,
+    toy_per_subject: int = 12,
+    toy_classes: int = 3,
+    seed: int = 0,
+    progress: bool = True,
+) -> PairSet:
+    """Training pairs by name: "toy" (the in-memory motion task of tsfmicro.toy) or a dataset
+    adapter (casme2, samm, casme3, mmew, composite) reading the copy in `root`."""
+    from tsfmicro.errors import ConfigError
+
+    if dataset == "toy":
+        from tsfmicro.toy import make_toy_pairs
+
+        return make_toy_pairs(
+            subjects=toy_subjects,
+            per_subject=toy_per_subject,
+            classes=toy_classes,
+            size=image_size,
+            seed=seed,
+        )
+    if root is None:
+        raise ConfigError(f"dataset {dataset!r} needs the folder of its copy (root)")
+    return load_pairs(
+        dataset,
+        root,
+        protocol,
+        image_size=image_size,
+        annotation=annotation,
+        layout=layout,
+        cache_dir=cache_dir,
+        progress=progress,
+    )

@@ -151,30 +151,20 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
 def load_training_pairs(args: argparse.Namespace, image_size: int, seed: int) -> Any:
     """The PairSet named by the data flags: the toy task, or a dataset copy through the
     face-crop cache."""
-    from tsfmicro.errors import ConfigError
+    from tsfmicro.pairs import load_named_pairs
 
-    if args.dataset == "toy":
-        from tsfmicro.toy import make_toy_pairs
-
-        return make_toy_pairs(
-            subjects=args.toy_subjects,
-            per_subject=args.toy_per_subject,
-            classes=args.toy_classes,
-            size=image_size,
-            seed=seed,
-        )
-    if args.root is None:
-        raise ConfigError(f"--dataset {args.dataset} needs --root, the dataset copy's folder")
-    from tsfmicro.pairs import load_pairs
-
-    return load_pairs(
+    return load_named_pairs(
         args.dataset,
-        args.root,
-        args.protocol,
         image_size=image_size,
+        root=args.root,
+        protocol=args.protocol,
         annotation=args.annotation,
         layout=args.layout,
         cache_dir=args.cache_dir,
+        toy_subjects=args.toy_subjects,
+        toy_per_subject=args.toy_per_subject,
+        toy_classes=args.toy_classes,
+        seed=seed,
         progress=not args.quiet,
     )
 

@@ -38,6 +38,7 @@ import tsfmicro
 from tsfmicro.errors import DataError
 from tsfmicro.faces.config import FaceCropConfig
 from tsfmicro.faces.result import SAMPLE_ARRAYS, FaceCrops, PreprocessStats
+from tsfmicro.runinfo import pid_alive
 
 FORMAT_VERSION = 1
 CACHE_ENV_VAR = "TSFMICRO_CACHE"
@@ -157,7 +158,7 @@ def remove_stale_temps(directory: Path) -> int:
         parts = item.name[len(_TEMP_PREFIX) :].split("~")
         if len(parts) < 4 or parts[0] != host or not parts[1].isdigit():
             continue
-        if _pid_alive(int(parts[1])):
+        if pid_alive(int(parts[1])):
             continue
         if item.is_dir():
             shutil.rmtree(item, ignore_errors=True)
@@ -165,17 +166,6 @@ def remove_stale_temps(directory: Path) -> int:
             item.unlink(missing_ok=True)
         removed += 1
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def save_shard(path: Path, keys: Sequence[str], arrays: dict[str, np.ndarray]) -> None:
