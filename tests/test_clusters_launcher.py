@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+import shlex
 import socket
 import tomllib
 from pathlib import Path
@@ -192,3 +193,48 @@ def test_the_readme_documents_every_placeholder():
         for word in set(re.findall(r"\b[A-Z][A-Z0-9]+(?:_[A-Z0-9]+)+\b", path.read_text())):
             if not word.startswith(("RAY_", "MLFLOW_")):  # environment variables
                 assert f"`{word}`" in readme, f"{path.name}: {word} is not explained"
+
+
+def readme_commands(prefix: str) -> list[str]:
+    """The README's shell commands (continuations joined) that start with `prefix`."""
+    readme = (REPO / "clusters" / "README.md").read_text()
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", readme, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #")[0].strip().removesuffix("&").strip()
+            if line.startswith(prefix):
+                found.append(line)
+    return found
+
+
+def test_the_readmes_ray_job_commands_parse_with_rays_cli():
+    from ray.dashboard.modules.job.cli import job_cli_group
+
+    commands = readme_commands("ray job ")
+    assert {c.split()[2] for c in commands} == {"submit", "logs", "status"}
+    for command in commands:
+        words = shlex.split(command)
+        sub = job_cli_group.commands[words[2]]
+        context = sub.make_context(words[2], words[3:])  # raises on an unknown flag
+        assert context.params["address"] == "http://127.0.0.1:8265"  # the forwarded port
+
+
+def test_the_readmes_searches_are_valid_cluster_searches():
+    from search.cli import build_search_config
+    from tsfmicro.cli import build_parser
+
+    entrypoints = [c.split(" -- ", 1)[1] for c in readme_commands("ray job submit")]
+    assert len(entrypoints) == 3  # the launcher's, KubeRay's, and a resume
+    for entrypoint in entrypoints:
+        words = shlex.split(entrypoint)
+        assert words[:4] == ["python", "-m", "tsfmicro.cli", "search"]
+        args = build_parser().parse_args(words[3:])
+        assert args.storage_path == "/mnt/shared/runs"
+        if args.resume:
+            continue
+        cfg = build_search_config(args)
+        assert cfg.ray_address == "auto"
+        assert cfg.data.data_dir.startswith("/mnt/shared/")
+        assert cfg.data.cache_dir.startswith("/mnt/shared/")
+        # four slots per GPU node (--fold-gpus 0.25): a trial fits on one node after a loss
+        assert cfg.resources.fold_parallelism * cfg.resources.fold_gpus <= 1
