@@ -203,7 +203,8 @@ def killable_ray_cluster(workers: list[dict[str, int]], folder: Path, head_cpus:
             ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
              "--num-cpus", str(head_cpus), "--num-gpus", "0", "--dashboard-host", "127.0.0.1",
              "--dashboard-port", str(dashboard), "--disable-usage-stats", "--temp-dir", temp_dir],
-            folder / "ray-head.log", cwd=Path.cwd()))
+            # the head's folder is the job driver's: `python -m tsfmicro.cli` runs this checkout
+            folder / "ray-head.log", cwd=Path(__file__).resolve().parents[1]))
         url = f"http://127.0.0.1:{dashboard}"
         wait_for_http(f"{url}/api/version", 120, nodes[0].process)
         for i, worker in enumerate(workers):
