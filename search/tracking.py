@@ -237,7 +237,7 @@ class MlflowTracker(Callback):
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.parent_run(trial)
-        error = trial.get_error() or "unknown error"
+        error = _trial_error(trial) or "unknown error"
         self.client.set_tag(run_id, f"{TAG}last_retry_reason", _last_lines(error))
 
     def on_trial_result(
@@ -296,7 +296,7 @@ class MlflowTracker(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.parent_run(trial)
-        error = trial.get_error() or "the trial failed without an error message"
+        error = _trial_error(trial) or "the trial failed without an error message"
         end_run(self.client, run_id, "FAILED", _last_lines(error), state="failed")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
@@ -445,6 +445,21 @@ def _write_confusion(path: Path, report: Any) -> None:
 
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in str(name))
+
+
+def _trial_error(trial: Any) -> str | None:
+    """The trial's latest error text. Tune appends it to the error file in the driver's staging
+    folder just before calling on_trial_recover / on_trial_error, and copies that file to the
+    storage path (where `Trial.get_error` reads) only at its next sync: read the local copy."""
+    path = getattr(trial, "error_file", None)
+    if path:
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            text = ""
+        if text.strip():
+            return text
+    return trial.get_error()
 
 
 def _last_lines(text: str, lines: int = 12) -> str:

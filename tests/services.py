@@ -108,3 +108,116 @@ def wait_for_nodes(address: str, count: int, timeout: float = 60) -> None:
             return
         time.sleep(1)
     raise TimeoutError(f"the Ray cluster at {address} did not reach {count} nodes")
+
+
+# A cluster whose nodes can be killed one at a time.
+#
+# `ray stop` stops every Ray on the machine (other tests', other users'), so these nodes are
+# each `ray start --block` in a session of their own: a node is exactly the processes of its
+# session (raylet, agents and the workers it forks, which keep the session while taking their
+# own process groups), and killing that session is a node lost without warning.
+
+
+def session_processes(sid: int) -> list[int]:
+    """Pids of the live (not zombie) processes in session `sid`."""
+    out = subprocess.run(["ps", "-eo", "pid=,sid=,stat="], capture_output=True,
+                         text=True).stdout
+    return [int(pid) for pid, s, stat in (line.split() for line in out.splitlines())
+            if int(s) == sid and not stat.startswith("Z")]
+
+
+def kill_session(sid: int, timeout: float = 30) -> int:
+    """SIGKILL every process of session `sid` until none is left; returns how many were killed."""
+    killed: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while (pids := session_processes(sid)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+    if session_processes(sid):
+        raise RuntimeError(f"processes of session {sid} survived SIGKILL")
+    return len(killed)
+
+
+class RayNode:
+    """One `ray start --block` node in its own session."""
+
+    def __init__(self, args: list[str], log: Path, cwd: Path | None = None) -> None:
+        self.log = log
+        self._log = open(log, "w")  # noqa: SIM115 (closed in kill)
+        self.process = subprocess.Popen(
+            [str(BIN / "ray"), "start", "--block", *args], env=service_env(), cwd=cwd,
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    @property
+    def sid(self) -> int:
+        return self.process.pid
+
+    def pids(self) -> list[int]:
+        return session_processes(self.sid)
+
+    def node_id(self) -> str | None:
+        """The Ray node id, read from this node's raylet command line."""
+        for pid in self.pids():
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if args and args[0].endswith(b"/raylet"):
+                for arg in args:
+                    if arg.startswith(b"--node_id="):
+                        return arg.split(b"=", 1)[1].decode()
+        return None
+
+    def kill(self) -> int:
+        """Lose the node: SIGKILL every process of its session. Returns how many."""
+        try:
+            return kill_session(self.sid)
+        finally:
+            self.process.wait(10)
+            self._log.close()
+
+
+@contextmanager
+def killable_ray_cluster(workers: list[dict[str, int]], folder: Path, head_cpus: int = 0):
+    """A head (no GPU work) and worker nodes on loopback, each in its own session.
+
+    Yields (gcs address, dashboard URL, [worker RayNode, ...]). Ray's session files go to a
+    short folder of their own (unix socket paths are limited to ~107 characters); logs of the
+    `ray start` commands go to `folder`. Stops by killing its own sessions only.
+    """
+    import shutil
+    import tempfile
+
+    port, dashboard = free_port(), free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    temp_dir = tempfile.mkdtemp(prefix="tsfray-", dir="/tmp")
+    nodes: list[RayNode] = []
+    try:
+        nodes.append(RayNode(
+            ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+             "--num-cpus", str(head_cpus), "--num-gpus", "0", "--dashboard-host", "127.0.0.1",
+             "--dashboard-port", str(dashboard), "--disable-usage-stats", "--temp-dir", temp_dir],
+            # the head's folder is the job driver's: `python -m tsfmicro.cli` runs this checkout
+            folder / "ray-head.log", cwd=Path(__file__).resolve().parents[1]))
+        url = f"http://127.0.0.1:{dashboard}"
+        wait_for_http(f"{url}/api/version", 120, nodes[0].process)
+        for i, worker in enumerate(workers):
+            nodes.append(RayNode(
+                ["--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1",
+                 "--num-cpus", str(worker.get("cpus", 1)),
+                 "--num-gpus", str(worker.get("gpus", 0))],
+                folder / f"ray-worker{i}.log"))
+            # one at a time: several nodes starting at once on a small machine time out
+            wait_for_nodes(f"127.0.0.1:{port}", 2 + i, timeout=120)
+        yield f"127.0.0.1:{port}", url, nodes[1:]
+    finally:
+        for node in reversed(nodes):
+            if node.process.poll() is None or node.pids():
+                node.kill()
+        shutil.rmtree(temp_dir, ignore_errors=True)
