@@ -18,7 +18,7 @@ import streamlit as st
 
 from dashboards import store, tables
 
-TTL_S = 60
+TTL_S = 300  # seconds; the sidebar's reload button clears the cache at once
 
 
 def tracking_uri() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import zipfile
+from datetime import UTC, datetime, timedelta
 from io import BytesIO
 
 import pytest
@@ -115,6 +116,16 @@ def test_leaderboard_filters_by_fusion_and_search(dash_store, monkeypatch):
     at.multiselect(key="lb_fusions").set_value([])
     at.multiselect(key="lb_searches").set_value([SEARCH]).run()
     assert len(table(at, "details")) == len(complete)
+    at.toggle(key="lb_date_on").set_value(True).run()
+    day = datetime.fromtimestamp(complete[0].info.start_time / 1000, UTC).date()
+    at.date_input(key="lb_dates").set_value((day, day)).run()
+    assert len(table(at, "details")) == sum(
+        datetime.fromtimestamp(r.info.start_time / 1000, UTC).date() == day for r in complete)
+    later = day + timedelta(days=1)
+    at.date_input(key="lb_dates").set_value((later, later)).run()
+    no_exception(at)
+    assert not [d for d in at.dataframe if "details" in d.value.columns]
+    assert any("No complete trial matches" in i.value for i in at.info)
 
 
 def test_empty_experiment_gets_a_plain_message(dash_store, monkeypatch):

@@ -26,8 +26,10 @@ with st.container(border=True):
                                  key="lb_fusions")
     bounds = tables.date_bounds(board)
     dates = None
-    if bounds:
-        picked = right.date_input("Started between (UTC)", value=bounds, key="lb_dates")
+    # Off by default, so that trials started after the page opened are never hidden.
+    if bounds and right.toggle("Only trials started between ...", key="lb_date_on"):
+        picked = right.date_input("Started between (UTC)", value=bounds, key="lb_dates",
+                                  label_visibility="collapsed")
         dates = tuple(picked) if isinstance(picked, tuple) and len(picked) == 2 else None
     show_refs = st.toggle("Show published reference figures", value=True, key="lb_refs")
 
