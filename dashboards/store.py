@@ -24,11 +24,12 @@ from search.leaderboard import TAG, leaderboard
 DEFAULT_URI = "sqlite:///mlflow.db"
 URI_ENV = "TSFMICRO_TRACKING_URI"
 PROBE_TIMEOUT_S = 3.0
-# MlflowClient retries an unreachable server for minutes by default: the dashboard fails fast
-# (and keeps artifact downloads from drawing progress bars in its log).
+# MlflowClient retries an unreachable server for minutes by default: the dashboard does not
+# retry (the /health probe has already answered within PROBE_TIMEOUT_S), allows a slow query
+# a minute, and keeps artifact downloads from drawing progress bars in its log.
 FAIL_FAST_ENV = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
