@@ -1,4 +1,7 @@
-"""Trials from MLflow as a ranked table (the CLI's leaderboard; the dashboard builds on it)."""
+"""Trials from MLflow as a ranked table (the CLI's leaderboard; the dashboard builds on it).
+
+Reading needs only MLflow and pandas (no Ray or torch), so the dashboard starts quickly.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from search.tracking import TAG
 from tsfmicro.metrics import METRICS
+
+TAG = "tsfmicro."  # the tag prefix search.tracking writes (a test checks the two agree)
 
 MODES = ("final", "val", "oracle")
 HYPERPARAMETERS = (
@@ -24,13 +28,18 @@ HYPERPARAMETERS = (
 
 
 def leaderboard(
-    tracking_uri: str, experiment: str | None = None, search: str | None = None
+    tracking_uri: str,
+    experiment: str | None = None,
+    search: str | None = None,
+    client: Any = None,
 ) -> pd.DataFrame:
-    """One row per trial run: identity, state, hyperparameters and pooled metrics with
-    their subject-bootstrap intervals for every evaluation mode."""
-    from mlflow import MlflowClient
+    """One row per trial run: identity, state, hyperparameters (the usual ones and whatever
+    the run's search searched) and pooled metrics with their subject-bootstrap intervals for
+    every evaluation mode. `client`: an MlflowClient to reuse (default: a new one)."""
+    if client is None:
+        from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri)
+        client = MlflowClient(tracking_uri)
     if experiment:
         found = client.get_experiment_by_name(experiment)
         experiments = [found] if found else []
@@ -48,6 +57,7 @@ def leaderboard(
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
         row: dict[str, Any] = {
             "experiment": names[run.info.experiment_id],
+            "experiment_id": run.info.experiment_id,
             "dataset": tags.get(f"{TAG}dataset"),
             "protocol": tags.get(f"{TAG}protocol"),
             "search": tags.get(f"{TAG}search"),
@@ -56,9 +66,17 @@ def leaderboard(
             "status": run.info.status,
             "reason": tags.get(f"{TAG}reason"),
             "started": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
+            "ended": pd.to_datetime(run.info.end_time, unit="ms", utc=True),
             "run_id": run.info.run_id,
+            "eval_mode": tags.get(f"{TAG}eval_mode"),
+            "objective_name": tags.get(f"{TAG}objective"),
+            "preset": tags.get(f"{TAG}preset"),
+            "git_commit": tags.get(f"{TAG}git_commit"),
+            "searched": tags.get(f"{TAG}searched", ""),
+            "objective": metrics.get("objective"),
         }
-        for name in HYPERPARAMETERS:
+        searched = [p for p in row["searched"].split(",") if p]
+        for name in dict.fromkeys([*HYPERPARAMETERS, *searched]):
             if name in params:
                 row[name] = _number(params[name])
         for mode in MODES:

@@ -164,3 +164,8 @@ def faces_write(tmp_path: Path) -> Callable[[str, np.ndarray], str]:
         return str(path)
 
     return write
+
+
+# Dashboard fixtures (prefixed dash_) live in dashboard_support.py; registered here so that the
+# session-scoped search runs once for every dashboard test module.
+from dashboard_support import dash_store  # noqa: E402, F401

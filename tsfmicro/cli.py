@@ -20,6 +20,7 @@ _SUBCOMMANDS: list[str] = [
     "search.cli",
     "tsfmicro.commands.datasets",
     "tsfmicro.commands.synth",
+    "dashboards.cli",
 ]
 
 

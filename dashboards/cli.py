@@ -1,0 +1,67 @@
+"""`tsfmicro dashboard`: a thin wrapper over `streamlit run dashboards/app.py`.
+
+Streamlit is not imported here: the handler starts it as a child process, with the tracking
+URI after `--` (and in $TSFMICRO_TRACKING_URI), so `tsfmicro --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+APP = Path(__file__).with_name("app.py")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "dashboard",
+        help="browse leaderboards, trials, searches and registered models (Streamlit)",
+        description="Start the Streamlit dashboard over an MLflow store that tsfmicro "
+        "searches write to. It only reads the store.",
+    )
+    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
+                   help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
+    p.set_defaults(handler=run_dashboard)
+
+
+def streamlit_command(app: Path, uri: str, host: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "streamlit", "run", str(app),
+        "--server.address", host,
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",
+        "--", "--tracking-uri", uri,
+    ]  # fmt: skip
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    from dashboards.store import FAIL_FAST_ENV, URI_ENV
+    from tsfmicro.errors import ConfigError
+
+    if importlib.util.find_spec("streamlit") is None:
+        raise ConfigError("the dashboard needs Streamlit: install the 'dashboard' extra "
+                          "(uv sync --extra dashboard, or pip install 'tsfmicro[dashboard]')")
+    env = dict(os.environ)
+    env[URI_ENV] = args.tracking_uri
+    for key, value in FAIL_FAST_ENV.items():
+        env.setdefault(key, value)
+    # The app imports the dashboards package that lies beside the app file it runs.
+    root = str(APP.parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    print(f"tsfmicro dashboard: http://{args.host}:{args.port} reading {args.tracking_uri}",
+          flush=True)
+    try:
+        return subprocess.call(streamlit_command(APP, args.tracking_uri, args.host, args.port),
+                               env=env)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,297 @@
+"""Reading the MLflow store the searches write to (no Streamlit here; `data.py` caches these).
+
+Every function takes what it reads as arguments. Errors a researcher can act on (no store,
+server down, nothing logged yet) become `StoreError` with a plain message; pages show it
+instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from search.leaderboard import TAG, leaderboard
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+URI_ENV = "TSFMICRO_TRACKING_URI"
+PROBE_TIMEOUT_S = 3.0
+# MlflowClient retries an unreachable server for minutes by default: the dashboard does not
+# retry (the /health probe has already answered within PROBE_TIMEOUT_S), allows a slow query
+# a minute, and keeps artifact downloads from drawing progress bars in its log.
+FAIL_FAST_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
+
+class StoreError(RuntimeError):
+    """The store cannot answer, with a message meant for the person looking at the page."""
+
+
+def tracking_uri(argv: Sequence[str], environ: Mapping[str, str]) -> str:
+    """`--tracking-uri URI` after `streamlit run app.py --`, else $TSFMICRO_TRACKING_URI, else
+    $MLFLOW_TRACKING_URI, else the search's default SQLite store in the working directory."""
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if arg == "--tracking-uri" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--tracking-uri="):
+            return arg.split("=", 1)[1]
+    return environ.get(URI_ENV) or environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def fail_fast(environ: dict[str, str]) -> None:
+    """Short HTTP timeouts, no retries and no progress bars, unless the user set them."""
+    for key, value in FAIL_FAST_ENV.items():
+        environ.setdefault(key, value)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///") :].split("?", 1)[0])
+
+
+def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Raise StoreError, within about `timeout` seconds, when the store is not there.
+
+    A SQLite store must exist already (opening a missing one would create an empty
+    database); a tracking server must answer its /health endpoint."""
+    path = sqlite_path(uri)
+    if path is not None:
+        if str(path) != ":memory:" and not path.is_file():
+            raise StoreError(
+                f"There is no MLflow store at `{path}` yet. A search creates it: "
+                f"`tsfmicro search --tracking-uri {uri}`."
+            )
+        return
+    if uri.startswith(("http://", "https://")):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                if response.status == 200:
+                    return
+                problem = f"it answered HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            problem = f"it answered HTTP {exc.code}"
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            problem = f"it could not be reached ({reason})"
+        raise StoreError(
+            f"The MLflow tracking server at {uri} is not available: {problem}. Start it, or "
+            "point the dashboard at another store with `tsfmicro dashboard --tracking-uri URI`."
+        )
+
+
+def make_client(uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def _plain(exc: Exception, uri: str) -> StoreError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return StoreError(f"The MLflow store at {uri} could not answer: {first}")
+
+
+def experiments(client: Any, uri: str) -> pd.DataFrame:
+    """The tsfmicro experiments (`tsfmicro/<dataset>/<protocol>`): id, name, dataset, protocol."""
+    try:
+        found = client.search_experiments(filter_string="name LIKE 'tsfmicro/%'")
+    except Exception as exc:
+        raise _plain(exc, uri) from exc
+    rows = []
+    for exp in found:
+        parts = exp.name.split("/")
+        rows.append(
+            {
+                "experiment_id": exp.experiment_id,
+                "experiment": exp.name,
+                "dataset": parts[1] if len(parts) > 1 else exp.name,
+                "protocol": parts[2] if len(parts) > 2 else "",
+            }
+        )
+    columns = ["experiment_id", "experiment", "dataset", "protocol"]
+    return pd.DataFrame(rows, columns=columns).sort_values("experiment", ignore_index=True)
+
+
+def trials(client: Any, uri: str) -> pd.DataFrame:
+    """Every trial run of every tsfmicro experiment (search.leaderboard's table)."""
+    try:
+        return leaderboard(uri, client=client)
+    except Exception as exc:
+        raise _plain(exc, uri) from exc
+
+
+def run_info(client: Any, uri: str, run_id: str) -> dict[str, Any]:
+    """A run's params, metrics, tags and identity."""
+    try:
+        run = client.get_run(run_id)
+    except Exception as exc:
+        raise StoreError(f"No run {run_id} in the MLflow store at {uri}.") from exc
+    return {
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "experiment_id": run.info.experiment_id,
+        "status": run.info.status,
+        "start_time": run.info.start_time,
+        "end_time": run.info.end_time,
+        "params": dict(run.data.params),
+        "metrics": dict(run.data.metrics),
+        "tags": dict(run.data.tags),
+    }
+
+
+def artifact_bytes(client: Any, run_id: str, path: str) -> bytes | None:
+    """One artifact of a run, or None when the run does not have it."""
+    folder = path.rpartition("/")[0] or None
+    try:
+        names = {a.path for a in client.list_artifacts(run_id, folder)}
+    except Exception:
+        return None
+    if path not in names:
+        return None
+    with tempfile.TemporaryDirectory(prefix="tsfmicro-dash-") as tmp:
+        local = client.download_artifacts(run_id, path, tmp)
+        return Path(local).read_bytes()
+
+
+def artifact_csv(client: Any, run_id: str, path: str) -> pd.DataFrame | None:
+    raw = artifact_bytes(client, run_id, path)
+    return None if raw is None else pd.read_csv(io.BytesIO(raw))
+
+
+def artifact_json(client: Any, run_id: str, path: str) -> Any:
+    raw = artifact_bytes(client, run_id, path)
+    return None if raw is None else json.loads(raw)
+
+
+def fold_runs(client: Any, uri: str, experiment_id: str, parent_run_id: str) -> pd.DataFrame:
+    """The fold child runs of a trial: subject, worker, seconds, final and oracle accuracy."""
+    try:
+        runs = client.search_runs(
+            [experiment_id],
+            filter_string=(
+                f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`{TAG}kind` = 'fold'"
+            ),
+            max_results=5000,
+        )
+    except Exception as exc:
+        raise _plain(exc, uri) from exc
+    rows = []
+    for run in runs:
+        m, p = run.data.metrics, run.data.params
+        rows.append(
+            {
+                "subject": p.get("subject", run.data.tags.get(f"{TAG}fold")),
+                "worker": p.get("worker"),
+                "device": p.get("device"),
+                "final_acc": m.get("final_acc"),
+                "oracle_acc": m.get("oracle_acc"),
+                "oracle_epoch": m.get("oracle_epoch"),
+                "seconds": m.get("seconds"),
+                "n_test": m.get("n_test"),
+                "run_id": run.info.run_id,
+            }
+        )
+    columns = ["subject", "worker", "device", "final_acc", "oracle_acc", "oracle_epoch",
+               "seconds", "n_test", "run_id"]
+    return pd.DataFrame(rows, columns=columns).sort_values("subject", ignore_index=True)
+
+
+def fold_curves(client: Any, uri: str, fold_run_ids: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """Per-epoch train_loss, train_acc and test_acc of fold runs [(subject, run_id)], long."""
+    rows = []
+    try:
+        for subject, run_id in fold_run_ids:
+            for key in ("train_loss", "train_acc", "test_acc"):
+                for h in client.get_metric_history(run_id, key):
+                    rows.append({"subject": subject, "epoch": h.step, key: h.value})
+    except Exception as exc:
+        raise _plain(exc, uri) from exc
+    if not rows:
+        return pd.DataFrame(columns=["subject", "epoch", "train_loss", "train_acc", "test_acc"])
+    return pd.DataFrame(rows).groupby(["subject", "epoch"], as_index=False).first()
+
+
+def partial_history(client: Any, uri: str, run_id: str, key: str) -> pd.DataFrame:
+    """A trial's partial metric by folds done (step = folds)."""
+    try:
+        history = client.get_metric_history(run_id, key)
+    except Exception as exc:
+        raise _plain(exc, uri) from exc
+    return pd.DataFrame(
+        [{"folds_done": h.step, key: h.value} for h in history], columns=["folds_done", key]
+    )
+
+
+def registry(client: Any, uri: str) -> pd.DataFrame:
+    """One row per version of every `tsfmicro-*` registered model, with its aliases and the
+    tags the registry writes (scores, evaluation mode, objective, search, trial)."""
+    try:
+        models = client.search_registered_models(filter_string="name LIKE 'tsfmicro-%'")
+        rows = []
+        for model in models:
+            aliases: dict[str, list[str]] = {}
+            for alias, version in (model.aliases or {}).items():
+                aliases.setdefault(str(version), []).append(alias)
+            for v in client.search_model_versions(f"name = '{model.name}'"):
+                rows.append(
+                    {
+                        "model": model.name,
+                        "description": model.description,
+                        "version": int(v.version),
+                        "aliases": ", ".join(sorted(aliases.get(str(v.version), []))),
+                        "created": pd.to_datetime(v.creation_timestamp, unit="ms"),  # UTC
+                        "run_id": v.run_id,
+                        "source": v.source,
+                        "status": v.status,
+                        **{k: v.tags[k] for k in sorted(v.tags)},
+                    }
+                )
+    except Exception as exc:
+        raise _plain(exc, uri) from exc
+    if not rows:
+        return pd.DataFrame(columns=["model", "version", "aliases", "created", "run_id"])
+    table = pd.DataFrame(rows)
+    for col in table.columns:
+        if col.startswith(("final_", "val_", "oracle_")):
+            table[col] = pd.to_numeric(table[col], errors="coerce")
+    return table.sort_values(["model", "version"], ascending=[True, False], ignore_index=True)
+
+
+def model_zip(uri: str, name: str, version: int) -> bytes:
+    """A registered model version's files (MLmodel, weights.pt, tsfmicro_model.json ...) as
+    a zip archive."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="tsfmicro-dash-model-") as tmp:
+        mlflow.set_tracking_uri(uri)
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}", dst_path=tmp
+            )
+        )
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file in sorted(local.rglob("*")):
+                if file.is_file():
+                    archive.write(file, f"{name}-v{version}/{file.relative_to(local)}")
+        return buffer.getvalue()
+
+
+def ui_link(uri: str, experiment_id: str, run_id: str) -> str | None:
+    """The run's page in the MLflow UI, for a tracking server."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"

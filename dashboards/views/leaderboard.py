@@ -1,0 +1,97 @@
+"""Leaderboard: complete trials ranked per dataset and protocol, with published references."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import data, tables, ui
+from tsfmicro.metrics import METRICS
+
+uri = data.tracking_uri()
+st.title("Leaderboard")
+board, experiments = ui.store(uri)
+refs = ui.read(data.references, str(tables.REFERENCES))
+
+with st.container(border=True):
+    left, middle, right = st.columns([1, 1, 2])
+    metric = left.radio("Rank by", METRICS, index=METRICS.index("uf1"),
+                        format_func=tables.METRIC_LABELS.get, horizontal=True, key="lb_metric")
+    modes = middle.multiselect("Evaluation mode", tables.MODES, default=["final"],
+                               format_func=tables.mode_label, key="lb_modes")
+    chosen = right.multiselect("Dataset / protocol", experiments["experiment"].tolist(),
+                               placeholder="all", key="lb_experiments")
+    left, middle, right = st.columns([1, 1, 2])
+    searches = left.multiselect("Search", tables.options(board, "search"), placeholder="all",
+                                key="lb_searches")
+    fusions = middle.multiselect("Fusion", tables.options(board, "fusion"), placeholder="all",
+                                 key="lb_fusions")
+    bounds = tables.date_bounds(board)
+    dates = None
+    # Off by default, so that trials started after the page opened are never hidden.
+    if bounds and right.toggle("Only trials started between ...", key="lb_date_on"):
+        picked = right.date_input("Started between (UTC)", value=bounds, key="lb_dates",
+                                  label_visibility="collapsed")
+        dates = tuple(picked) if isinstance(picked, tuple) and len(picked) == 2 else None
+    show_refs = st.toggle("Show published reference figures", value=True, key="lb_refs")
+
+if not modes:
+    st.info("Choose at least one evaluation mode.")
+    st.stop()
+if "oracle" in modes:
+    st.warning(ui.OPTIMISTIC_NOTE, icon=":material/warning:")
+
+shown = experiments[experiments["experiment"].isin(chosen)] if chosen else experiments
+with_runs = shown["experiment"].isin(board["experiment"] if not board.empty else [])
+shown = pd.concat([shown[with_runs], shown[~with_runs]])  # experiments with no runs last
+filtered = tables.filter_trials(board, searches=searches, fusions=fusions, dates=dates)
+rows = tables.ranked(filtered, modes, metric)
+params = tables.shown_params(filtered)
+label = tables.METRIC_LABELS[metric]
+number = st.column_config.NumberColumn(format="%.3f")
+columns = {
+    "rank": st.column_config.NumberColumn("#", format="%d"),
+    "ACC": number, "UF1": number, "UAR": number,
+    "started": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm"),
+    "details": st.column_config.LinkColumn("details", display_text="open trial"),
+}
+
+for exp in shown.itertuples():
+    st.subheader(f"{exp.dataset} / {exp.protocol}")
+    trials_here = board[board["experiment"] == exp.experiment] if not board.empty else board
+    if trials_here.empty:
+        ui.no_trials(exp.experiment)
+        continue
+    part = rows[rows["experiment"] == exp.experiment] if not rows.empty else rows
+    ref = (tables.reference_rows(refs, [(exp.dataset, exp.protocol)]) if show_refs
+           else refs.iloc[0:0])
+    if part.empty and ref.empty:
+        st.info("No complete trial matches these filters.")
+        continue
+    table = tables.display(pd.concat([part, ref], ignore_index=True), params)
+    table["details"] = [f"trial?run={r}" if isinstance(r, str) else None
+                        for r in table["run_id"]]
+    st.dataframe(table, hide_index=True, width="stretch", column_config=columns,
+                 key=f"lb_table_{exp.experiment_id}")
+    st.caption(
+        f"{len(part)} row(s) ranked by {label} within each evaluation mode. Scores are pooled "
+        "over the LOSO folds; 95% CI: subject bootstrap. "
+        + ("Rows marked *reported figure* are published numbers, not runs of this service. "
+           if not ref.empty else "")
+    )
+
+skipped = tables.not_ranked(tables.filter_trials(
+    board, experiments=shown["experiment"].tolist(), searches=searches, fusions=fusions,
+    dates=dates))
+if not skipped.empty:
+    st.subheader("Not ranked: pruned, failed, killed or running trials")
+    st.caption("Their partial metrics are not results; the reason is the run's own.")
+    st.dataframe(skipped, hide_index=True, width="stretch", key="lb_not_ranked")
+
+if show_refs:
+    st.subheader("Published reference figures")
+    st.caption(
+        "Reported figures, copied from the cited source and not reproduced by this service. "
+        "Empty cells are figures we do not know. The TSFmicro paper picks each subject's best "
+        "epoch (per-subject best epoch), which compares with the oracle mode here."
+    )
+    st.dataframe(tables.references_display(refs), hide_index=True, width="stretch",
+                 key="lb_references")

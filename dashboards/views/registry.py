@@ -1,0 +1,65 @@
+"""Registered models: versions, aliases, the champion's scores, how to pull one, a download."""
+
+from functools import partial
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import data, tables, ui
+from tsfmicro.metrics import METRICS
+
+uri = data.tracking_uri()
+st.title("Model registry")
+ui.read(data.check, uri)
+versions = ui.read(data.registry, uri)
+if versions.empty:
+    st.info(f"No tsfmicro model is registered in `{uri}` yet. A search registers its best "
+            "configuration when it ends (or `tsfmicro register NAME`).", icon=":material/inbox:")
+    st.stop()
+
+for name, group in versions.groupby("model", sort=True):
+    st.header(name)
+    champion = group[group["aliases"].str.split(", ").map(lambda a: "champion" in a)]
+    if champion.empty:
+        st.info("No version holds the `champion` alias.")
+    else:
+        top = champion.iloc[0]
+        mode = top.get("eval_mode") if isinstance(top.get("eval_mode"), str) else "final"
+        st.markdown(f"**champion: version {top['version']}** (search `{top.get('search')}`, "
+                    f"trial `{top.get('trial_id')}`, chosen on {mode} "
+                    f"{str(top.get('objective', '?')).upper()})")
+        for shown_mode in [m for m in tables.MODES if f"{m}_acc" in group]:
+            if pd.isna(top.get(f"{shown_mode}_acc")):
+                continue
+            cols = st.columns(len(METRICS) + 1)
+            cols[0].markdown(f"LOSO scores, {tables.mode_label(shown_mode)}")
+            for col, m in zip(cols[1:], METRICS, strict=True):
+                value = top[f"{shown_mode}_{m}"]
+                col.metric(f"{shown_mode} {tables.METRIC_LABELS[m]}", f"{value:.3f}")
+        if "oracle_acc" in group and pd.notna(top.get("oracle_acc")):
+            st.caption(ui.OPTIMISTIC_NOTE)
+    numbers = group["version"].tolist()
+    default = int(champion.iloc[0]["version"]) if not champion.empty else numbers[0]
+    version = st.selectbox("Version", numbers, index=numbers.index(default),
+                           key=f"rg_version_{name}",
+                           format_func=lambda v, g=group: f"{v} ({a})" if (
+                               a := g.loc[g['version'] == v, 'aliases'].iloc[0]) else str(v))
+    spec = f"{name}@champion" if version == default and not champion.empty \
+        else f"{name}/{version}"
+    st.markdown("Pull it (then `tsfmicro predict --model DIR --onset A --apex B`):")
+    st.code(f"tsfmicro pull {spec} --tracking-uri {uri}", language="bash")
+    st.download_button(
+        f"Download version {version} (zip)", data=partial(data.model_zip, uri, name, version),
+        file_name=f"{name}-v{version}.zip", mime="application/zip", on_click="ignore",
+        icon=":material/download:", key=f"rg_download_{name}",
+    )
+    columns = ["version", "aliases", "created", "search", "trial_id", "eval_mode", "objective",
+               *(f"{m}_{s}" for m in tables.MODES for s in METRICS), "run_id", "status"]
+    st.dataframe(group[[c for c in columns if c in group]], hide_index=True, width="stretch",
+                 key=f"rg_versions_{name}",
+                 column_config={"created": st.column_config.DatetimeColumn(
+                     "created (UTC)", format="YYYY-MM-DD HH:mm"),
+                     **{c: st.column_config.NumberColumn(format="%.3f") for c in columns
+                        if c.startswith(tables.MODES)}})
+    if isinstance(group["description"].iloc[0], str):
+        st.caption(group["description"].iloc[0])

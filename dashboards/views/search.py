@@ -1,0 +1,125 @@
+"""One search: progress, hyperparameters against the score, parameter importance, fusion
+types, and how much the optimistic oracle selection adds per configuration."""
+
+import streamlit as st
+
+from dashboards import charts, data, tables, ui
+from tsfmicro.metrics import METRICS
+
+uri = data.tracking_uri()
+st.title("Search")
+board, experiments = ui.store(uri)
+if board.empty:
+    st.info(f"The MLflow store at `{uri}` has no trial runs yet.")
+    st.stop()
+
+left, right = st.columns(2)
+with left:  # the experiment of the latest trial first
+    experiment = ui.pick_experiment(experiments, "se_experiment",
+                                    board.sort_values("started")["experiment"].iloc[-1])
+here = board[board["experiment"] == experiment]
+if here.empty:
+    ui.no_trials(experiment)
+    st.stop()
+latest = here.sort_values("started")["search"].iloc[-1]
+searches = tables.options(here, "search")
+search = right.selectbox("Search", searches, index=searches.index(latest), key="se_search")
+trials = here[here["search"] == search]
+
+own_mode = trials["eval_mode"].dropna().iloc[0] if trials["eval_mode"].notna().any() else "final"
+own_metric = (trials["objective_name"].dropna().iloc[0]
+              if trials["objective_name"].notna().any() else "uf1")
+left, right = st.columns(2)
+modes = [m for m in tables.MODES if f"{m}_acc" in trials and trials[f"{m}_acc"].notna().any()]
+modes = modes or ["final"]
+mode = left.radio("Evaluation mode", modes, horizontal=True, format_func=tables.mode_label,
+                  index=modes.index(own_mode) if own_mode in modes else 0, key="se_mode")
+metric = right.radio("Metric", METRICS, horizontal=True, format_func=tables.METRIC_LABELS.get,
+                     index=METRICS.index(own_metric) if own_metric in METRICS else 1,
+                     key="se_metric")
+column, label = f"{mode}_{metric}", f"{mode} {tables.METRIC_LABELS[metric]}"
+if mode in tables.OPTIMISTIC:
+    st.warning(ui.OPTIMISTIC_NOTE, icon=":material/warning:")
+
+done = tables.complete(trials)
+counts = trials["state"].value_counts()
+cols = st.columns(5)
+cols[0].metric("trials", len(trials))
+cols[1].metric("complete", int(counts.get("complete", 0)))
+cols[2].metric("pruned", int(counts.get("pruned", 0)))
+cols[3].metric("failed or killed", int(counts.get("failed", 0) + counts.get("killed", 0)))
+best = done[column].max() if column in done and done[column].notna().any() else None
+cols[4].metric(f"best {label}", "–" if best is None else f"{best:.3f}")
+st.caption(f"The search optimised {own_mode} {own_metric.upper()}; preset "
+           f"{trials['preset'].dropna().iloc[0] if trials['preset'].notna().any() else '?'}; "
+           f"git commit {trials['git_commit'].dropna().iloc[0][:10] if trials['git_commit'].notna().any() else '?'}.")  # noqa: E501
+
+st.subheader("Best so far")
+progress = tables.best_so_far(trials, column)
+left, right = st.columns(2)
+left.altair_chart(charts.best_so_far(progress, "n", "trial (in start order)", label),
+                  key="se_best_trials")
+right.altair_chart(charts.best_so_far(progress, "minutes", "minutes since the search started",
+                                      label), key="se_best_time")
+st.caption("Dots: each trial's score (pruned and failed trials have none); line: the best "
+           "complete trial so far, against trials and against the time each one ended.")
+
+params = tables.searched_params(trials)
+st.subheader("Hyperparameters against the score")
+if done.empty or not params:
+    st.info("No complete trial with searched parameters yet.")
+else:
+    long = tables.parallel(trials, params, column, label)
+    st.altair_chart(charts.parallel(long, [*params, label], label), key="se_parallel")
+    st.caption("Parallel coordinates: a line per complete trial, coloured by its score; "
+               "numeric axes span the observed range (log scale where it covers 20x or more), "
+               "categories are evenly spaced.")
+
+    st.subheader("Parameter importance")
+    importance, note = ui.read(data.importance, trials, tuple(params), column)
+    shown = "fANOVA (Optuna)" if "fANOVA (Optuna)" in importance else "η² (variance share)"
+    left, right = st.columns([1, 1])
+    left.dataframe(importance, hide_index=True, width="stretch", key="se_importance",
+                   column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                  for c in importance.columns if c != "parameter"})
+    right.altair_chart(charts.importance(importance, shown), key="se_importance_chart")
+    st.caption(
+        "How these were computed, from this page's complete trials only: **fANOVA (Optuna)**: "
+        "Optuna's FanovaImportanceEvaluator (random-forest functional ANOVA, seed 0) on a "
+        "study rebuilt from the trials with optuna.trial.create_trial, each parameter over its "
+        "observed range; shares sum to 1. **η²**: the share of the score's variance between "
+        "the groups of one parameter alone (numeric ones in 4 quantile bins), interactions "
+        "ignored; empty where every group holds one trial. With a handful of trials both are "
+        "rough." + (f" {note}." if note else "")
+    )
+
+st.subheader("Fusion types")
+fusion = tables.fusion_comparison(trials, column)
+if fusion.empty:
+    st.info("No complete trial with a fusion type yet.")
+else:
+    left, right = st.columns([1, 1])
+    left.dataframe(fusion, hide_index=True, width="stretch", key="se_fusion",
+                   column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                  for c in ("mean", "std", "median", "best")})
+    right.altair_chart(charts.by_fusion(done.dropna(subset=[column]), column, label),
+                       key="se_fusion_chart")
+
+st.subheader("Oracle against final, per configuration")
+gap = tables.oracle_gap(trials, params, metric)
+if gap.empty:
+    st.info("No complete trial has both final and oracle scores yet.")
+else:
+    st.metric(f"mean oracle - final {tables.METRIC_LABELS[metric]}",
+              f"{gap['gap (oracle - final)'].mean():+.3f}")
+    st.dataframe(gap, hide_index=True, width="stretch", key="se_gap",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in ("final", "oracle", "gap (oracle - final)")})
+    st.altair_chart(charts.gap(gap), key="se_gap_chart")
+    st.caption("The gap is what picking each subject's best epoch on its own test data adds: "
+               "the optimism of the oracle selection, for this configuration.")
+
+skipped = tables.not_ranked(trials)
+if not skipped.empty:
+    st.subheader("Not ranked")
+    st.dataframe(skipped, hide_index=True, width="stretch", key="se_not_ranked")

@@ -1,0 +1,106 @@
+"""Dashboard test support: one small real search, run once per test session, shared by the
+dashboard tests (the `dash_store` fixture, registered in conftest.py), and AppTest helpers.
+
+The search is the project's own CLI on the synthetic benchmark: 4 subjects, 5 trials of the
+tiny preset for 2 epochs, ASHA (so a trial may be pruned) and an inner validation subject (so
+every complete trial has final, val and oracle scores); the best is refitted and registered.
+An empty experiment sits beside it (an experiment with no runs). About 2 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services import service_env
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "dashboards" / "app.py"
+EXPERIMENT = "tsfmicro/synthetic-casme2/5class"
+EMPTY_EXPERIMENT = "tsfmicro/empty-set/none"
+MODEL = "tsfmicro-synthetic-casme2-5class"
+SEARCH = "dash1"
+SUBJECTS = 4
+CLASSES = ("happiness", "repression", "disgust", "surprise", "others")
+APP_TIMEOUT = 120  # the first run of a page imports MLflow and Altair
+
+
+@dataclass(frozen=True)
+class Store:
+    folder: Path
+    uri: str
+
+    def client(self) -> Any:
+        from mlflow import MlflowClient
+
+        return MlflowClient(self.uri)
+
+    def trial_runs(self, state: str | None = None) -> list:
+        """The search's trial runs straight from MLflow (what the dashboard must show)."""
+        client = self.client()
+        exp = client.get_experiment_by_name(EXPERIMENT)
+        where = "tags.`tsfmicro.kind` = 'trial'"
+        if state:
+            where += f" and tags.`tsfmicro.state` = '{state}'"
+        return client.search_runs([exp.experiment_id], filter_string=where, max_results=1000)
+
+    def copy(self, folder: Path) -> Store:
+        """A copy of the database (artifacts stay where the runs point), to change freely."""
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(self.folder / "mlflow.db", folder / "mlflow.db")
+        return Store(folder, f"sqlite:///{folder / 'mlflow.db'}")
+
+
+def run_search(folder: Path) -> Store:
+    tracking = f"sqlite:///{folder / 'mlflow.db'}"
+    command = [
+        sys.executable, "-m", "tsfmicro.cli", "search", "--name", SEARCH,
+        "--synth-subjects", str(SUBJECTS), "--synth-clips", "5",
+        "--data-dir", str(folder / "data"), "--cache-dir", str(folder / "cache"),
+        "--preset", "tiny", "--trials", "5", "--set", "epochs=2", "--set", "val_subjects=1",
+        "--scheduler", "asha", "--seed", "1", "--tracking-uri", tracking,
+        "--storage-path", str(folder / "runs"), "--quiet",
+    ]  # fmt: skip
+    env = service_env(PYTHONPATH=str(ROOT))
+    proc = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    store = Store(folder, tracking)
+    store.client().create_experiment(EMPTY_EXPERIMENT)
+    return store
+
+
+@pytest.fixture(scope="session")
+def dash_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """A real MLflow store filled by one small real search (see the module docstring).
+
+    While working on the dashboard, TSFMICRO_DASH_STORE=DIR keeps the search in DIR and reuses
+    it on later runs (delete DIR to search again)."""
+    kept = os.environ.get("TSFMICRO_DASH_STORE")
+    if kept and (Path(kept) / "mlflow.db").is_file():
+        return Store(Path(kept), f"sqlite:///{Path(kept) / 'mlflow.db'}")
+    folder = Path(kept) if kept else tmp_path_factory.mktemp("dash-store")
+    folder.mkdir(parents=True, exist_ok=True)
+    return run_search(folder)
+
+
+def app_test(uri: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An AppTest of the dashboard reading `uri` (through the environment, as the CLI does)."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("TSFMICRO_TRACKING_URI", uri)
+    return AppTest.from_file(str(APP), default_timeout=APP_TIMEOUT)
+
+
+def artifacts_dir() -> Path:
+    """Where tests leave files worth keeping: $TSFMICRO_TEST_ARTIFACTS or test-artifacts/."""
+    folder = Path(os.environ.get("TSFMICRO_TEST_ARTIFACTS") or ROOT / "test-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

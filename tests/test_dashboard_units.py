@@ -1,0 +1,234 @@
+"""The dashboard's pure parts: ranking and filters, analyses, reference figures, store probing
+and the `tsfmicro dashboard` command. No search, no browser; seconds."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboards import cli, store, tables
+from tsfmicro.cli import build_parser
+
+from services import free_port
+
+
+def board(rows: list[dict]) -> pd.DataFrame:
+    """A trial table shaped like search.leaderboard's, from a few fields per trial."""
+    out = []
+    for i, r in enumerate(rows):
+        row = {"experiment": "tsfmicro/casme2/5class", "dataset": "casme2", "protocol": "5class",
+               "search": r.get("search", "s"), "trial": f"t{i}", "state": r.get("state",
+                                                                               "complete"),
+               "reason": r.get("reason"), "run_id": f"run{i}",
+               "started": pd.Timestamp(r.get("started", f"2026-01-0{1 + i % 9} 10:00"), tz="UTC"),
+               "ended": pd.Timestamp(r.get("started", f"2026-01-0{1 + i % 9} 10:00"), tz="UTC")
+               + pd.Timedelta(minutes=5),
+               "fusion": r.get("fusion", "late"), "temporal_depth": r.get("depth", 4),
+               "lr": r.get("lr", 1e-3), "searched": "temporal_depth,fusion,lr"}
+        for mode in ("final", "oracle"):
+            for m in ("acc", "uf1", "uar"):
+                v = r.get(mode, 0.5) + (0.05 if mode == "oracle" else 0.0)
+                row[f"{mode}_{m}"] = v
+                row[f"{mode}_{m}_ci_lo"], row[f"{mode}_{m}_ci_hi"] = v - 0.1, v + 0.1
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def test_only_complete_trials_rank_and_pruned_ones_are_listed_apart():
+    b = board([{"final": 0.4}, {"final": 0.9, "state": "pruned", "reason": "a\nstopped early"},
+               {"final": 0.6}, {"final": 0.7, "state": "failed", "reason": "boom"}])
+    ranked = tables.ranked(b, ["final"], "uf1")
+    assert ranked["trial"].tolist() == ["t2", "t0"]
+    assert ranked["rank"].tolist() == [1, 2]
+    skipped = tables.not_ranked(b)
+    assert set(skipped["trial"]) == {"t1", "t3"}
+    assert skipped.set_index("trial").loc["t1", "reason"] == "stopped early"
+
+
+def test_each_mode_ranks_separately_and_oracle_is_flagged():
+    b = board([{"final": 0.4, "oracle": 0.9}, {"final": 0.6, "oracle": 0.1}])
+    ranked = tables.ranked(b, ["final", "oracle"], "uf1")
+    final = ranked[ranked["mode"] == "final"]
+    oracle = ranked[ranked["mode"] == "oracle"]
+    assert final["trial"].tolist() == ["t1", "t0"] and oracle["trial"].tolist() == ["t0", "t1"]
+    assert not final["optimistic"].any() and oracle["optimistic"].all()
+    shown = tables.display(ranked, ["fusion"])
+    assert set(shown["mode"]) == {"final (leak-free)", "oracle ⚠ optimistic"}
+    assert shown["UF1 95% CI"].iloc[0] == "[0.500, 0.700]"
+
+
+def test_filters_by_search_fusion_and_date():
+    b = board([{"search": "a", "fusion": "late", "started": "2026-01-01 10:00"},
+               {"search": "b", "fusion": "early", "started": "2026-01-05 10:00"},
+               {"search": "a", "fusion": "early", "started": "2026-01-09 10:00"}])
+    assert tables.filter_trials(b, searches=["a"])["trial"].tolist() == ["t0", "t2"]
+    assert tables.filter_trials(b, fusions=["early"])["trial"].tolist() == ["t1", "t2"]
+    picked = tables.filter_trials(b, dates=(date(2026, 1, 2), date(2026, 1, 5)))
+    assert picked["trial"].tolist() == ["t1"]
+    assert tables.date_bounds(b) == (date(2026, 1, 1), date(2026, 1, 9))
+
+
+def test_best_so_far_ignores_pruned_scores():
+    b = board([{"final": 0.3}, {"final": 0.9, "state": "pruned"}, {"final": 0.5},
+               {"final": 0.4}])
+    progress = tables.best_so_far(b, "final_uf1")
+    assert progress["best so far"].tolist() == [0.3, 0.3, 0.5, 0.5]
+    assert np.isnan(progress["value"].iloc[1])
+    assert progress["minutes"].iloc[0] == pytest.approx(5.0)
+
+
+def test_eta_squared_finds_the_parameter_that_decides_the_score():
+    rows = [{"fusion": f, "depth": d, "final": (0.8 if f == "late" else 0.3) + 0.001 * d}
+            for f in ("late", "early") for d in (2, 3, 4, 5, 6)]
+    scores = tables.eta_squared(board(rows), ["fusion", "temporal_depth"], "final_uf1")
+    assert scores["fusion"] > 0.99 and scores["temporal_depth"] < 0.01
+
+
+def test_fanova_agrees_on_a_clear_case():
+    rng = np.random.default_rng(0)
+    rows = [{"fusion": str(rng.choice(["late", "early", "t2s"])),
+             "depth": int(rng.integers(2, 9)), "lr": float(10 ** rng.uniform(-4, -2))}
+            for _ in range(24)]
+    for r in rows:
+        r["final"] = 0.2 + 0.08 * r["depth"]  # only the depth matters
+    scores = tables.fanova(board(rows), ["fusion", "temporal_depth", "lr"], "final_uf1")
+    assert max(scores, key=scores.get) == "temporal_depth"
+    assert sum(scores.values()) == pytest.approx(1.0)
+    table, note = tables.importance(board(rows[:2]), ["fusion", "temporal_depth"], "final_uf1")
+    assert "fANOVA not computed" in note and "η² (variance share)" in table
+
+
+def test_oracle_gap_groups_identical_configurations():
+    b = board([{"final": 0.4, "oracle": 0.6, "depth": 2}, {"final": 0.5, "oracle": 0.7,
+                                                           "depth": 2},
+               {"final": 0.5, "oracle": 0.5, "depth": 3}])
+    gap = tables.oracle_gap(b, ["temporal_depth"], "uf1")
+    assert gap["configuration"].tolist() == ["temporal_depth=2", "temporal_depth=3"]
+    assert gap["trials"].tolist() == [2, 1]
+    assert gap["gap (oracle - final)"].tolist() == pytest.approx([0.25, 0.05])
+
+
+def test_parallel_coordinates_positions():
+    b = board([{"fusion": "late", "lr": 1e-4, "final": 0.2},
+               {"fusion": "early", "lr": 1e-2, "final": 0.8},
+               {"fusion": "t2s", "lr": 1e-3, "final": 0.5}])
+    long = tables.parallel(b, ["fusion", "lr"], "final_uf1", "final UF1")
+    lr = long[long["axis"] == "lr"].set_index("trial")["position"]
+    assert lr.to_dict() == pytest.approx({"t0": 0.0, "t1": 1.0, "t2": 0.5})  # log scale
+    fusion = long[long["axis"] == "fusion"].set_index("value")["position"]
+    assert fusion.to_dict() == {"early": 0.0, "late": 0.5, "t2s": 1.0}
+    score = long[long["axis"] == "final UF1"].set_index("trial")["position"]
+    assert score["t1"] == 1.0 and score["t0"] == 0.0
+
+
+def test_reference_file_cites_its_source_and_leaves_unknowns_empty():
+    refs = tables.load_references(tables.REFERENCES)
+    assert (refs["source"].str.contains("arXiv:2505.16372")).all()
+    assert refs["selection"].str.contains("oracle").all()  # per-subject best epoch
+    casme = refs[(refs["dataset"] == "casme2") & (refs["protocol"] == "5class")]
+    assert dict(zip(casme["fusion"], casme["acc"], strict=True)) == {"late": 0.875,
+                                                                      "early": 0.8225}
+    assert refs[["uf1", "uar"]].isna().all().all()
+    pairs = set(zip(refs["dataset"], refs["protocol"], strict=True))
+    assert pairs == {("casme2", "5class"), ("casme2", "3class"), ("samm", "5class"),
+                     ("samm", "3class"), ("casme3", "4class"), ("casme3", "7class")}
+    assert refs.loc[~((refs["dataset"] == "casme2") & (refs["protocol"] == "5class")),
+                    "acc"].isna().all()
+    rows = tables.reference_rows(refs, [("casme2", "5class")])
+    shown = tables.display(rows, [])
+    assert set(shown["source"]) == {tables.REPORTED}
+    assert shown["mode"].str.startswith("reported").all()
+    assert shown["rank"].isna().all()
+
+
+def test_reference_file_is_checked(tmp_path):
+    def write(**cells: str):
+        row = {c: "" for c in tables.REFERENCE_COLUMNS}
+        row.update(dataset="casme2", protocol="5class", method="X", source="paper")
+        row.update(cells)
+        path = tmp_path / "refs.csv"
+        pd.DataFrame([row]).to_csv(path, index=False)
+        return path
+
+    assert tables.load_references(write(acc="0.5"))["acc"].tolist() == [0.5]
+    with pytest.raises(ValueError, match="cite its source"):
+        tables.load_references(write(acc="0.5", source=" "))
+    with pytest.raises(ValueError, match="fraction"):
+        tables.load_references(write(acc="87.5"))  # a percentage, not a fraction
+
+
+def test_overview_lists_every_experiment():
+    b = board([{"final": 0.4}, {"final": 0.6}])
+    experiments = pd.DataFrame([
+        {"experiment_id": "1", "experiment": "tsfmicro/casme2/5class", "dataset": "casme2",
+         "protocol": "5class"},
+        {"experiment_id": "2", "experiment": "tsfmicro/samm/5class", "dataset": "samm",
+         "protocol": "5class"}])
+    refs = tables.load_references(tables.REFERENCES)
+    table = tables.overview(b, experiments, refs, "final", "uf1")
+    casme = table.iloc[0]
+    assert casme["best trial"] == "t1" and casme["UF1"] == pytest.approx(0.6)
+    assert casme["reported ACC (paper)"] == 0.875
+    assert table.iloc[1]["best trial"] == "no trials yet"
+    assert pd.isna(table.iloc[1]["reported ACC (paper)"])
+
+
+def test_leaderboard_tag_prefix_matches_the_tracker():
+    from search.leaderboard import TAG
+    from search.tracking import TAG as WRITTEN
+
+    assert TAG == WRITTEN
+
+
+def test_tracking_uri_from_arguments_then_environment():
+    env = {"TSFMICRO_TRACKING_URI": "sqlite:///a.db", "MLFLOW_TRACKING_URI": "http://b"}
+    assert store.tracking_uri(["--tracking-uri", "http://x:5000"], env) == "http://x:5000"
+    assert store.tracking_uri(["--tracking-uri=http://y"], env) == "http://y"
+    assert store.tracking_uri([], env) == "sqlite:///a.db"
+    assert store.tracking_uri([], {"MLFLOW_TRACKING_URI": "http://b"}) == "http://b"
+    assert store.tracking_uri(["-x"], {}) == store.DEFAULT_URI
+
+
+def test_probe_fails_fast_and_creates_nothing(tmp_path):
+    missing = tmp_path / "none.db"
+    with pytest.raises(store.StoreError, match="no MLflow store"):
+        store.probe(f"sqlite:///{missing}")
+    assert not missing.exists()
+    started = time.monotonic()
+    with pytest.raises(store.StoreError, match="not available"):
+        store.probe(f"http://127.0.0.1:{free_port()}")
+    assert time.monotonic() - started < 5
+    env: dict[str, str] = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+    store.fail_fast(env)
+    assert env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
+    assert env["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "30"  # the user's own setting wins
+
+
+def test_dashboard_command_wraps_streamlit_run(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call",
+                        lambda command, env: calls.append((command, env)) or 0)
+    args = build_parser().parse_args(["dashboard", "--tracking-uri", "http://m:5000",
+                                      "--port", "8600"])
+    assert args.handler(args) == 0
+    command, env = calls[0]
+    assert command[1:4] == ["-m", "streamlit", "run"] and command[4] == str(cli.APP)
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"
+    assert command[command.index("--server.port") + 1] == "8600"
+    assert command[-3:] == ["--", "--tracking-uri", "http://m:5000"]
+    assert env["TSFMICRO_TRACKING_URI"] == "http://m:5000"
+    assert env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
+    assert str(cli.APP.parent.parent) in env["PYTHONPATH"].split(":")
+    assert "http://127.0.0.1:8600" in capsys.readouterr().out
+
+
+def test_nothing_in_the_library_imports_streamlit():
+    import pathlib
+
+    library = pathlib.Path(tables.__file__).parents[1] / "tsfmicro"
+    offenders = [str(p) for p in library.rglob("*.py") if "streamlit" in p.read_text()]
+    assert not offenders
