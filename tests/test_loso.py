@@ -62,6 +62,17 @@ def test_a_fold_is_reproducible_whatever_runs_before_it(toy, quick_run):
     assert not np.allclose(other.test_probs, again.test_probs)
 
 
+def test_channels_last_layout_trains_the_same_fold(toy, quick_run):
+    """The NHWC layout is a speed choice only: same seeds, same predictions up to float32
+    rounding (tolerance 1e-4 on probabilities after 2 epochs)."""
+    fold = quick_run.folds[1]
+    assert QUICK.channels_last  # the default the quick run used
+    plain = train_fold(toy, fold.subject, MICRO, QUICK.replace(val_subjects=1,
+                                                                channels_last=False))
+    assert np.allclose(plain.test_probs, fold.test_probs, atol=1e-4)
+    assert np.allclose(plain.train_loss, fold.train_loss, rtol=1e-4)
+
+
 def _hand_fold(subject, index, test_probs, val_probs, val_index):
     e = len(test_probs)
     return FoldResult(

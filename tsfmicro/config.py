@@ -250,6 +250,7 @@ class TrainConfig:
     seed: int = 0  # run seed; each fold derives its own seed from it and the fold's subject
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:N"
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True  # NHWC memory layout for images and convolutions (same maths)
     eval_batch_size: int = 256
 
     def __post_init__(self) -> None:

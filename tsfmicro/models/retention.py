@@ -75,6 +75,15 @@ def apply_rotary(x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
     return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
 
 
+def _softmax_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    """softmax(q k^T + mask) v, scale already in k. On CUDA, PyTorch's fused kernels; on the
+    CPU the same formula written out, which trains faster there than SDPA's math fallback
+    (measured 1.05x for the tiny preset's whole training step on one core)."""
+    if q.is_cuda:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
+    return torch.softmax(q @ k.transpose(-1, -2) + mask, dim=-1) @ v
+
+
 def masa_full(q: Tensor, k: Tensor, v: Tensor, log_gamma: Tensor, dist: Tensor) -> Tensor:
     """Full 2-D Manhattan self-attention.
 
@@ -82,7 +91,7 @@ def masa_full(q: Tensor, k: Tensor, v: Tensor, log_gamma: Tensor, dist: Tensor) 
     log_gamma: (n,); dist: (N, N) Manhattan distances. Returns (B, n, N, d).
     """
     mask = (dist[None] * log_gamma[:, None, None]).to(q.dtype)  # (n, N, N)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
+    return _softmax_attention(q, k, v, mask)
 
 
 def masa_decomposed(
@@ -96,10 +105,10 @@ def masa_decomposed(
     mask_w = (dist_w[None] * log_gamma[:, None, None])[:, None].to(q.dtype)  # (n, 1, W, W)
     mask_h = (dist_h[None] * log_gamma[:, None, None])[:, None].to(q.dtype)  # (n, 1, H, H)
     # Each row is a sequence of W tokens.
-    v = F.scaled_dot_product_attention(q, k, v, attn_mask=mask_w, scale=1.0)  # (B, n, H, W, d)
+    v = _softmax_attention(q, k, v, mask_w)  # (B, n, H, W, d)
     # Each column is a sequence of H tokens.
     q_t, k_t, v_t = (t.transpose(2, 3) for t in (q, k, v))  # (B, n, W, H, d)
-    out = F.scaled_dot_product_attention(q_t, k_t, v_t, attn_mask=mask_h, scale=1.0)
+    out = _softmax_attention(q_t, k_t, v_t, mask_h)
     return out.transpose(2, 3)  # (B, n, H, W, d)
 
 

@@ -236,6 +236,8 @@ def _fit(
     start: float,
 ) -> dict[str, np.ndarray]:
     k = data.num_classes
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     labels = data.labels.to(device)
     train_onset = data.onset[train_index].to(device)  # uint8 on the device, once per fold
     train_apex = data.apex[train_index].to(device)
@@ -251,7 +253,10 @@ def _fit(
             group["lr"] = lr
         model.train()
         order = torch.randperm(n, generator=generator)
-        loss_sum, correct = 0.0, 0
+        # Summed on the device and read once per epoch: a per-step .item() would make every
+        # step wait for the GPU.
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
         for begin in range(0, n, cfg.batch_size):
             idx = order[begin : begin + cfg.batch_size].to(device)
             onset, apex = to_unit_float(train_onset[idx]), to_unit_float(train_apex[idx])
@@ -267,19 +272,19 @@ def _fit(
                 onset, apex = augment_pair(onset, apex, params)
             target = train_labels[idx]
             with autocast:
-                logits = model(normalize(onset), normalize(apex))
+                logits = model(_layout(normalize(onset), cfg), _layout(normalize(apex), cfg))
             loss = F.cross_entropy(logits.float(), target, weight=weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == target).sum())
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == target).sum()
         test_probs = predict_probs(model, data, test_index, device, cfg)
         val_probs = predict_probs(model, data, val_index, device, cfg)
         history["test"].append(test_probs)
         history["val"].append(val_probs)
-        history["loss"].append(loss_sum / max(n, 1))
-        history["acc"].append(correct / max(n, 1))
+        history["loss"].append(float(loss_sum) / max(n, 1))
+        history["acc"].append(int(correct) / max(n, 1))
         if on_epoch is not None:
             y_test = data.labels[test_index].numpy()
             val_score = None
@@ -322,8 +327,8 @@ def predict_probs(
     with torch.inference_mode(), _autocast(device, cfg.amp):
         for begin in range(0, len(index), cfg.eval_batch_size):
             idx = torch.as_tensor(index[begin : begin + cfg.eval_batch_size])
-            onset = normalize(to_unit_float(data.onset[idx].to(device)))
-            apex = normalize(to_unit_float(data.apex[idx].to(device)))
+            onset = _layout(normalize(to_unit_float(data.onset[idx].to(device))), cfg)
+            apex = _layout(normalize(to_unit_float(data.apex[idx].to(device))), cfg)
             out.append(torch.softmax(model(onset, apex).float(), dim=1).cpu())
     return torch.cat(out).numpy()
 
@@ -335,6 +340,13 @@ def _class_weights(labels: torch.Tensor, k: int, mode: str) -> torch.Tensor | No
     counts = torch.bincount(labels, minlength=k).to(torch.float32)
     weight = torch.where(counts > 0, len(labels) / (k * counts.clamp(min=1)), 0.0)
     return weight.to(labels.device)
+
+
+def _layout(images: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """(B, 3, S, S) images in the memory layout the model was put in."""
+    if cfg.channels_last:
+        return images.contiguous(memory_format=torch.channels_last)
+    return images
 
 
 def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
