@@ -47,21 +47,15 @@ def wait_for_http(url: str, timeout: float, process: subprocess.Popen | None = N
 
 
 @contextmanager
-def mlflow_server(folder: Path):
-    """`mlflow server` with a SQLite database backend and a served artifact store."""
-    port = free_port()
-    folder.mkdir(parents=True, exist_ok=True)
-    log = open(folder / "mlflow-server.log", "w")  # noqa: SIM115 (closed below)
-    process = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-         "--artifacts-destination", str(folder / "artifacts"), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env=service_env(), start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
+def served(command: list[str], log_path: Path, health_url: str, cwd: Path | None = None):
+    """Run a server process in its own session until its health URL answers; stop the whole
+    session afterwards (SIGTERM, then SIGKILL after 20 s)."""
+    log = open(log_path, "w")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(command, cwd=cwd, env=service_env(), stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for_http(f"{uri}/health", 90, process)
-        yield uri
+        wait_for_http(health_url, 90, process)
+        yield process
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -69,6 +63,19 @@ def mlflow_server(folder: Path):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+
+
+@contextmanager
+def mlflow_server(folder: Path):
+    """`mlflow server` with a SQLite database backend and a served artifact store."""
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    uri = f"http://127.0.0.1:{port}"
+    command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+               "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+               "--artifacts-destination", str(folder / "artifacts"), "--workers", "1"]
+    with served(command, folder / "mlflow-server.log", f"{uri}/health"):
+        yield uri
 
 
 def ray(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:

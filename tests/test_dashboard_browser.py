@@ -4,9 +4,6 @@ rows must render; screenshots are kept in the test artifacts folder."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -15,7 +12,7 @@ from pathlib import Path
 import pytest
 from dashboard_support import ROOT, artifacts_dir
 
-from services import free_port, service_env, wait_for_http
+from services import free_port, served
 
 pytestmark = pytest.mark.slow
 
@@ -30,24 +27,11 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
 def dashboard(dash_store, tmp_path):
     """The dashboard as a user starts it, on a free loopback port; yields its URL."""
     port = free_port()
-    log = open(tmp_path / "dashboard.log", "w")  # noqa: SIM115 (closed below)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tsfmicro.cli", "dashboard", "--tracking-uri", dash_store.uri,
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=service_env(), stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/_stcore/health", 90, process)
+    command = [sys.executable, "-m", "tsfmicro.cli", "dashboard", "--tracking-uri",
+               dash_store.uri, "--host", "127.0.0.1", "--port", str(port)]
+    with served(command, tmp_path / "dashboard.log", f"{url}/_stcore/health", cwd=ROOT):
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
 
 
 @pytest.fixture
