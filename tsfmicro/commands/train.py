@@ -87,6 +87,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, help="run seed (default 0)")
     train.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     train.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    train.add_argument(
+        "--fold-batch",
+        type=int,
+        default=1,
+        help="folds whose models are stacked and trained together (default 1: one after "
+        "another; 0: all folds at once)",
+    )
 
     out = p.add_argument_group("output")
     out.add_argument(
@@ -204,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
             f"final acc {acc:.3f}, train loss {fold.train_loss[-1]:.3f}, {fold.seconds:.1f} s"
         )
 
-    result = run_loso(data, model_cfg, train_cfg, on_fold=on_fold)
+    result = run_loso(data, model_cfg, train_cfg, on_fold=on_fold, fold_batch=args.fold_batch)
     result.info.update(
         info,
         data={

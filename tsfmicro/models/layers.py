@@ -6,24 +6,89 @@ the convolution helpers here take and return that layout.
 
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 LN_EPS = 1e-6
 
 
-class DropPath(nn.Module):
-    """Stochastic depth: zero a whole residual branch per sample with probability p."""
+class _Noise:
+    """Uniform draws (calls, B) for the DropPath calls of one forward pass, used in call order."""
 
-    def __init__(self, p: float = 0.0) -> None:
+    def __init__(self, uniform: Tensor) -> None:
+        self.uniform = uniform
+        self.used = 0
+
+    def next(self) -> Tensor:
+        if self.used >= self.uniform.shape[0]:
+            raise RuntimeError(
+                f"the forward pass made more than {self.uniform.shape[0]} DropPath draws; "
+                "size the noise with drop_path_calls(model)"
+            )
+        row = self.uniform[self.used]
+        self.used += 1
+        return row
+
+
+_NOISE: ContextVar[_Noise | None] = ContextVar("tsfmicro_drop_noise", default=None)
+_SAMPLE_MASK: ContextVar[Tensor | None] = ContextVar("tsfmicro_sample_mask", default=None)
+
+
+@contextlib.contextmanager
+def drop_noise(uniform: Tensor) -> Iterator[None]:
+    """Inside, DropPath takes its randomness from `uniform` (calls, B) in [0, 1), one row per
+    call in call order, instead of torch's global RNG. Training draws these rows from the fold's
+    own generator, so folds trained one by one and folds trained together (fold-batched) drop
+    the same residual branches."""
+    token = _NOISE.set(_Noise(uniform))
+    try:
+        yield
+    finally:
+        _NOISE.reset(token)
+
+
+@contextlib.contextmanager
+def sample_mask(mask: Tensor) -> Iterator[None]:
+    """Inside, BatchNorm in training mode computes its batch statistics over the samples whose
+    `mask` (B,) is 1 only: the padded rows of a fold-batched step do not exist for it."""
+    token = _SAMPLE_MASK.set(mask)
+    try:
+        yield
+    finally:
+        _SAMPLE_MASK.reset(token)
+
+
+def drop_path_calls(model: nn.Module) -> int:
+    """How many DropPath draws one training forward pass of `model` makes (at most)."""
+    return sum(m.calls for m in model.modules() if isinstance(m, DropPath) and m.p > 0)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: zero a whole residual branch per sample with probability p.
+
+    `calls` is how many times the owner calls it per forward pass (for `drop_path_calls`)."""
+
+    def __init__(self, p: float = 0.0, calls: int = 1) -> None:
         super().__init__()
         self.p = p
+        self.calls = calls
 
     def forward(self, x: Tensor) -> Tensor:
         if self.p == 0.0 or not self.training:
             return x
         keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        noise = _NOISE.get()
+        if noise is None:
+            mask = x.new_empty(shape).bernoulli_(keep)
+        else:
+            mask = (noise.next() < keep).to(x.dtype).reshape(shape)
         return x * mask / keep
 
     def extra_repr(self) -> str:
@@ -58,11 +123,59 @@ class ConvFFN(nn.Module):
         return self.fc2(h)
 
 
+class _MaskableBatchNorm:
+    """BatchNorm that, inside `sample_mask`, normalises with the statistics of the unmasked
+    samples and updates its running statistics from them alone (torch's maths: biased variance
+    to normalise, unbiased variance in the running average). A step in which no sample is
+    unmasked leaves the running statistics as they were. Same parameters and state-dict keys
+    as torch's BatchNorm."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        mask = _SAMPLE_MASK.get()
+        if mask is None or not self.training:
+            return super().forward(x)
+        return _masked_batch_norm(self, x, mask)
+
+
+class BatchNorm1d(_MaskableBatchNorm, nn.BatchNorm1d):
+    pass
+
+
+class BatchNorm2d(_MaskableBatchNorm, nn.BatchNorm2d):
+    pass
+
+
+def _masked_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: Tensor, mask: Tensor) -> Tensor:
+    dims = [0] + list(range(2, x.ndim))
+    shape = [1, -1] + [1] * (x.ndim - 2)
+    xf = x.float()
+    m = mask.to(xf.dtype).reshape([-1] + [1] * (x.ndim - 1))
+    count = mask.to(xf.dtype).sum() * math.prod(x.shape[2:])
+    safe = count.clamp(min=1.0)
+    mean = (xf * m).sum(dims) / safe
+    centred = xf - mean.reshape(shape)
+    var = (centred * centred * m).sum(dims) / safe
+    y = centred * torch.rsqrt(var + bn.eps).reshape(shape)
+    if bn.affine:
+        y = y * bn.weight.reshape(shape) + bn.bias.reshape(shape)
+    if bn.track_running_stats and bn.running_mean is not None:
+        with torch.no_grad():
+            momentum = bn.momentum if bn.momentum is not None else 0.1
+            active = count > 0
+            unbiased = var.detach() * safe / (safe - 1).clamp(min=1.0)
+            new_mean = bn.running_mean * (1 - momentum) + mean.detach() * momentum
+            new_var = bn.running_var * (1 - momentum) + unbiased * momentum
+            bn.running_mean.copy_(torch.where(active, new_mean, bn.running_mean))
+            bn.running_var.copy_(torch.where(active, new_var, bn.running_var))
+            bn.num_batches_tracked.add_(active.to(bn.num_batches_tracked.dtype))
+    return y.to(x.dtype)
+
+
 def conv_bn(c_in: int, c_out: int, stride: int, act: bool) -> nn.Sequential:
     """conv3x3 -> BatchNorm (-> GELU), channels-first."""
     layers: list[nn.Module] = [
         nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1),
-        nn.BatchNorm2d(c_out),
+        BatchNorm2d(c_out),
     ]
     if act:
         layers.append(nn.GELU())
@@ -115,7 +228,12 @@ class Attention(nn.Module):
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, d)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, d)
+        if q.is_cuda:
+            out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, d)
+        else:  # written out on the CPU: faster there, and vmap (fold-batched training) has a
+            # batching rule for every op of it but none for SDPA's CPU kernel
+            scale = q.shape[-1] ** -0.5
+            out = torch.softmax((q * scale) @ k.transpose(-1, -2), dim=-1) @ v
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 

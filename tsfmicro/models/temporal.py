@@ -137,7 +137,7 @@ class TemporalBlock(nn.Module):
         self.mixer = (ManhattanSelfAttention if mixer == "masa" else Retention2d)(dim, heads)
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         self.ffn = ConvFFN(dim, int(dim * mlp_ratio))
-        self.drop_path = DropPath(drop_path)
+        self.drop_path = DropPath(drop_path, calls=2)  # after the mixer and after the FFN
 
     def forward(self, x: Tensor, pos: GridPosition) -> Tensor:
         x = x + self.cpe(x)

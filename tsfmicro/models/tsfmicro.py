@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from tsfmicro.config import ModelConfig
 from tsfmicro.errors import InputError
-from tsfmicro.models.layers import ConvStem, init_weights
+from tsfmicro.models.layers import BatchNorm1d, BatchNorm2d, ConvStem, init_weights
 from tsfmicro.models.spatial import SpatialBranch
 from tsfmicro.models.temporal import TemporalBranch
 
@@ -36,7 +36,7 @@ class Head(nn.Module):
     def __init__(self, dim: int, width: int, num_classes: int) -> None:
         super().__init__()
         self.proj = nn.Linear(dim, width)
-        self.norm = nn.BatchNorm1d(width)
+        self.norm = BatchNorm1d(width)
         self.fc = nn.Linear(width, num_classes)
 
     def forward(self, tokens: Tensor, pre_logits: bool = False) -> Tensor:
@@ -53,10 +53,10 @@ class SpatialToTemporal(nn.Module):
         c0, c1, c2, c3 = widths
         self.body = nn.Sequential(
             nn.ConvTranspose2d(c3, c2, 2, stride=2),
-            nn.BatchNorm2d(c2),
+            BatchNorm2d(c2),
             nn.GELU(),
             nn.ConvTranspose2d(c2, c1, 2, stride=2),
-            nn.BatchNorm2d(c1),
+            BatchNorm2d(c1),
             nn.GELU(),
             nn.ConvTranspose2d(c1, c0, 2, stride=2),
         )

@@ -29,12 +29,14 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from tsfmicro import metrics as M
 from tsfmicro.config import ModelConfig, TrainConfig
 from tsfmicro.errors import ConfigError, InputError
 from tsfmicro.models import TSFmicro, build_model
-from tsfmicro.training.augment import augment_pair, draw_params
+from tsfmicro.models.layers import drop_noise, drop_path_calls
+from tsfmicro.training.augment import AugmentParams, augment_pair, draw_params
 from tsfmicro.training.data import PairSet, normalize, to_unit_float
 
 EvalMode = Literal["final", "val", "oracle"]
@@ -117,18 +119,21 @@ def check_compatible(data: PairSet, model_cfg: ModelConfig) -> None:
         )
 
 
-def train_fold(
-    data: PairSet,
-    test_subject: str,
-    model_cfg: ModelConfig,
-    train_cfg: TrainConfig,
-    *,
-    on_epoch: Callable[[EpochStats], None] | None = None,
-    keep_model: bool = False,
-) -> FoldResult:
-    """Train a fresh model on every subject but `test_subject` (and any inner validation
-    subjects), recording test (and validation) probabilities after every epoch."""
-    check_compatible(data, model_cfg)
+@dataclass
+class FoldSplit:
+    """A fold's seed, its random generator (after drawing the split) and its sample indices."""
+
+    subject: str
+    seed: int
+    generator: torch.Generator  # the fold's own: split, epoch order, augmentation, DropPath
+    train_index: np.ndarray
+    test_index: np.ndarray
+    val_index: np.ndarray
+    val_subjects: list[str]
+
+
+def fold_split(data: PairSet, test_subject: str, train_cfg: TrainConfig) -> FoldSplit:
+    """Hold out `test_subject` (and draw the inner validation subjects, if any)."""
     subjects = data.subjects
     test_index = np.flatnonzero(subjects == test_subject)
     if len(test_index) == 0:
@@ -144,9 +149,44 @@ def train_fold(
     order = torch.randperm(len(others), generator=generator).tolist()
     val_subjects = sorted(others[i] for i in order[: train_cfg.val_subjects])
     val_mask = np.isin(subjects, val_subjects)
-    train_index = np.flatnonzero((subjects != test_subject) & ~val_mask)
-    val_index = np.flatnonzero(val_mask)
+    return FoldSplit(
+        subject=test_subject,
+        seed=seed,
+        generator=generator,
+        train_index=np.flatnonzero((subjects != test_subject) & ~val_mask),
+        test_index=test_index,
+        val_index=np.flatnonzero(val_mask),
+        val_subjects=val_subjects,
+    )
 
+
+def draw_step(
+    batch: int, size: int, generator: torch.Generator, cfg: TrainConfig, drop_calls: int
+) -> tuple[AugmentParams | None, Tensor]:
+    """A training step's random draws from the fold's generator, in a fixed order: the
+    augmentation of each sample, then the DropPath noise (drop_calls, batch)."""
+    params = None
+    if cfg.augment:
+        params = draw_params(batch, size, generator, cfg.flip_p, cfg.rotation_deg, cfg.crop_padding)
+    return params, torch.rand(drop_calls, batch, generator=generator)
+
+
+def train_fold(
+    data: PairSet,
+    test_subject: str,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    *,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    keep_model: bool = False,
+) -> FoldResult:
+    """Train a fresh model on every subject but `test_subject` (and any inner validation
+    subjects), recording test (and validation) probabilities after every epoch."""
+    check_compatible(data, model_cfg)
+    split = fold_split(data, test_subject, train_cfg)
+    seed, generator = split.seed, split.generator
+    train_index, test_index, val_index = split.train_index, split.test_index, split.val_index
+    val_subjects = split.val_subjects
     device = resolve_device(train_cfg.device)
     start = time.perf_counter()
     with _seeded(seed, device):
@@ -215,7 +255,7 @@ def train_full(
 
 @contextlib.contextmanager
 def _seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed torch's global RNGs (model init, DropPath) inside, restore the caller's after."""
+    """Seed torch's global RNGs (model init) inside, restore the caller's after."""
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -246,6 +286,7 @@ def _fit(
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     autocast = _autocast(device, cfg.amp)
     n = len(train_index)
+    drop_calls = drop_path_calls(model)
     history: dict[str, list] = {"test": [], "val": [], "loss": [], "acc": []}
     for epoch in range(cfg.epochs):
         lr = cfg.lr * cfg.lr_gamma ** min(epoch, cfg.lr_decay_epochs)
@@ -260,18 +301,11 @@ def _fit(
         for begin in range(0, n, cfg.batch_size):
             idx = order[begin : begin + cfg.batch_size].to(device)
             onset, apex = to_unit_float(train_onset[idx]), to_unit_float(train_apex[idx])
-            if cfg.augment:
-                params = draw_params(
-                    len(idx),
-                    data.image_size,
-                    generator,
-                    cfg.flip_p,
-                    cfg.rotation_deg,
-                    cfg.crop_padding,
-                )
+            params, noise = draw_step(len(idx), data.image_size, generator, cfg, drop_calls)
+            if params is not None:
                 onset, apex = augment_pair(onset, apex, params)
             target = train_labels[idx]
-            with autocast:
+            with autocast, drop_noise(noise.to(device)):
                 logits = model(_layout(normalize(onset), cfg), _layout(normalize(apex), cfg))
             loss = F.cross_entropy(logits.float(), target, weight=weight)
             optimizer.zero_grad(set_to_none=True)
@@ -604,14 +638,31 @@ def run_loso(
     *,
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_fold: Callable[[FoldResult], None] | None = None,
+    fold_batch: int = 1,
 ) -> LosoResult:
-    """Train every LOSO fold in this process, one after another."""
+    """Train every LOSO fold in this process: one after another (`fold_batch` 1), or in groups
+    of `fold_batch` folds whose models are stacked and trained together
+    (`tsfmicro.training.batched.train_folds`; 0 puts every fold in one group)."""
     check_compatible(data, model_cfg)
+    if not isinstance(fold_batch, int) or isinstance(fold_batch, bool) or fold_batch < 0:
+        raise ConfigError(f"fold_batch must be a whole number >= 0, got {fold_batch!r}")
     start = time.perf_counter()
+    subjects = data.subject_ids()
+    group = fold_batch or len(subjects)
     folds = []
-    for subject in data.subject_ids():
-        fold = train_fold(data, subject, model_cfg, train_cfg, on_epoch=on_epoch)
-        folds.append(fold)
-        if on_fold is not None:
-            on_fold(fold)
-    return LosoResult.from_folds(data, folds, model_cfg, train_cfg, time.perf_counter() - start)
+    for begin in range(0, len(subjects), group):
+        chosen = subjects[begin : begin + group]
+        if group == 1:
+            done = [train_fold(data, chosen[0], model_cfg, train_cfg, on_epoch=on_epoch)]
+        else:
+            from tsfmicro.training.batched import train_folds
+
+            done = train_folds(data, chosen, model_cfg, train_cfg, on_epoch=on_epoch)
+        for fold in done:
+            folds.append(fold)
+            if on_fold is not None:
+                on_fold(fold)
+    info = {"fold_batch": group}
+    return LosoResult.from_folds(
+        data, folds, model_cfg, train_cfg, time.perf_counter() - start, info=info
+    )
