@@ -84,7 +84,13 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
     x = p.add_argument_group("resources and storage")
     x.add_argument("--fold-cpus", type=float, help="CPUs per fold task (default 1)")
     x.add_argument("--fold-gpus", type=float, help="GPUs per fold task; fractions share a GPU")
-    x.add_argument("--fold-parallelism", type=int, help="folds of one trial at once")
+    x.add_argument("--fold-parallelism", type=int, help="fold tasks of one trial at once")
+    x.add_argument(
+        "--fold-batch",
+        type=int,
+        help="folds per task, trained together on its device (default 1: folds spread over "
+        "workers; 0: all of a trial's folds in one task)",
+    )
     x.add_argument("--concurrency", type=int, help="trials at once")
     x.add_argument("--ray-address", help="Ray cluster address ('auto' inside a cluster job)")
     x.add_argument(
@@ -169,7 +175,7 @@ def build_search_config(args: argparse.Namespace) -> Any:
         if getattr(args, flag) is not None:
             data[key] = getattr(args, flag)
     resources = dict(base.get("resources") or {})
-    for flag in ("fold_cpus", "fold_gpus", "fold_parallelism", "concurrency"):
+    for flag in ("fold_cpus", "fold_gpus", "fold_parallelism", "fold_batch", "concurrency"):
         if getattr(args, flag) is not None:
             resources[flag] = getattr(args, flag)
     space = (

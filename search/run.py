@@ -94,7 +94,8 @@ def init_ray(cfg: SearchConfig) -> None:
 
 
 def plan_resources(cfg: SearchConfig, n_folds: int) -> tuple[int, int]:
-    """(folds of one trial at once, trials at once) that fit the cluster unless set."""
+    """(fold tasks of one trial at once, trials at once) that fit the cluster unless set; a
+    task trains `Resources.fold_batch` folds together."""
     import ray
 
     total = ray.cluster_resources()
@@ -108,7 +109,8 @@ def plan_resources(cfg: SearchConfig, n_folds: int) -> tuple[int, int]:
             f"the cluster ({cpus:g} CPUs, {gpus:g} GPUs) cannot fit one fold "
             f"({r.fold_cpus:g} CPUs, {r.fold_gpus:g} GPUs)"
         )
-    parallelism = r.fold_parallelism or min(n_folds, slots)
+    group = r.fold_batch or n_folds
+    parallelism = r.fold_parallelism or min(math.ceil(n_folds / group), slots)
     concurrency = r.concurrency or max(1, slots // parallelism)
     return parallelism, min(concurrency, cfg.trials)
 
@@ -181,7 +183,8 @@ def run_search(
     say(
         f"ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, "
         f"{ray.cluster_resources().get('GPU', 0):g} GPUs; {concurrency} trial(s) at once, "
-        f"{parallelism} fold(s) per trial at once"
+        f"{parallelism} fold task(s) per trial at once, "
+        f"{cfg.resources.fold_batch or len(subjects)} fold(s) per task"
     )
     setup = TrialSetup(
         data_ref=[ray.put(pairs)],
@@ -195,6 +198,7 @@ def run_search(
         fold_cpus=cfg.resources.fold_cpus,
         fold_gpus=cfg.resources.fold_gpus,
         fold_parallelism=parallelism,
+        fold_batch=cfg.resources.fold_batch or len(subjects),
         fold_retries=cfg.fold_retries,
     )
     bundles = fold_placement(

@@ -1,5 +1,8 @@
 """One trial of a search: one configuration, its LOSO folds as Ray tasks.
 
+Each task trains `fold_batch` folds: one (the default, folds spread over workers) or several
+whose models are stacked and trained together on the task's device (fold-batched).
+
 The trial's placement group reserves one bundle per fold slot; the fold tasks
 it launches are captured by that group, so the folds of one configuration
 spread over the GPUs and nodes the bundles landed on. As each fold finishes,
@@ -50,8 +53,9 @@ class TrialSetup:
     objective: str
     fold_cpus: float
     fold_gpus: float
-    fold_parallelism: int
+    fold_parallelism: int  # fold tasks at once
     fold_retries: int
+    fold_batch: int = 1  # folds per task, trained together (tsfmicro.training.batched)
 
 
 def save_folds(folds: dict[str, FoldResult], directory: Path) -> None:
@@ -100,15 +104,29 @@ def run_fold(
     data: Any, subject: str, model_cfg: ModelConfig, train_cfg: TrainConfig, threads: int
 ) -> FoldResult:
     """Body of the fold task: one LOSO fold in a Ray worker, labelled with the node it ran on."""
+    return run_folds(data, [subject], model_cfg, train_cfg, threads)[0]
+
+
+def run_folds(
+    data: Any,
+    subjects: list[str],
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    threads: int,
+) -> list[FoldResult]:
+    """Body of a fold-group task: these LOSO folds trained together (one alone is plain
+    train_fold), each labelled with the node they ran on."""
     import ray
     import torch
 
-    from tsfmicro.training.loso import train_fold
+    from tsfmicro.training.batched import train_folds
 
     torch.set_num_threads(threads)
-    fold = train_fold(data, subject, model_cfg, train_cfg)
-    fold.worker = ray.get_runtime_context().get_node_id()
-    return fold
+    folds = train_folds(data, subjects, model_cfg, train_cfg)
+    node = ray.get_runtime_context().get_node_id()
+    for fold in folds:
+        fold.worker = node
+    return folds
 
 
 def loso_trial(config: dict[str, Any], setup: TrialSetup) -> None:
@@ -130,7 +148,7 @@ def loso_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         tune.report({**trial_metrics(folds, setup), "folds_restored": restored})
         return
 
-    fold_task = ray.remote(run_fold).options(
+    fold_task = ray.remote(run_folds).options(
         num_cpus=setup.fold_cpus,
         num_gpus=setup.fold_gpus,
         max_retries=setup.fold_retries,
@@ -138,18 +156,21 @@ def loso_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     )
     threads = max(1, int(setup.fold_cpus))
     data_ref = setup.data_ref[0]
-    pending: dict[Any, str] = {}
+    group = max(1, setup.fold_batch)
+    groups = [todo[i : i + group] for i in range(0, len(todo), group)]
+    pending: dict[Any, list[str]] = {}
 
     def launch() -> None:
-        while todo and len(pending) < setup.fold_parallelism:
-            subject = todo.pop(0)
-            pending[fold_task.remote(data_ref, subject, model_cfg, train_cfg, threads)] = subject
+        while groups and len(pending) < setup.fold_parallelism:
+            chosen = groups.pop(0)
+            pending[fold_task.remote(data_ref, chosen, model_cfg, train_cfg, threads)] = chosen
 
     launch()
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
-        subject = pending.pop(ready[0])
-        folds[subject] = ray.get(ready[0])
+        pending.pop(ready[0])
+        for fold in ray.get(ready[0]):
+            folds[fold.subject] = fold
         launch()
         with tempfile.TemporaryDirectory(prefix="tsfmicro-folds-") as tmp:
             save_folds(folds, Path(tmp))

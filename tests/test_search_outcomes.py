@@ -105,3 +105,35 @@ def test_asha_stops_weak_trials_as_pruned(tmp_path):
         if run.data.tags["tsfmicro.state"] == "pruned":
             assert "stopped after" in run.data.tags["tsfmicro.reason"]
             assert "final_uf1" not in run.data.metrics  # partial scores are not results
+
+
+@pytest.mark.slow
+def test_fold_batched_search_gives_the_folds_of_a_spread_search(tmp_path):
+    """--fold-batch 0 trains a trial's folds together in one task; the same sampled trial with
+    folds spread one per task gives the same predictions (the tolerance of tests/test_batched)."""
+    import numpy as np
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    common = ("--trials", "1", "--sampler", "random", "--seed", "3", "--set", "epochs=2",
+              "--no-register")
+    for name, extra in (("spread", ()), ("batched", ("--fold-batch", "0"))):
+        proc = search(tmp_path, name, *common, *extra)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (spread,), (batched,) = trial_runs(tmp_path, "spread"), trial_runs(tmp_path, "batched")
+    assert spread.data.params == batched.data.params
+    tables = []
+    for run in (spread, batched):
+        assert run.info.status == "FINISHED"
+        path = client.download_artifacts(run.info.run_id, "predictions.parquet", str(tmp_path))
+        table = pd.read_parquet(path)
+        tables.append(table[table["mode"] == "final"].sort_values("key").reset_index(drop=True))
+        folds = client.search_runs(
+            [run.info.experiment_id], max_results=100,
+            filter_string=f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
+        assert len(folds) == 6  # the toy set's six subjects, each fold logged
+    assert tables[0]["key"].tolist() == tables[1]["key"].tolist()
+    probs = [c for c in tables[0].columns if c.startswith("p_")]
+    np.testing.assert_allclose(tables[1][probs].to_numpy(), tables[0][probs].to_numpy(),
+                               atol=2e-4)
