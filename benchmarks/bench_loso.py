@@ -1,12 +1,16 @@
-"""One LOSO evaluation three ways, timed in one run, on a synthetic CASME II-size set.
+"""One LOSO evaluation several ways, timed in one run, on a synthetic CASME II-size set.
 
 (a) baseline mirroring the published scripts: folds one after another; face crops stored as
     JPEG files, decoded and PIL-transformed every epoch (resize, joint flip/rotation/crop),
     fp32, batch 32, a DataLoader; the test subject evaluated every epoch the same way.
 (b) our cached path, folds one after another: uint8 crops decoded once into tensors, batched
     augmentation on the device (tsfmicro.training.loso.run_loso), bf16 autocast on CUDA.
-(c) our multi-fold path: the same folds as Ray tasks, several at once (what a search trial
-    does), fold_cpus CPUs and fold_gpus GPUs each.
+(c) our multi-fold paths, each timed, the fastest reported as (c):
+    - spread: the folds as Ray tasks, one fold per task, several at once (a search trial's
+      default), fold_cpus CPUs and fold_gpus GPUs each;
+    - batched: fold-batched, the folds split into groups whose models are stacked and trained
+      together (tsfmicro.training.batched), each group a Ray task with the same resources
+      (a search trial with --fold-batch).
 
 The set: 249 samples, 26 subjects, 5 classes. With the real CASME II spreadsheet at hand
 (../shared/annotations, or --annotation) its rows are rendered (mode b of the synthetic
@@ -17,6 +21,7 @@ device's dense bf16 peak; writes the figures as JSON.
 
     python benchmarks/bench_loso.py --preset tiny --epochs 2            # CPU
     python benchmarks/bench_loso.py --preset paper --epochs 50 --device cuda --fold-gpus 0.25
+    python benchmarks/bench_loso.py --paths c_batched --fold-batch 13 --fold-gpus 0.5 ...
 """
 
 from __future__ import annotations
@@ -34,6 +39,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+# What `tsfmicro search` does unless told otherwise (search.config.Resources); docs/speed.md
+# gives the measurements behind it.
+SEARCH_DEFAULTS = {
+    "cpu": "c_spread: each fold a Ray task with fold_cpus=1, as many at once as there are "
+    "CPUs (--fold-batch 1)",
+    "gpu": "c_spread with fractional --fold-gpus; --fold-batch N trains N folds together per "
+    "task (GPU figures to be measured)",
+}
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by device-name fragment.
 BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10G": 70e12}
@@ -165,29 +179,35 @@ def run_cached(pairs, model_cfg, train_cfg) -> dict:
             "final_acc": result.evaluate("final", n_boot=10).acc}
 
 
-def run_multi(pairs, model_cfg, train_cfg, fold_cpus: float, fold_gpus: float) -> dict:
+def run_multi(
+    pairs, model_cfg, train_cfg, fold_cpus: float, fold_gpus: float, fold_batch: int
+) -> dict:
     import ray
 
-    from search.trial import run_fold
+    from search.trial import run_folds
     from tsfmicro.training.loso import LosoResult
+
+    subjects = pairs.subject_ids()
+    groups = [subjects[i : i + fold_batch] for i in range(0, len(subjects), fold_batch)]
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}})
     try:
         ref = ray.put(pairs)
-        task = ray.remote(run_fold).options(num_cpus=fold_cpus, num_gpus=fold_gpus)
+        task = ray.remote(run_folds).options(num_cpus=fold_cpus, num_gpus=fold_gpus)
         threads = max(1, int(fold_cpus))
         start = time.perf_counter()
-        folds = ray.get([task.remote(ref, s, model_cfg, train_cfg, threads)
-                         for s in pairs.subject_ids()])
+        done = ray.get([task.remote(ref, g, model_cfg, train_cfg, threads) for g in groups])
         seconds = time.perf_counter() - start
+        folds = [f for group in done for f in group]
     finally:
         ray.shutdown()
     result = LosoResult.from_folds(pairs, folds, model_cfg, train_cfg, seconds)
     return {"seconds": seconds, "sample_steps": _steps(result),
             "final_acc": result.evaluate("final", n_boot=10).acc,
-            "slots": int(min(len(folds), _slots(fold_cpus, fold_gpus)))}
+            "slots": int(min(len(groups), _slots(fold_cpus, fold_gpus))),
+            "folds_per_task": fold_batch, "tasks": len(groups)}
 
 
 def _slots(fold_cpus: float, fold_gpus: float) -> float:
@@ -212,7 +232,11 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--fold-cpus", type=float, default=1.0)
     parser.add_argument("--fold-gpus", type=float, default=0.0)
-    parser.add_argument("--paths", default="a,b,c", help="which of a, b, c to run")
+    parser.add_argument("--fold-batch", type=int,
+                        help="folds per task on the batched path (default: the folds split "
+                        "evenly over the task slots that fit, one group per slot)")
+    parser.add_argument("--paths", default="a,b,c_spread,c_batched",
+                        help="which of a, b, c_spread, c_batched to run (c: both)")
     parser.add_argument("--annotation", type=Path, help="real CASME II spreadsheet (mode b)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
@@ -243,36 +267,46 @@ def main() -> int:
                          "classes": pairs.num_classes,
                          "build_seconds": round(time.perf_counter() - t, 1)}
         print(f"set: {report['set']}", flush=True)
-        paths = set(args.paths.split(","))
+        paths = set(args.paths.replace("c_", "c-").split(","))
+        if "c" in paths:
+            paths |= {"c-spread", "c-batched"}
+        n_folds = len(pairs.subject_ids())
+        slots = max(1, int(min(n_folds, _slots(args.fold_cpus, args.fold_gpus))))
+        fold_batch = args.fold_batch or math.ceil(n_folds / slots)
         if "a" in paths:
             report["a_baseline"] = run_baseline(pairs, files, model_cfg, train_cfg, device)
             print(f"(a) {report['a_baseline']}", flush=True)
         if "b" in paths:
             report["b_cached"] = run_cached(pairs, model_cfg, train_cfg)
             print(f"(b) {report['b_cached']}", flush=True)
-        if "c" in paths:
-            report["c_multi"] = run_multi(pairs, model_cfg, train_cfg, args.fold_cpus,
-                                          args.fold_gpus)
-            print(f"(c) {report['c_multi']}", flush=True)
+        if "c-spread" in paths:
+            report["c_spread"] = run_multi(pairs, model_cfg, train_cfg, args.fold_cpus,
+                                           args.fold_gpus, 1)
+            print(f"(c, spread) {report['c_spread']}", flush=True)
+        if "c-batched" in paths:
+            report["c_batched"] = run_multi(pairs, model_cfg, train_cfg, args.fold_cpus,
+                                            args.fold_gpus, fold_batch)
+            print(f"(c, batched) {report['c_batched']}", flush=True)
 
     flops_per_step = 3 * model_cost(model_cfg).flops  # forward + backward ~ 3x forward
     peak = next((v for k, v in BF16_PEAK.items() if report["machine"]["gpu"]
                  and k in report["machine"]["gpu"]), None)
-    for key in ("a_baseline", "b_cached", "c_multi"):
+    for key in ("a_baseline", "b_cached", "c_spread", "c_batched"):
         if key in report:
             r = report[key]
             r["samples_per_second"] = round(r["sample_steps"] / r["seconds"], 1)
             r["seconds"] = round(r["seconds"], 1)
             if peak:
                 r["mfu_bf16"] = round(flops_per_step * r["sample_steps"] / r["seconds"] / peak, 4)
+    multi = [k for k in ("c_spread", "c_batched") if k in report]
+    if multi:
+        report["c_fastest"] = min(multi, key=lambda k: report[k]["seconds"])
     a = report.get("a_baseline", {}).get("seconds")
-    for key, name in (("b_cached", "a_over_b"), ("c_multi", "a_over_c")):
+    for key, name in (("b_cached", "a_over_b"), ("c_spread", "a_over_c_spread"),
+                      ("c_batched", "a_over_c_batched"), (report.get("c_fastest"), "a_over_c")):
         if a and key in report:
             report[name] = round(a / report[key]["seconds"], 2)
-    report["search_default_path"] = {
-        "cpu": "(c): each fold a Ray task with fold_cpus=1, as many at once as there are CPUs",
-        "gpu": "(c): fold tasks with fractional fold_gpus sharing a GPU (figures to be measured)",
-    }
+    report["search_default_path"] = SEARCH_DEFAULTS
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

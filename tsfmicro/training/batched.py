@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -116,16 +117,19 @@ def train_folds(
 
 
 class StackedAdamW:
-    """AdamW over stacked parameters (fold dimension first), with a step count per fold and
-    an `active` mask: an inactive fold's parameters and moments are left exactly as they are.
-    The same update as torch.optim.AdamW (amsgrad off) for each fold."""
+    """AdamW over the folds' parameters laid out as one (F, P) tensor (fold first) with its
+    gradient in another, with a step count per fold and an `active` mask: an inactive fold's
+    parameters and moments are left exactly as they are. Per fold, the update of
+    torch.optim.AdamW (amsgrad off); for all folds and every parameter, a handful of kernels."""
 
-    def __init__(self, params: Sequence[Tensor], weight_decay: float) -> None:
-        self.params = list(params)
+    def __init__(self, param: Tensor, grad: Tensor, weight_decay: float) -> None:
+        if param.ndim != 2 or grad.shape != param.shape:
+            raise ValueError(f"expected (folds, P) parameter and gradient, got {param.shape}")
+        self.param, self.grad = param, grad
         self.weight_decay = weight_decay
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        self.steps = np.zeros(len(self.params[0]), dtype=np.int64)
+        self.exp_avg = torch.zeros_like(param)
+        self.exp_avg_sq = torch.zeros_like(param)
+        self.steps = np.zeros(len(param), dtype=np.int64)
 
     @torch.no_grad()
     def step(self, lr: float, active: np.ndarray) -> None:
@@ -133,9 +137,9 @@ class StackedAdamW:
         self.steps += active.astype(np.int64)
         t = np.maximum(self.steps, 1).astype(np.float64)
         a = active.astype(np.float64)
-        device = self.params[0].device
-        # Per-fold factors; an inactive fold gets the identity (decay 1, moments kept, no step).
-        per_fold = torch.tensor(
+        # Per-fold factors, (6, F, 1); an inactive fold gets the identity (decay 1, moments
+        # kept, no step).
+        decay, w1, b2, w2, step_size, bc2 = torch.tensor(
             np.stack(
                 [
                     1.0 - lr * self.weight_decay * a,  # decoupled weight decay
@@ -145,22 +149,18 @@ class StackedAdamW:
                     a * lr / (1.0 - beta1**t),  # step size
                     np.sqrt(1.0 - beta2**t),  # sqrt of the second bias correction
                 ]
-            ),
+            )[:, :, None],
             dtype=torch.float32,
-        ).to(device)
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
-            g = p.grad if p.grad is not None else torch.zeros_like(p)
-            shape = (-1,) + (1,) * (p.ndim - 1)
-            decay, w1, b2, w2, step_size, bc2 = (x.reshape(shape) for x in per_fold)
-            p.mul_(decay)
-            m.lerp_(g, w1)
-            v.mul_(b2).add_(g * g * w2)
-            denom = (v.sqrt() / bc2).add_(ADAM_EPS)
-            p.sub_(step_size * m / denom)
+        ).to(self.param.device)
+        p, g, m, v = self.param, self.grad, self.exp_avg, self.exp_avg_sq
+        p.mul_(decay)
+        m.lerp_(g, w1)
+        v.mul_(b2).add_(g * g * w2)
+        denom = (v.sqrt() / bc2).add_(ADAM_EPS)
+        p.sub_(step_size * m / denom)
 
     def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
+        self.grad.zero_()
 
 
 class _Stack:
@@ -176,11 +176,12 @@ class _Stack:
     ) -> None:
         self.template = models[0]
         self.names = list(self.template.state_dict().keys())
-        self.params, self.buffers = stack_module_state(models)
+        stacked, self.buffers = stack_module_state(models)
+        self.params, self.flat, flat_grad = _flat_params(stacked)
         self.data, self.splits, self.cfg, self.device = data, splits, cfg, device
         self.drop_calls = drop_path_calls(self.template)
         self.k = data.num_classes
-        self.optimizer = StackedAdamW(list(self.params.values()), cfg.weight_decay)
+        self.optimizer = StackedAdamW(self.flat, flat_grad, cfg.weight_decay)
         self.onset = data.onset.to(device)  # uint8, the whole set once for every fold
         self.apex = data.apex.to(device)
         self.labels = data.labels.to(device)
@@ -225,7 +226,11 @@ class _Stack:
                     logits = self._forward(self.params, self.buffers, onset, apex, noise, mask_f)
                 loss = _masked_loss(logits.float(), target, mask_f, weight)
                 self.optimizer.zero_grad()
-                loss.sum().backward()
+                with warnings.catch_warnings():  # the views below are not dense, on purpose
+                    warnings.filterwarnings("ignore", message=".*gradient layout contract")
+                    loss.sum().backward()
+                if epoch == 0 and step == 0:
+                    _check_grads_in_place(self.params, self.optimizer.grad)
                 self.optimizer.step(lr, active)
                 loss_sum += loss.detach() * mask_f.sum(1)
                 correct += ((logits.detach().argmax(2) == target) & mask).sum(1)
@@ -369,6 +374,36 @@ class _Stack:
             {name: stacked[name][f].detach().cpu().clone() for name in self.names}
             for f in range(len(self.splits))
         ]
+
+
+def _flat_params(stacked: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+    """Lay the stacked parameters out as views of one (F, P) tensor, each with its gradient a
+    view of one (F, P) gradient tensor, so the optimiser updates every parameter of every fold
+    in a few kernels. Autograd adds each step's gradient into the existing .grad in place
+    (checked by _check_grads_in_place)."""
+    first = next(iter(stacked.values()))
+    n_folds = first.shape[0]
+    flat = torch.cat([p.detach().reshape(n_folds, -1) for p in stacked.values()], dim=1)
+    grad = torch.zeros_like(flat)
+    params, offset = {}, 0
+    for name, p in stacked.items():
+        size = p[0].numel()
+        view = flat[:, offset : offset + size].view(p.shape)
+        view.requires_grad_(True)
+        view.grad = grad[:, offset : offset + size].view(p.shape)
+        params[name] = view
+        offset += size
+    return params, flat, grad
+
+
+def _check_grads_in_place(params: dict[str, Tensor], grad: Tensor) -> None:
+    base = grad.untyped_storage().data_ptr()
+    for name, p in params.items():
+        if p.grad is None or p.grad.untyped_storage().data_ptr() != base:
+            raise RuntimeError(
+                f"the gradient of {name} was not accumulated into the flat gradient buffer; "
+                "fold-batched training cannot update it"
+            )
 
 
 def _masked_loss(logits: Tensor, target: Tensor, mask: Tensor, weight: Tensor | None) -> Tensor:
