@@ -44,7 +44,7 @@ import torch
 # gives the measurements behind it.
 SEARCH_DEFAULTS = {
     "cpu": "c_spread: each fold a Ray task with fold_cpus=1, as many at once as there are "
-    "CPUs (--fold-batch 1)",
+    "CPUs (--fold-batch 1); fold-batched training measured slower on the CPU",
     "gpu": "c_spread with fractional --fold-gpus; --fold-batch N trains N folds together per "
     "task (GPU figures to be measured)",
 }
