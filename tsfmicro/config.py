@@ -228,6 +228,15 @@ def preset(name: str, **overrides: Any) -> ModelConfig:
 
 ClassWeighting = Literal["none", "balanced"]
 SelectMetric = Literal["uf1", "acc", "uar"]
+# How the training step's forward and backward run (TrainConfig.compile):
+#   off         eager PyTorch
+#   inductor    torch.compile (Inductor kernels; the first fold of a process compiles)
+#   cudagraphs  torch.compile mode "reduce-overhead": Inductor kernels replayed as CUDA graphs,
+#               so a step costs a few launches instead of hundreds (CUDA only)
+#   aot_eager   torch.compile's tracing and AOT autograd without code generation: checks that
+#               the step traces, gives eager numbers, no speed-up (for tests and debugging)
+CompileMode = Literal["off", "inductor", "cudagraphs", "aot_eager"]
+COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 
 
 @dataclass(frozen=True)
@@ -251,6 +260,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:N"
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True  # NHWC memory layout for images and convolutions (same maths)
+    compile: CompileMode = "off"  # torch.compile for the training step; see COMPILE_MODES
     eval_batch_size: int = 256
 
     def __post_init__(self) -> None:
@@ -287,6 +297,16 @@ class TrainConfig:
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             "device",
             "must be 'auto', 'cpu', 'cuda' or 'cuda:N'",
+        )
+        need(
+            self.compile in COMPILE_MODES,
+            "compile",
+            f"must be one of {', '.join(COMPILE_MODES)}",
+        )
+        need(
+            self.compile != "cudagraphs" or self.device != "cpu",
+            "compile",
+            "'cudagraphs' needs a CUDA device (device is 'cpu')",
         )
         need(
             _is_int(self.eval_batch_size) and self.eval_batch_size >= 1,

@@ -15,7 +15,7 @@ DEFAULT_OUT = Path("runs")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from tsfmicro.config import FUSIONS, PRESETS, TEMPORAL_MIXERS, TrainConfig
+    from tsfmicro.config import COMPILE_MODES, FUSIONS, PRESETS, TEMPORAL_MIXERS, TrainConfig
 
     defaults = TrainConfig()
     p = subparsers.add_parser(
@@ -88,6 +88,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     train.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     train.add_argument(
+        "--compile",
+        choices=list(COMPILE_MODES),
+        help="torch.compile the training step: inductor, cudagraphs (CUDA graphs, CUDA only), "
+        "aot_eager (trace only); default off",
+    )
+    train.add_argument(
         "--fold-batch",
         type=int,
         default=1,
@@ -146,6 +152,7 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
         "seed": args.seed,
         "device": args.device,
         "augment": False if args.no_augment else None,
+        "compile": args.compile,
     }
     model_values = {**file_model, **{k: v for k, v in flags_model.items() if v is not None}}
     train_values = {**file_train, **{k: v for k, v in flags_train.items() if v is not None}}

@@ -84,6 +84,12 @@ def train_folds(
                 data, subjects[0], model_cfg, train_cfg, on_epoch=on_epoch, keep_model=keep_model
             )
         ]
+    if train_cfg.compile != "off":
+        raise ConfigError(
+            f"TrainConfig.compile={train_cfg.compile!r} applies to folds trained one by one; "
+            f"fold-batched training ({len(subjects)} folds stacked) runs eager: set compile "
+            "to 'off' or train one fold per task (fold_batch 1)"
+        )
     device = resolve_device(train_cfg.device)
     start = time.perf_counter()
     splits = [fold_split(data, s, train_cfg) for s in subjects]

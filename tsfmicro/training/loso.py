@@ -285,6 +285,8 @@ def _fit(
     weight = _class_weights(train_labels, k, cfg.class_weighting)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     autocast = _autocast(device, cfg.amp)
+    forward = step_forward(model, cfg, device)
+    graphs = cfg.compile == "cudagraphs"
     n = len(train_index)
     drop_calls = drop_path_calls(model)
     history: dict[str, list] = {"test": [], "val": [], "loss": [], "acc": []}
@@ -305,8 +307,10 @@ def _fit(
             if params is not None:
                 onset, apex = augment_pair(onset, apex, params)
             target = train_labels[idx]
+            if graphs:  # the previous step's graph outputs are no longer read
+                torch.compiler.cudagraph_mark_step_begin()
             with autocast, drop_noise(noise.to(device)):
-                logits = model(_layout(normalize(onset), cfg), _layout(normalize(apex), cfg))
+                logits = forward(_layout(normalize(onset), cfg), _layout(normalize(apex), cfg))
             loss = F.cross_entropy(logits.float(), target, weight=weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -365,6 +369,30 @@ def predict_probs(
             apex = _layout(normalize(to_unit_float(data.apex[idx].to(device))), cfg)
             out.append(torch.softmax(model(onset, apex).float(), dim=1).cpu())
     return torch.cat(out).numpy()
+
+
+_COMPILE_OPTIONS: dict[str, dict[str, str]] = {
+    "inductor": {},
+    "cudagraphs": {"mode": "reduce-overhead"},
+    "aot_eager": {"backend": "aot_eager"},
+}
+
+
+def step_forward(
+    model: torch.nn.Module, cfg: TrainConfig, device: torch.device
+) -> Callable[..., Tensor]:
+    """What the training step calls for the logits: the model itself, or the model under
+    torch.compile (`TrainConfig.compile`). The compiled module shares the model's parameters,
+    and a new model of the same architecture reuses the compiled code (its parameters are
+    graph inputs), so only the first fold of a process pays for compilation; a last batch of
+    another size compiles once more, with a dynamic batch dimension. Evaluation stays eager."""
+    if cfg.compile == "off":
+        return model
+    if cfg.compile == "cudagraphs" and device.type != "cuda":
+        raise ConfigError(
+            f"TrainConfig.compile='cudagraphs' needs a CUDA device; this fold runs on {device}"
+        )
+    return torch.compile(model, **_COMPILE_OPTIONS[cfg.compile])
 
 
 def _class_weights(labels: torch.Tensor, k: int, mode: str) -> torch.Tensor | None:
