@@ -83,7 +83,12 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--no-register", action="store_true", help="skip refit and registration")
     x = p.add_argument_group("resources and storage")
     x.add_argument("--fold-cpus", type=float, help="CPUs per fold task (default 1)")
-    x.add_argument("--fold-gpus", type=float, help="GPUs per fold task; fractions share a GPU")
+    x.add_argument(
+        "--fold-gpus",
+        type=float,
+        help="GPUs per fold task; fractions share a GPU (default: 0.25 where the cluster has "
+        "GPUs, else 0)",
+    )
     x.add_argument("--fold-parallelism", type=int, help="fold tasks of one trial at once")
     x.add_argument(
         "--fold-batch",

@@ -56,12 +56,19 @@ class DataSpec:
                 raise ConfigError(f"DataSpec.{name} must be >= 1, got {getattr(self, name)}")
 
 
+# GPUs per fold task when the cluster has GPUs and none was asked for: four folds share a
+# GPU (one fold at batch 32 leaves a GPU mostly idle); docs/speed.md.
+AUTO_FOLD_GPUS = 0.25
+
+
 @dataclass(frozen=True)
 class Resources:
     """How trials and their LOSO folds are placed on the cluster."""
 
     fold_cpus: float = 1.0  # CPUs per fold task
-    fold_gpus: float = 0.0  # GPUs per fold task; fractions pack several folds on one GPU
+    # GPUs per fold task; fractions pack several folds on one GPU. None: AUTO_FOLD_GPUS when
+    # the cluster has GPUs, else 0 (CPU folds); see resolved().
+    fold_gpus: float | None = None
     fold_parallelism: int | None = None  # folds of one trial at once (default: what fits)
     concurrency: int | None = None  # trials at once (default: what fits)
     trial_cpus: float = 0.0  # CPUs for the trial's own process, which only waits on folds
@@ -73,9 +80,11 @@ class Resources:
     def __post_init__(self) -> None:
         if self.fold_cpus <= 0:
             raise ConfigError(f"Resources.fold_cpus must be > 0, got {self.fold_cpus}")
-        if self.fold_gpus < 0:
+        if self.fold_gpus is not None and self.fold_gpus < 0:
             raise ConfigError(f"Resources.fold_gpus must be >= 0, got {self.fold_gpus}")
-        if self.fold_gpus > 1 and not float(self.fold_gpus).is_integer():
+        if self.fold_gpus is not None and (
+            self.fold_gpus > 1 and not float(self.fold_gpus).is_integer()
+        ):
             raise ConfigError(f"Resources.fold_gpus above 1 must be whole, got {self.fold_gpus}")
         for name in ("fold_parallelism", "concurrency"):
             value = getattr(self, name)
@@ -90,6 +99,14 @@ class Resources:
             )
         if self.trial_cpus < 0:
             raise ConfigError(f"Resources.trial_cpus must be >= 0, got {self.trial_cpus}")
+
+    def resolved(self, cluster_gpus: float) -> Resources:
+        """These resources on a cluster with `cluster_gpus` GPUs: an unset fold_gpus becomes
+        AUTO_FOLD_GPUS where there are GPUs (folds train on them, four to a GPU) and 0 where
+        there are none. A set value is kept."""
+        if self.fold_gpus is not None:
+            return self
+        return dataclasses.replace(self, fold_gpus=AUTO_FOLD_GPUS if cluster_gpus > 0 else 0.0)
 
 
 def default_train() -> TrainConfig:

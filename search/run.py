@@ -93,6 +93,15 @@ def init_ray(cfg: SearchConfig) -> None:
         ray.init(address=cfg.ray_address, log_to_driver=False)
 
 
+def placed(cfg: SearchConfig) -> SearchConfig:
+    """`cfg` with its resources resolved against the connected Ray cluster (Resources.resolved):
+    on a cluster with GPUs, folds get GPUs unless told otherwise."""
+    import ray
+
+    gpus = ray.cluster_resources().get("GPU", 0.0)
+    return cfg.replace(resources=cfg.resources.resolved(gpus))
+
+
 def plan_resources(cfg: SearchConfig, n_folds: int) -> tuple[int, int]:
     """(fold tasks of one trial at once, trials at once) that fit the cluster unless set; a
     task trains `Resources.fold_batch` folds together."""
@@ -176,6 +185,7 @@ def run_search(
     init_ray(cfg)
     import ray
 
+    cfg = placed(cfg)  # the settings file keeps fold_gpus unset: a resume re-resolves it
     # Those per-fold snapshots are wanted (see CheckpointConfig below): no warning about them.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
@@ -184,7 +194,8 @@ def run_search(
         f"ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, "
         f"{ray.cluster_resources().get('GPU', 0):g} GPUs; {concurrency} trial(s) at once, "
         f"{parallelism} fold task(s) per trial at once, "
-        f"{cfg.resources.fold_batch or len(subjects)} fold(s) per task"
+        f"{cfg.resources.fold_batch or len(subjects)} fold(s) per task, "
+        f"{cfg.resources.fold_cpus:g} CPU(s) and {cfg.resources.fold_gpus:g} GPU(s) per task"
     )
     setup = TrialSetup(
         data_ref=[ray.put(pairs)],
@@ -391,6 +402,7 @@ def register_search(
         fold_seconds=0.0,
     )
     init_ray(cfg)
+    cfg = placed(cfg)
     return register_best(cfg, outcome, pairs, base_model, cfg.train.replace(seed=cfg.seed), say=say)
 
 

@@ -1,4 +1,5 @@
-"""A search sent with `ray job submit` to a two-worker cluster, logging to `mlflow server`."""
+"""A search sent with `ray job submit` to a two-worker cluster with (fake) GPUs, logging to
+`mlflow server`, with no resource flags: its folds are placed on the GPUs by default."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def test_search_job_on_a_two_node_cluster_with_a_tracking_server(tmp_path):
         entrypoint = [
             sys.executable, "-m", "tsfmicro.cli", "search", "--ray-address", "auto",
             "--name", "cluster2", "--dataset", "toy", "--preset", "tiny", "--trials", "2",
-            "--set", "epochs=1", "--fold-gpus", "1", "--tracking-uri", tracking,
+            "--set", "epochs=1", "--tracking-uri", tracking,
             "--storage-path", str(shared / "runs"), "--json", str(shared / "outcome.json"),
             "--quiet",
         ]
@@ -31,6 +32,8 @@ def test_search_job_on_a_two_node_cluster_with_a_tracking_server(tmp_path):
         )
         assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:]
         assert "succeeded" in (job.stdout + job.stderr)
+        # No --fold-gpus: on a cluster with GPUs the folds get a quarter of one each.
+        assert "1 CPU(s) and 0.25 GPU(s) per task" in job.stdout + job.stderr
 
         from mlflow import MlflowClient
 

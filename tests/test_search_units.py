@@ -95,6 +95,19 @@ def test_cli_flags_map_to_a_search_config():
         build_search_config(bad)
 
 
+def test_fold_gpus_default_to_a_gpu_share_on_a_cluster_with_gpus():
+    from search.config import AUTO_FOLD_GPUS, Resources
+
+    auto = Resources()
+    assert auto.fold_gpus is None
+    assert auto.resolved(cluster_gpus=0).fold_gpus == 0.0
+    assert auto.resolved(cluster_gpus=4).fold_gpus == AUTO_FOLD_GPUS == 0.25
+    assert Resources(fold_gpus=0).resolved(cluster_gpus=4).fold_gpus == 0  # asked for: kept
+    assert Resources(fold_gpus=1).resolved(cluster_gpus=0).fold_gpus == 1
+    with pytest.raises(ConfigError, match="fold_gpus"):
+        Resources(fold_gpus=-1)
+
+
 def test_trials_stopped_early_reach_optuna_as_pruned():
     searcher = make_searcher(DEFAULT_SPACE, "tpe", seed=0)
     searcher.set_search_properties(metric="objective", mode="max", config={})
