@@ -4,23 +4,34 @@
     JPEG files, decoded and PIL-transformed every epoch (resize, joint flip/rotation/crop),
     fp32, batch 32, a DataLoader; the test subject evaluated every epoch the same way.
 (b) our cached path, folds one after another: uint8 crops decoded once into tensors, batched
-    augmentation on the device (tsfmicro.training.loso.run_loso), bf16 autocast on CUDA.
+    augmentation on the device (tsfmicro.training.loso), bf16 autocast on CUDA, and
+    TrainConfig.compile as given by --compile.
 (c) our multi-fold paths, each timed, the fastest reported as (c):
-    - spread: the folds as Ray tasks, one fold per task, several at once (a search trial's
-      default), fold_cpus CPUs and fold_gpus GPUs each;
+    - spread: one fold per task, several tasks at once, fold_cpus CPUs and fold_gpus GPUs each
+      (fractions share a GPU): what a search trial does by default;
     - batched: fold-batched, the folds split into groups whose models are stacked and trained
-      together (tsfmicro.training.batched), each group a Ray task with the same resources
-      (a search trial with --fold-batch).
+      together (tsfmicro.training.batched), each group a task with the same resources (a
+      search trial with --fold-batch).
+    The tasks run as Ray tasks (the search's engine) when Ray is installed, else (--backend
+    processes, e.g. on a GPU machine without the search extras) in a pool of worker processes
+    that each hold the set once; the JSON names the backend.
 
 The set: 249 samples, 26 subjects, 5 classes. With the real CASME II spreadsheet at hand
 (../shared/annotations, or --annotation) its rows are rendered (mode b of the synthetic
 benchmark) so the counts are exactly CASME II's; otherwise 26 synthetic subjects x 10 clips,
 thinned to 249. Prints samples per second (training sample-steps over wall time), the wall time
 of each full LOSO, the ratios a/b and a/c, and on a GPU the model FLOP utilisation against the
-device's dense bf16 peak; writes the figures as JSON.
+device's dense bf16 peak; writes the figures as JSON after every path (a run cut short keeps
+what it measured).
 
-    python benchmarks/bench_loso.py --preset tiny --epochs 2            # CPU
-    python benchmarks/bench_loso.py --preset paper --epochs 50 --device cuda --fold-gpus 0.25
+--sample-folds K times (a) and (b) on K folds spread over the subjects, and --baseline-epochs E
+times (a) on E epochs of each; their full-LOSO wall time is extrapolated by training sample-steps
+(the JSON marks them "extrapolated"): on a GPU a published-style LOSO of the paper preset takes
+far longer than the (c) paths it is compared to.
+
+    python benchmarks/bench_loso.py --preset tiny --epochs 2                      # CPU
+    python benchmarks/bench_loso.py --preset paper --epochs 50 --device cuda --sample-folds 2 \
+        --baseline-epochs 5
     python benchmarks/bench_loso.py --paths c_batched --fold-batch 13 --fold-gpus 0.5 ...
 """
 
@@ -40,17 +51,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# What `tsfmicro search` does unless told otherwise (search.config.Resources); docs/speed.md
-# gives the measurements behind it.
-SEARCH_DEFAULTS = {
-    "cpu": "c_spread: each fold a Ray task with fold_cpus=1, as many at once as there are "
-    "CPUs (--fold-batch 1); fold-batched training measured slower on the CPU",
-    "gpu": "c_spread with fractional --fold-gpus; --fold-batch N trains N folds together per "
-    "task (GPU figures to be measured)",
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repo
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by device-name fragment.
 BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10G": 70e12}
+PATHS = ("a", "b", "c_spread", "c_batched")
 
 
 def build_set(folder: Path, image_size: int, annotation: Path | None) -> tuple:
@@ -127,14 +132,15 @@ class PublishedStyleSet(torch.utils.data.Dataset):
         return tensors[0], tensors[1], int(self.labels[i])
 
 
-def run_baseline(pairs, files, model_cfg, train_cfg, device: torch.device) -> dict:
+def run_baseline(pairs, files, subjects, model_cfg, train_cfg, device: torch.device) -> dict:
+    """The published-style LOSO over `subjects` (all of them, or a sample to extrapolate from)."""
     from tsfmicro.models import build_model
     from tsfmicro.training.loso import fold_seed
 
     labels = pairs.labels.numpy()
     steps, start = 0, time.perf_counter()
-    correct = 0
-    for subject in pairs.subject_ids():
+    correct = tested = 0
+    for subject in subjects:
         test = np.flatnonzero(pairs.subjects == subject)
         train = np.flatnonzero(pairs.subjects != subject)
         seed = fold_seed(train_cfg.seed, subject)
@@ -164,31 +170,54 @@ def run_baseline(pairs, files, model_cfg, train_cfg, device: torch.device) -> di
                 preds = [model(o.to(device), a.to(device)).argmax(1).cpu()
                          for o, a, _ in torch.utils.data.DataLoader(test_set, batch_size=32)]
         correct += int((torch.cat(preds).numpy() == labels[test]).sum())
+        tested += len(test)
     _sync(device)
     return {"seconds": time.perf_counter() - start, "sample_steps": steps,
-            "final_acc": correct / len(labels)}
+            "final_acc": correct / tested, "folds": len(subjects)}
 
 
-def run_cached(pairs, model_cfg, train_cfg) -> dict:
-    from tsfmicro.training.loso import run_loso
+def run_cached(pairs, subjects, model_cfg, train_cfg) -> dict:
+    """Our cached path, folds one after another (run_loso when every fold is asked for)."""
+    from tsfmicro.training.loso import run_loso, train_fold
 
     start = time.perf_counter()
-    result = run_loso(pairs, model_cfg, train_cfg)
+    if len(subjects) == len(pairs.subject_ids()):
+        result = run_loso(pairs, model_cfg, train_cfg)
+        folds = result.folds
+    else:
+        folds = [train_fold(pairs, s, model_cfg, train_cfg) for s in subjects]
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "sample_steps": _steps(result),
-            "final_acc": result.evaluate("final", n_boot=10).acc}
+    return {"seconds": seconds, "sample_steps": _steps(folds),
+            "final_acc": _final_acc(pairs, folds), "folds": len(folds),
+            "compile": train_cfg.compile}
 
 
-def run_multi(
-    pairs, model_cfg, train_cfg, fold_cpus: float, fold_gpus: float, fold_batch: int
-) -> dict:
-    import ray
-
-    from search.trial import run_folds
+def run_multi(pairs, model_cfg, train_cfg, fold_cpus: float, fold_gpus: float, fold_batch: int,
+              backend: str) -> dict:
+    """Every fold as tasks of `fold_batch` folds, as many tasks at once as the resources fit."""
     from tsfmicro.training.loso import LosoResult
 
     subjects = pairs.subject_ids()
     groups = [subjects[i : i + fold_batch] for i in range(0, len(subjects), fold_batch)]
+    slots = int(min(len(groups), _slots(fold_cpus, fold_gpus)))
+    threads = max(1, int(fold_cpus))
+    if backend == "ray":
+        seconds, done = _on_ray(pairs, groups, model_cfg, train_cfg, fold_cpus, fold_gpus, threads)
+    else:
+        seconds, done = _on_processes(pairs, groups, model_cfg, train_cfg, slots, threads)
+    folds = [f for group in done for f in group]
+    result = LosoResult.from_folds(pairs, folds, model_cfg, train_cfg, seconds)
+    return {"seconds": seconds, "sample_steps": _steps(result.folds),
+            "final_acc": result.evaluate("final", n_boot=10).acc, "folds": len(folds),
+            "backend": backend, "slots": slots, "folds_per_task": fold_batch,
+            "tasks": len(groups), "fold_cpus": fold_cpus, "fold_gpus": fold_gpus,
+            "compile": train_cfg.compile if fold_batch == 1 else "off"}
+
+
+def _on_ray(pairs, groups, model_cfg, train_cfg, fold_cpus, fold_gpus, threads):
+    import ray
+
+    from search.trial import run_folds
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(include_dashboard=False, log_to_driver=False,
@@ -196,18 +225,51 @@ def run_multi(
     try:
         ref = ray.put(pairs)
         task = ray.remote(run_folds).options(num_cpus=fold_cpus, num_gpus=fold_gpus)
-        threads = max(1, int(fold_cpus))
         start = time.perf_counter()
         done = ray.get([task.remote(ref, g, model_cfg, train_cfg, threads) for g in groups])
-        seconds = time.perf_counter() - start
-        folds = [f for group in done for f in group]
+        return time.perf_counter() - start, done
     finally:
         ray.shutdown()
-    result = LosoResult.from_folds(pairs, folds, model_cfg, train_cfg, seconds)
-    return {"seconds": seconds, "sample_steps": _steps(result),
-            "final_acc": result.evaluate("final", n_boot=10).acc,
-            "slots": int(min(len(groups), _slots(fold_cpus, fold_gpus))),
-            "folds_per_task": fold_batch, "tasks": len(groups)}
+
+
+_WORKER: dict = {}
+
+
+def _worker_start(pairs, threads: int) -> None:
+    """A pool worker holds the set once (sent when it starts) and uses `threads` threads."""
+    torch.set_num_threads(threads)
+    _WORKER["pairs"] = pairs
+
+
+def _worker_folds(subjects, model_cfg, train_cfg):
+    from tsfmicro.training.batched import train_folds
+
+    return train_folds(_WORKER["pairs"], subjects, model_cfg, train_cfg)
+
+
+def _worker_ready() -> int:
+    import tsfmicro.training.batched  # noqa: F401  (imported before the clock starts)
+
+    time.sleep(1.0)  # long enough that each of the pool's workers takes one of these
+    return os.getpid()
+
+
+def _on_processes(pairs, groups, model_cfg, train_cfg, slots, threads):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
+    with ProcessPoolExecutor(slots, mp_context=context, initializer=_worker_start,
+                             initargs=(pairs, threads)) as pool:
+        # Start every worker and load its set before timing, as Ray's workers are started
+        # by ray.init and handed the set through its object store before the clock starts.
+        ready = {f.result() for f in [pool.submit(_worker_ready) for _ in range(slots)]}
+        if len(ready) != slots:
+            raise RuntimeError(f"{len(ready)} of {slots} pool workers started")
+        start = time.perf_counter()
+        futures = [pool.submit(_worker_folds, g, model_cfg, train_cfg) for g in groups]
+        done = [f.result() for f in futures]
+        return time.perf_counter() - start, done
 
 
 def _slots(fold_cpus: float, fold_gpus: float) -> float:
@@ -216,13 +278,60 @@ def _slots(fold_cpus: float, fold_gpus: float) -> float:
     return min(cpus / fold_cpus, gpus / fold_gpus if fold_gpus else math.inf)
 
 
-def _steps(result) -> int:
-    return int(sum(f.train_samples * f.epochs for f in result.folds))
+def _steps(folds) -> int:
+    return int(sum(f.train_samples * f.epochs for f in folds))
+
+
+def _final_acc(pairs, folds) -> float:
+    labels = pairs.labels.numpy()
+    hits = sum(int((f.test_probs[-1].argmax(1) == labels[f.test_index]).sum()) for f in folds)
+    return hits / sum(len(f.test_index) for f in folds)
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def sample_subjects(subjects: list[str], k: int | None) -> list[str]:
+    """All subjects, or k of them spread evenly over the sorted list."""
+    if not k or k >= len(subjects):
+        return list(subjects)
+    return [subjects[round(i * (len(subjects) - 1) / max(k - 1, 1))] for i in range(k)]
+
+
+def full_steps(pairs, epochs: int) -> int:
+    """Training sample-steps of a full LOSO: every fold trains on all but its subject."""
+    n = len(pairs)
+    return int(sum((n - int((pairs.subjects == s).sum())) * epochs for s in pairs.subject_ids()))
+
+
+def finish(r: dict, total_steps: int, flops_per_step: float, peak: float | None) -> dict:
+    """Rates and, for a sampled path, the full LOSO's wall time extrapolated by sample-steps."""
+    r["samples_per_second"] = round(r["sample_steps"] / r["seconds"], 1)
+    if r["sample_steps"] < total_steps:
+        r["measured_seconds"] = round(r["seconds"], 1)
+        r["measured_sample_steps"] = r["sample_steps"]
+        r["seconds"] = r["seconds"] * total_steps / r["sample_steps"]
+        r["sample_steps"] = total_steps
+        r["extrapolated"] = True
+    r["seconds"] = round(r["seconds"], 1)
+    if peak:
+        r["mfu_bf16"] = round(flops_per_step * r["samples_per_second"] / peak, 4)
+    return r
+
+
+def search_defaults() -> dict:
+    """Which path `tsfmicro search` takes unless told otherwise (search.config.Resources)."""
+    from search.config import AUTO_FOLD_GPUS, Resources
+
+    r = Resources()
+    return {
+        "cpu": f"c_spread: one fold per Ray task, fold_cpus={r.fold_cpus:g}, as many tasks at "
+        f"once as there are CPUs (fold_batch {r.fold_batch}), eager",
+        "gpu": f"c_spread: one fold per Ray task, fold_gpus={AUTO_FOLD_GPUS:g} (four fold tasks "
+        f"share a GPU), eager; --fold-batch N and --set compile=... switch paths",
+    }
 
 
 def main() -> int:
@@ -231,14 +340,26 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--fold-cpus", type=float, default=1.0)
-    parser.add_argument("--fold-gpus", type=float, default=0.0)
+    parser.add_argument("--fold-gpus", type=float,
+                        help="GPUs per task of the (c) paths (default: the search's, 0.25 on a "
+                        "GPU, 0 on the CPU)")
     parser.add_argument("--fold-batch", type=int,
                         help="folds per task on the batched path (default: the folds split "
-                        "evenly over the task slots that fit, one group per slot)")
-    parser.add_argument("--paths", default="a,b,c_spread,c_batched",
+                        "evenly over the task slots that fit, one group per slot; 0: all)")
+    parser.add_argument("--paths", default=",".join(PATHS),
                         help="which of a, b, c_spread, c_batched to run (c: both)")
+    parser.add_argument("--sample-folds", type=int,
+                        help="time (a) and (b) on this many folds and extrapolate (default: all)")
+    parser.add_argument("--baseline-epochs", type=int,
+                        help="time (a) on this many epochs of each sampled fold and extrapolate "
+                        "(default: all; its cost per epoch is the same every epoch)")
+    parser.add_argument("--compile", default="off",
+                        help="TrainConfig.compile of (b) and the spread path: off, inductor, "
+                        "cudagraphs, aot_eager")
+    parser.add_argument("--backend", choices=["auto", "ray", "processes"], default="auto",
+                        help="what runs the (c) tasks (auto: Ray when installed)")
     parser.add_argument("--annotation", type=Path, help="real CASME II spreadsheet (mode b)")
-    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--json", type=Path, help="write the figures here (after every path)")
     args = parser.parse_args()
 
     from tsfmicro.config import TrainConfig, preset
@@ -250,66 +371,88 @@ def main() -> int:
     if annotation is None and default_sheet.is_file():
         annotation = default_sheet
     device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.zeros(1, device=device)  # the CUDA context, before any clock starts
+    fold_gpus = args.fold_gpus
+    if fold_gpus is None:
+        from search.config import AUTO_FOLD_GPUS
+
+        fold_gpus = AUTO_FOLD_GPUS if device.type == "cuda" else 0.0
+    backend = args.backend
+    if backend == "auto":
+        try:
+            import ray  # noqa: F401
+
+            backend = "ray"
+        except ImportError:
+            backend = "processes"
     model_cfg = preset(args.preset, num_classes=5)
-    train_cfg = TrainConfig(epochs=args.epochs, batch_size=32, device=args.device)
+    train_cfg = TrainConfig(epochs=args.epochs, batch_size=32, device=args.device,
+                            compile=args.compile)
     torch.set_num_threads(max(1, int(args.fold_cpus)))
     report: dict = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__,
                     "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None},
         "preset": args.preset, "epochs": args.epochs, "device": args.device,
+        "compile": args.compile, "backend": backend,
         "set_source": "CASME II spreadsheet rows (mode b)" if annotation else "26 x 10 thinned",
+        "search_default_path": search_defaults(),
     }
-    with tempfile.TemporaryDirectory(prefix="tsfmicro-bench-loso-") as tmp:
-        t = time.perf_counter()
-        pairs, files = build_set(Path(tmp), model_cfg.image_size, annotation)
-        report["set"] = {"samples": len(pairs), "subjects": len(pairs.subject_ids()),
-                         "classes": pairs.num_classes,
-                         "build_seconds": round(time.perf_counter() - t, 1)}
-        print(f"set: {report['set']}", flush=True)
-        paths = set(args.paths.replace("c_", "c-").split(","))
-        if "c" in paths:
-            paths |= {"c-spread", "c-batched"}
-        n_folds = len(pairs.subject_ids())
-        slots = max(1, int(min(n_folds, _slots(args.fold_cpus, args.fold_gpus))))
-        fold_batch = args.fold_batch or math.ceil(n_folds / slots)
-        if "a" in paths:
-            report["a_baseline"] = run_baseline(pairs, files, model_cfg, train_cfg, device)
-            print(f"(a) {report['a_baseline']}", flush=True)
-        if "b" in paths:
-            report["b_cached"] = run_cached(pairs, model_cfg, train_cfg)
-            print(f"(b) {report['b_cached']}", flush=True)
-        if "c-spread" in paths:
-            report["c_spread"] = run_multi(pairs, model_cfg, train_cfg, args.fold_cpus,
-                                           args.fold_gpus, 1)
-            print(f"(c, spread) {report['c_spread']}", flush=True)
-        if "c-batched" in paths:
-            report["c_batched"] = run_multi(pairs, model_cfg, train_cfg, args.fold_cpus,
-                                            args.fold_gpus, fold_batch)
-            print(f"(c, batched) {report['c_batched']}", flush=True)
-
     flops_per_step = 3 * model_cost(model_cfg).flops  # forward + backward ~ 3x forward
     peak = next((v for k, v in BF16_PEAK.items() if report["machine"]["gpu"]
                  and k in report["machine"]["gpu"]), None)
-    for key in ("a_baseline", "b_cached", "c_spread", "c_batched"):
-        if key in report:
-            r = report[key]
-            r["samples_per_second"] = round(r["sample_steps"] / r["seconds"], 1)
-            r["seconds"] = round(r["seconds"], 1)
-            if peak:
-                r["mfu_bf16"] = round(flops_per_step * r["sample_steps"] / r["seconds"] / peak, 4)
-    multi = [k for k in ("c_spread", "c_batched") if k in report]
-    if multi:
-        report["c_fastest"] = min(multi, key=lambda k: report[k]["seconds"])
-    a = report.get("a_baseline", {}).get("seconds")
-    for key, name in (("b_cached", "a_over_b"), ("c_spread", "a_over_c_spread"),
-                      ("c_batched", "a_over_c_batched"), (report.get("c_fastest"), "a_over_c")):
-        if a and key in report:
-            report[name] = round(a / report[key]["seconds"], 2)
-    report["search_default_path"] = SEARCH_DEFAULTS
+
+    def record(key: str, figures: dict) -> None:
+        report[key] = finish(figures, total, flops_per_step, peak)
+        a = report.get("a_baseline", {}).get("seconds")
+        multi = [k for k in ("c_spread", "c_batched") if k in report]
+        if multi:
+            report["c_fastest"] = min(multi, key=lambda k: report[k]["seconds"])
+        for k, name in (("b_cached", "a_over_b"), ("c_spread", "a_over_c_spread"),
+                        ("c_batched", "a_over_c_batched"),
+                        (report.get("c_fastest"), "a_over_c")):
+            if a and k in report:
+                report[name] = round(a / report[k]["seconds"], 2)
+        print(f"({key}) {report[key]}", flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2))
+
+    with tempfile.TemporaryDirectory(prefix="tsfmicro-bench-loso-") as tmp:
+        t = time.perf_counter()
+        pairs, files = build_set(Path(tmp), model_cfg.image_size, annotation)
+        subjects = pairs.subject_ids()
+        total = full_steps(pairs, args.epochs)
+        report["set"] = {"samples": len(pairs), "subjects": len(subjects),
+                         "classes": pairs.num_classes,
+                         "build_seconds": round(time.perf_counter() - t, 1)}
+        print(f"set: {report['set']}", flush=True)
+        paths = set(args.paths.split(","))
+        if "c" in paths:
+            paths |= {"c_spread", "c_batched"}
+        unknown = paths - set(PATHS) - {"c"}
+        if unknown:
+            parser.error(f"unknown paths {sorted(unknown)}; choose from {', '.join(PATHS)}")
+        sampled = sample_subjects(subjects, args.sample_folds)
+        slots = max(1, int(min(len(subjects), _slots(args.fold_cpus, fold_gpus))))
+        fold_batch = args.fold_batch
+        if fold_batch is None:
+            fold_batch = math.ceil(len(subjects) / slots)
+        fold_batch = fold_batch or len(subjects)
+        if "a" in paths:
+            baseline_cfg = train_cfg.replace(compile="off",
+                                             epochs=args.baseline_epochs or args.epochs)
+            record("a_baseline", run_baseline(pairs, files, sampled, model_cfg, baseline_cfg,
+                                              device))
+        if "b" in paths:
+            record("b_cached", run_cached(pairs, sampled, model_cfg, train_cfg))
+        if "c_spread" in paths:
+            record("c_spread", run_multi(pairs, model_cfg, train_cfg, args.fold_cpus, fold_gpus,
+                                         1, backend))
+        if "c_batched" in paths:
+            record("c_batched", run_multi(pairs, model_cfg, train_cfg.replace(compile="off"),
+                                          args.fold_cpus, fold_gpus, fold_batch, backend))
     print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
     return 0
 
 
