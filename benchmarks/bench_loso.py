@@ -211,7 +211,7 @@ def run_multi(pairs, model_cfg, train_cfg, fold_cpus: float, fold_gpus: float, f
             "final_acc": result.evaluate("final", n_boot=10).acc, "folds": len(folds),
             "backend": backend, "slots": slots, "folds_per_task": fold_batch,
             "tasks": len(groups), "fold_cpus": fold_cpus, "fold_gpus": fold_gpus,
-            "compile": train_cfg.compile if fold_batch == 1 else "off"}
+            "compile": train_cfg.compile}
 
 
 def _on_ray(pairs, groups, model_cfg, train_cfg, fold_cpus, fold_gpus, threads):
