@@ -106,15 +106,24 @@ def ray_cluster(workers: list[dict[str, int]], head_cpus: int = 0):
         ray("stop", "--force", check=False)
 
 
-def wait_for_nodes(address: str, count: int, timeout: float = 60) -> None:
+def wait_for_nodes(address: str, count: int, timeout: float = 60,
+                   node: RayNode | None = None) -> None:
+    """Wait until `ray status` lists `count` active nodes. With `node`, fail early (with the
+    tail of its log) if that node's `ray start --block` exits."""
     deadline = time.monotonic() + timeout
+    status = ""
     while time.monotonic() < deadline:
+        if node is not None and node.process.poll() is not None:
+            raise RuntimeError(f"`ray start` for a node of {address} exited with "
+                               f"{node.process.returncode}:\n{node.log_tail()}")
         status = ray("status", "--address", address, check=False).stdout
         active = status.split("Active:")[-1].split("Pending:")[0]
         if active.count("node_") >= count:
             return
         time.sleep(1)
-    raise TimeoutError(f"the Ray cluster at {address} did not reach {count} nodes")
+    tail = f"\nlast log lines of the newest node:\n{node.log_tail()}" if node else ""
+    raise TimeoutError(f"the Ray cluster at {address} did not reach {count} nodes within "
+                       f"{timeout:.0f} s; last `ray status`:\n{status}{tail}")
 
 
 # A cluster whose nodes can be killed one at a time.
@@ -168,6 +177,13 @@ class RayNode:
     def pids(self) -> list[int]:
         return session_processes(self.sid)
 
+    def log_tail(self, lines: int = 30) -> str:
+        self._log.flush()
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as error:
+            return f"(log {self.log} unreadable: {error})"
+
     def node_id(self) -> str | None:
         """The Ray node id, read from this node's raylet command line."""
         for pid in self.pids():
@@ -220,8 +236,9 @@ def killable_ray_cluster(workers: list[dict[str, int]], folder: Path, head_cpus:
                  "--num-cpus", str(worker.get("cpus", 1)),
                  "--num-gpus", str(worker.get("gpus", 0))],
                 folder / f"ray-worker{i}.log"))
-            # one at a time: several nodes starting at once on a small machine time out
-            wait_for_nodes(f"127.0.0.1:{port}", 2 + i, timeout=120)
+            # one at a time: several nodes starting at once on a small machine time out; a
+            # loaded 2-core CI machine has taken over 120 s for one
+            wait_for_nodes(f"127.0.0.1:{port}", 2 + i, timeout=300, node=nodes[-1])
         yield f"127.0.0.1:{port}", url, nodes[1:]
     finally:
         for node in reversed(nodes):
