@@ -57,6 +57,7 @@ def job_status(url: str, job_id: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a whole search: about 5 min here, twice that on a loaded CI
 def test_search_survives_losing_a_worker_node(tmp_path):
     from mlflow import MlflowClient
     from ray.util.state import list_nodes, list_tasks

@@ -13,6 +13,7 @@ from services import BIN, mlflow_server, ray_cluster, service_env
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a whole search: about 5 min here, twice that on a loaded CI
 def test_search_job_on_a_two_node_cluster_with_a_tracking_server(tmp_path):
     shared = tmp_path / "shared"  # every node sees this folder (one machine)
     with mlflow_server(tmp_path / "mlflow") as tracking, \

@@ -58,6 +58,7 @@ def stop_ray() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a whole search: about 5 min here, twice that on a loaded CI
 def test_killed_driver_resumes_with_completed_work_kept(tmp_path):
     driver = start_search(tmp_path, "resume4", "--trials", "4", "--set", "epochs=2",
                           "--concurrency", "1", "--fold-parallelism", "1")
