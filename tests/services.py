@@ -230,15 +230,26 @@ def killable_ray_cluster(workers: list[dict[str, int]], folder: Path, head_cpus:
             folder / "ray-head.log", cwd=Path(__file__).resolve().parents[1]))
         url = f"http://127.0.0.1:{dashboard}"
         wait_for_http(f"{url}/api/version", 120, nodes[0].process)
+        wait_for_nodes(f"127.0.0.1:{port}", 1, timeout=300, node=nodes[0])
         for i, worker in enumerate(workers):
-            nodes.append(RayNode(
-                ["--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1",
-                 "--num-cpus", str(worker.get("cpus", 1)),
-                 "--num-gpus", str(worker.get("gpus", 0))],
-                folder / f"ray-worker{i}.log"))
-            # one at a time: several nodes starting at once on a small machine time out; a
-            # loaded 2-core CI machine has taken over 120 s for one
-            wait_for_nodes(f"127.0.0.1:{port}", 2 + i, timeout=300, node=nodes[-1])
+            # One at a time: several nodes starting at once on a small machine time out. Even
+            # alone, a worker's `ray start` gives up when its raylet is not registered within
+            # Ray's fixed 30 s, which a loaded 2-core machine sometimes misses: start it again.
+            for attempt in range(1, 4):
+                node = RayNode(
+                    ["--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1",
+                     "--num-cpus", str(worker.get("cpus", 1)),
+                     "--num-gpus", str(worker.get("gpus", 0))],
+                    folder / f"ray-worker{i}-attempt{attempt}.log")
+                try:
+                    wait_for_nodes(f"127.0.0.1:{port}", 2 + i, timeout=300, node=node)
+                except BaseException as error:
+                    node.kill()
+                    if attempt == 3 or not isinstance(error, RuntimeError):
+                        raise
+                    continue
+                nodes.append(node)
+                break
         yield f"127.0.0.1:{port}", url, nodes[1:]
     finally:
         for node in reversed(nodes):
