@@ -83,29 +83,6 @@ def ray(*args: str, check: bool = True, timeout: float = 120) -> subprocess.Comp
                           text=True, check=check, timeout=timeout)
 
 
-@contextmanager
-def ray_cluster(workers: list[dict[str, int]], head_cpus: int = 0):
-    """A head node (no GPU work) and worker nodes, each a `ray start` on loopback.
-
-    Yields (gcs address, dashboard URL for `ray job submit`).
-    """
-    port, dashboard = free_port(), free_port()
-    ray("stop", "--force", check=False)
-    try:
-        ray("start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-            "--num-cpus", str(head_cpus), "--num-gpus", "0", "--dashboard-host", "127.0.0.1",
-            "--dashboard-port", str(dashboard), "--disable-usage-stats")
-        for worker in workers:
-            ray("start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1",
-                "--num-cpus", str(worker.get("cpus", 1)), "--num-gpus", str(worker.get("gpus", 0)))
-        url = f"http://127.0.0.1:{dashboard}"
-        wait_for_http(f"{url}/api/version", 60)
-        wait_for_nodes(f"127.0.0.1:{port}", 1 + len(workers))
-        yield f"127.0.0.1:{port}", url
-    finally:
-        ray("stop", "--force", check=False)
-
-
 def wait_for_nodes(address: str, count: int, timeout: float = 60,
                    node: RayNode | None = None) -> None:
     """Wait until `ray status` lists `count` active nodes. With `node`, fail early (with the

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from services import BIN, mlflow_server, ray_cluster, service_env
+from services import BIN, killable_ray_cluster, mlflow_server, service_env
 
 
 @pytest.mark.slow
@@ -17,7 +17,7 @@ from services import BIN, mlflow_server, ray_cluster, service_env
 def test_search_job_on_a_two_node_cluster_with_a_tracking_server(tmp_path):
     shared = tmp_path / "shared"  # every node sees this folder (one machine)
     with mlflow_server(tmp_path / "mlflow") as tracking, \
-            ray_cluster(workers=[{"cpus": 1, "gpus": 1}, {"cpus": 1, "gpus": 1}]) as (_, url):
+            killable_ray_cluster([{"cpus": 1, "gpus": 1}] * 2, tmp_path / "ray") as (_, url, _):
         entrypoint = [
             sys.executable, "-m", "tsfmicro.cli", "search", "--ray-address", "auto",
             "--name", "cluster2", "--dataset", "toy", "--preset", "tiny", "--trials", "2",
