@@ -83,14 +83,13 @@ def ray(*args: str, check: bool = True, timeout: float = 120) -> subprocess.Comp
                           text=True, check=check, timeout=timeout)
 
 
-def wait_for_nodes(address: str, count: int, timeout: float = 60,
-                   node: RayNode | None = None) -> None:
-    """Wait until `ray status` lists `count` active nodes. With `node`, fail early (with the
-    tail of its log) if that node's `ray start --block` exits."""
+def wait_for_nodes(address: str, count: int, timeout: float, node: RayNode) -> None:
+    """Wait until `ray status` lists `count` active nodes, `node` being the newest; fail early
+    (with the tail of its log) if that node's `ray start --block` exits."""
     deadline = time.monotonic() + timeout
     status = ""
     while time.monotonic() < deadline:
-        if node is not None and node.process.poll() is not None:
+        if node.process.poll() is not None:
             raise RuntimeError(f"`ray start` for a node of {address} exited with "
                                f"{node.process.returncode}:\n{node.log_tail()}")
         status = ray("status", "--address", address, check=False).stdout
@@ -98,9 +97,9 @@ def wait_for_nodes(address: str, count: int, timeout: float = 60,
         if active.count("node_") >= count:
             return
         time.sleep(1)
-    tail = f"\nlast log lines of the newest node:\n{node.log_tail()}" if node else ""
     raise TimeoutError(f"the Ray cluster at {address} did not reach {count} nodes within "
-                       f"{timeout:.0f} s; last `ray status`:\n{status}{tail}")
+                       f"{timeout:.0f} s; last `ray status`:\n{status}\n"
+                       f"last log lines of the newest node:\n{node.log_tail()}")
 
 
 # A cluster whose nodes can be killed one at a time.
@@ -218,15 +217,14 @@ def killable_ray_cluster(workers: list[dict[str, int]], folder: Path, head_cpus:
                      "--num-cpus", str(worker.get("cpus", 1)),
                      "--num-gpus", str(worker.get("gpus", 0))],
                     folder / f"ray-worker{i}-attempt{attempt}.log")
+                nodes.append(node)  # killed in `finally` whatever happens next
                 try:
                     wait_for_nodes(f"127.0.0.1:{port}", 2 + i, timeout=300, node=node)
-                except BaseException as error:
-                    node.kill()
-                    if attempt == 3 or not isinstance(error, RuntimeError):
+                    break
+                except RuntimeError:  # its `ray start` gave up
+                    nodes.pop().kill()
+                    if attempt == 3:
                         raise
-                    continue
-                nodes.append(node)
-                break
         yield f"127.0.0.1:{port}", url, nodes[1:]
     finally:
         for node in reversed(nodes):
