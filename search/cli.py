@@ -96,6 +96,13 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
         help="folds per task, trained together on its device (default 1: folds spread over "
         "workers; 0: all of a trial's folds in one task)",
     )
+    x.add_argument(
+        "--fold-group",
+        choices=["stacked", "streams"],
+        help="how a task's folds (--fold-batch above 1) train together: stacked into one model "
+        "(default), or each in a thread on a CUDA stream of its own (on the CPU as many at once "
+        "as --fold-cpus)",
+    )
     x.add_argument("--concurrency", type=int, help="trials at once")
     x.add_argument("--ray-address", help="Ray cluster address ('auto' inside a cluster job)")
     x.add_argument(
@@ -180,7 +187,14 @@ def build_search_config(args: argparse.Namespace) -> Any:
         if getattr(args, flag) is not None:
             data[key] = getattr(args, flag)
     resources = dict(base.get("resources") or {})
-    for flag in ("fold_cpus", "fold_gpus", "fold_parallelism", "fold_batch", "concurrency"):
+    for flag in (
+        "fold_cpus",
+        "fold_gpus",
+        "fold_parallelism",
+        "fold_batch",
+        "fold_group",
+        "concurrency",
+    ):
         if getattr(args, flag) is not None:
             resources[flag] = getattr(args, flag)
     space = (

@@ -59,6 +59,8 @@ class DataSpec:
 # GPUs per fold task when the cluster has GPUs and none was asked for: four folds share a
 # GPU (one fold at batch 32 leaves a GPU mostly idle); docs/speed.md.
 AUTO_FOLD_GPUS = 0.25
+FoldGroup = Literal["stacked", "streams"]
+FOLD_GROUPS: tuple[str, ...] = ("stacked", "streams")
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,14 @@ class Resources:
     fold_parallelism: int | None = None  # folds of one trial at once (default: what fits)
     concurrency: int | None = None  # trials at once (default: what fits)
     trial_cpus: float = 0.0  # CPUs for the trial's own process, which only waits on folds
-    # Folds per task, their models stacked and trained together (fold-batched) on the task's
-    # device: 1 spreads a trial's folds over workers one fold per task; 0 puts all of a trial's
-    # folds in one task (one GPU). See docs/speed.md for which is faster where.
+    # Folds per task, trained together on the task's device: 1 spreads a trial's folds over
+    # workers one fold per task; 0 puts all of a trial's folds in one task (one GPU). See
+    # docs/speed.md for which is faster where.
     fold_batch: int = 1
+    # How a task's folds train together: "stacked", their models stacked into one
+    # (tsfmicro.training.batched); "streams", each in a thread of its own and on CUDA a stream
+    # of its own (tsfmicro.training.streams; on the CPU as many at once as the task has CPUs).
+    fold_group: FoldGroup = "stacked"
 
     def __post_init__(self) -> None:
         if self.fold_cpus <= 0:
@@ -90,12 +96,19 @@ class Resources:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"Resources.{name} must be >= 1, got {value}")
-        if not isinstance(self.fold_batch, int) or isinstance(self.fold_batch, bool) or (
-            self.fold_batch < 0
+        if (
+            not isinstance(self.fold_batch, int)
+            or isinstance(self.fold_batch, bool)
+            or (self.fold_batch < 0)
         ):
             raise ConfigError(
                 f"Resources.fold_batch must be a whole number >= 0 (0: all folds in one task), "
                 f"got {self.fold_batch!r}"
+            )
+        if self.fold_group not in FOLD_GROUPS:
+            raise ConfigError(
+                f"Resources.fold_group must be one of {', '.join(FOLD_GROUPS)}, "
+                f"got {self.fold_group!r}"
             )
         if self.trial_cpus < 0:
             raise ConfigError(f"Resources.trial_cpus must be >= 0, got {self.trial_cpus}")

@@ -1,7 +1,8 @@
 """One trial of a search: one configuration, its LOSO folds as Ray tasks.
 
 Each task trains `fold_batch` folds: one (the default, folds spread over workers) or several
-whose models are stacked and trained together on the task's device (fold-batched).
+trained together on the task's device, either with their models stacked into one (fold-batched,
+`fold_group` "stacked") or each in a thread of its own on a CUDA stream of its own ("streams").
 
 The trial's placement group reserves one bundle per fold slot; the fold tasks
 it launches are captured by that group, so the folds of one configuration
@@ -55,7 +56,8 @@ class TrialSetup:
     fold_gpus: float
     fold_parallelism: int  # fold tasks at once
     fold_retries: int
-    fold_batch: int = 1  # folds per task, trained together (tsfmicro.training.batched)
+    fold_batch: int = 1  # folds per task, trained together
+    fold_group: str = "stacked"  # how: models stacked, or a thread and CUDA stream per fold
 
 
 def save_folds(folds: dict[str, FoldResult], directory: Path) -> None:
@@ -113,16 +115,28 @@ def run_folds(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
     threads: int,
+    group: str = "stacked",
 ) -> list[FoldResult]:
     """Body of a fold-group task: these LOSO folds trained together (one alone is plain
-    train_fold), each labelled with the node they ran on."""
+    train_fold), each labelled with the node they ran on. `group` "stacked" stacks their
+    models into one (tsfmicro.training.batched); "streams" trains each in a thread of its own,
+    on CUDA on a stream of its own, all at once on a GPU and as many at once as the task's
+    `threads` on the CPU, one torch thread each (tsfmicro.training.streams)."""
     import ray
     import torch
 
     from tsfmicro.training.batched import train_folds
+    from tsfmicro.training.loso import resolve_device
+    from tsfmicro.training.streams import train_folds_streams
 
-    torch.set_num_threads(threads)
-    folds = train_folds(data, subjects, model_cfg, train_cfg)
+    if group == "streams" and len(subjects) > 1:
+        on_gpu = resolve_device(train_cfg.device).type == "cuda"
+        concurrent = len(subjects) if on_gpu else max(1, min(threads, len(subjects)))
+        torch.set_num_threads(max(1, threads // concurrent))
+        folds = train_folds_streams(data, subjects, model_cfg, train_cfg, concurrent=concurrent)
+    else:
+        torch.set_num_threads(threads)
+        folds = train_folds(data, subjects, model_cfg, train_cfg)
     node = ray.get_runtime_context().get_node_id()
     for fold in folds:
         fold.worker = node
@@ -163,7 +177,9 @@ def loso_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     def launch() -> None:
         while groups and len(pending) < setup.fold_parallelism:
             chosen = groups.pop(0)
-            pending[fold_task.remote(data_ref, chosen, model_cfg, train_cfg, threads)] = chosen
+            pending[
+                fold_task.remote(data_ref, chosen, model_cfg, train_cfg, threads, setup.fold_group)
+            ] = chosen
 
     launch()
     while pending:

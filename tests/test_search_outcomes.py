@@ -109,31 +109,39 @@ def test_asha_stops_weak_trials_as_pruned(tmp_path):
 
 @pytest.mark.slow
 def test_fold_batched_search_gives_the_folds_of_a_spread_search(tmp_path):
-    """--fold-batch 0 trains a trial's folds together in one task; the same sampled trial with
-    folds spread one per task gives the same predictions (the tolerance of tests/test_batched)."""
+    """--fold-batch 0 trains a trial's folds together in one task, stacked; --fold-group streams
+    trains a task's folds at once in threads. The same sampled trial with folds spread one per
+    task gives the same predictions: within the tolerance of tests/test_batched for stacked
+    folds, bit for bit for threads (tests/test_streams)."""
     import numpy as np
     import pandas as pd
     from mlflow import MlflowClient
 
     common = ("--trials", "1", "--sampler", "random", "--seed", "3", "--set", "epochs=2",
               "--no-register")
-    for name, extra in (("spread", ()), ("batched", ("--fold-batch", "0"))):
+    ways = {"spread": (), "batched": ("--fold-batch", "0"),
+            "streams": ("--fold-batch", "3", "--fold-group", "streams", "--fold-cpus", "2")}
+    for name, extra in ways.items():
         proc = search(tmp_path, name, *common, *extra)
         assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (spread,), (batched,) = trial_runs(tmp_path, "spread"), trial_runs(tmp_path, "batched")
-    assert spread.data.params == batched.data.params
-    tables = []
-    for run in (spread, batched):
+    tables = {}
+    for name in ways:
+        (run,) = trial_runs(tmp_path, name)
         assert run.info.status == "FINISHED"
-        path = client.download_artifacts(run.info.run_id, "predictions.parquet", str(tmp_path))
+        assert run.data.params == trial_runs(tmp_path, "spread")[0].data.params
+        path = client.download_artifacts(run.info.run_id, "predictions.parquet",
+                                         str(tmp_path / name))
         table = pd.read_parquet(path)
-        tables.append(table[table["mode"] == "final"].sort_values("key").reset_index(drop=True))
+        tables[name] = table[table["mode"] == "final"].sort_values("key").reset_index(drop=True)
         folds = client.search_runs(
             [run.info.experiment_id], max_results=100,
             filter_string=f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
         assert len(folds) == 6  # the toy set's six subjects, each fold logged
-    assert tables[0]["key"].tolist() == tables[1]["key"].tolist()
-    probs = [c for c in tables[0].columns if c.startswith("p_")]
-    np.testing.assert_allclose(tables[1][probs].to_numpy(), tables[0][probs].to_numpy(),
+    spread = tables["spread"]
+    probs = [c for c in spread.columns if c.startswith("p_")]
+    for name in ("batched", "streams"):
+        assert tables[name]["key"].tolist() == spread["key"].tolist()
+    np.testing.assert_allclose(tables["batched"][probs].to_numpy(), spread[probs].to_numpy(),
                                atol=2e-4)
+    np.testing.assert_array_equal(tables["streams"][probs].to_numpy(), spread[probs].to_numpy())

@@ -70,6 +70,8 @@ def test_search_config_validation():
         Resources(fold_cpus=0)
     with pytest.raises(ConfigError, match="fold_batch"):
         Resources(fold_batch=-1)
+    with pytest.raises(ConfigError, match="fold_group must be one of stacked, streams"):
+        Resources(fold_group="vmap")
     with pytest.raises(ConfigError, match="'val' needs"):
         SearchConfig(name="v", eval_mode="val")
     cfg = SearchConfig(name="ok", train=TrainConfig(epochs=3))
@@ -83,11 +85,14 @@ def test_cli_flags_map_to_a_search_config():
         "search", "--name", "s1", "--dataset", "toy", "--trials", "6", "--scheduler", "asha",
         "--param", "weight_decay=float:0.01:1:log", "--param", "batch_size=choice:16,32",
         "--set", "epochs=5", "--fold-gpus", "0.25", "--eval-mode", "oracle", "--fold-batch", "0",
+        "--fold-group", "streams",
     ])
     cfg = build_search_config(args)
     assert cfg.name == "s1" and cfg.data.dataset == "toy" and cfg.trials == 6
     assert cfg.scheduler == "asha" and cfg.eval_mode == "oracle"
     assert cfg.resources.fold_gpus == 0.25 and cfg.resources.fold_batch == 0
+    assert cfg.resources.fold_group == "streams"
+    assert SearchConfig.from_dict(cfg.to_dict()) == cfg  # the settings file keeps it
     assert cfg.space.names == DEFAULT_SPACE.names + ["weight_decay", "batch_size"]
     assert dict(cfg.space.constants) == {"epochs": 5}
     bad = build_parser().parse_args(["search", "--param", "lr=float:1"])

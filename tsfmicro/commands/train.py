@@ -100,6 +100,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="folds whose models are stacked and trained together (default 1: one after "
         "another; 0: all folds at once)",
     )
+    train.add_argument(
+        "--fold-streams",
+        type=int,
+        default=1,
+        help="folds trained at once, each in a thread (and on CUDA a stream) of its own "
+        "(default 1: one after another; 0: all folds at once); on the CPU use one per core "
+        "with --threads 1",
+    )
 
     out = p.add_argument_group("output")
     out.add_argument(
@@ -218,7 +226,14 @@ def run(args: argparse.Namespace) -> int:
             f"final acc {acc:.3f}, train loss {fold.train_loss[-1]:.3f}, {fold.seconds:.1f} s"
         )
 
-    result = run_loso(data, model_cfg, train_cfg, on_fold=on_fold, fold_batch=args.fold_batch)
+    result = run_loso(
+        data,
+        model_cfg,
+        train_cfg,
+        on_fold=on_fold,
+        fold_batch=args.fold_batch,
+        fold_streams=args.fold_streams,
+    )
     result.info.update(
         info,
         data={

@@ -182,6 +182,27 @@ def train_fold(
 ) -> FoldResult:
     """Train a fresh model on every subject but `test_subject` (and any inner validation
     subjects), recording test (and validation) probabilities after every epoch."""
+    return _train_fold(
+        data, test_subject, model_cfg, train_cfg, on_epoch=on_epoch, keep_model=keep_model
+    )
+
+
+def _train_fold(
+    data: PairSet,
+    test_subject: str,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    *,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    keep_model: bool = False,
+    init_lock: contextlib.AbstractContextManager | None = None,
+    stream: Any = None,
+) -> FoldResult:
+    """train_fold, with the hooks of folds trained at once in threads
+    (tsfmicro.training.streams): `init_lock` is held while the model is initialised from
+    torch's global RNG (seeded per fold, so two threads must not interleave there), and the
+    training runs on the CUDA `stream` when one is given. Training itself draws only from the
+    fold's own generator."""
     check_compatible(data, model_cfg)
     split = fold_split(data, test_subject, train_cfg)
     seed, generator = split.seed, split.generator
@@ -189,8 +210,13 @@ def train_fold(
     val_subjects = split.val_subjects
     device = resolve_device(train_cfg.device)
     start = time.perf_counter()
-    with _seeded(seed, device):
+    with init_lock or contextlib.nullcontext(), _seeded(seed, device):
         model = build_model(model_cfg).to(device)
+    on_stream: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if stream is not None:
+        stream.wait_stream(torch.cuda.current_stream(device))  # the model's copy to the GPU
+        on_stream = torch.cuda.stream(stream)
+    with on_stream:
         history = _fit(
             model,
             data,
@@ -204,6 +230,8 @@ def train_fold(
             on_epoch,
             start,
         )
+    if stream is not None:
+        stream.synchronize()  # the fold's work is done before its model is read or freed
     return FoldResult(
         subject=test_subject,
         seed=seed,
@@ -667,30 +695,53 @@ def run_loso(
     on_epoch: Callable[[EpochStats], None] | None = None,
     on_fold: Callable[[FoldResult], None] | None = None,
     fold_batch: int = 1,
+    fold_streams: int = 1,
 ) -> LosoResult:
-    """Train every LOSO fold in this process: one after another (`fold_batch` 1), or in groups
-    of `fold_batch` folds whose models are stacked and trained together
-    (`tsfmicro.training.batched.train_folds`; 0 puts every fold in one group)."""
+    """Train every LOSO fold in this process: one after another (`fold_batch` and
+    `fold_streams` 1); in groups of `fold_batch` folds whose models are stacked and trained
+    together (`tsfmicro.training.batched.train_folds`; 0 puts every fold in one group); or
+    `fold_streams` folds at a time, each in a thread of its own and on CUDA a stream of its own
+    (`tsfmicro.training.streams.train_folds_streams`; 0: all at once)."""
     check_compatible(data, model_cfg)
-    if not isinstance(fold_batch, int) or isinstance(fold_batch, bool) or fold_batch < 0:
-        raise ConfigError(f"fold_batch must be a whole number >= 0, got {fold_batch!r}")
+    for name, value in (("fold_batch", fold_batch), ("fold_streams", fold_streams)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
     start = time.perf_counter()
     subjects = data.subject_ids()
     group = fold_batch or len(subjects)
-    folds = []
-    for begin in range(0, len(subjects), group):
-        chosen = subjects[begin : begin + group]
-        if group == 1:
-            done = [train_fold(data, chosen[0], model_cfg, train_cfg, on_epoch=on_epoch)]
-        else:
-            from tsfmicro.training.batched import train_folds
+    streams = fold_streams or len(subjects)
+    if group > 1 and streams > 1:
+        raise ConfigError(
+            f"fold_batch and fold_streams are two ways of training folds together; set one "
+            f"of them (got fold_batch={fold_batch}, fold_streams={fold_streams})"
+        )
+    folds: list[FoldResult] = []
+    if streams > 1:
+        from tsfmicro.training.streams import train_folds_streams
 
-            done = train_folds(data, chosen, model_cfg, train_cfg, on_epoch=on_epoch)
-        for fold in done:
-            folds.append(fold)
-            if on_fold is not None:
-                on_fold(fold)
-    info = {"fold_batch": group}
+        folds = train_folds_streams(
+            data,
+            subjects,
+            model_cfg,
+            train_cfg,
+            concurrent=streams,
+            on_epoch=on_epoch,
+            on_fold=on_fold,
+        )
+    else:
+        for begin in range(0, len(subjects), group):
+            chosen = subjects[begin : begin + group]
+            if group == 1:
+                done = [train_fold(data, chosen[0], model_cfg, train_cfg, on_epoch=on_epoch)]
+            else:
+                from tsfmicro.training.batched import train_folds
+
+                done = train_folds(data, chosen, model_cfg, train_cfg, on_epoch=on_epoch)
+            for fold in done:
+                folds.append(fold)
+                if on_fold is not None:
+                    on_fold(fold)
+    info = {"fold_batch": group, "fold_streams": streams}
     return LosoResult.from_folds(
         data, folds, model_cfg, train_cfg, time.perf_counter() - start, info=info
     )
