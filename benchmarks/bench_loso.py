@@ -11,7 +11,11 @@
       (fractions share a GPU): what a search trial does by default;
     - batched: fold-batched, the folds split into groups whose models are stacked and trained
       together (tsfmicro.training.batched), each group a task with the same resources (a
-      search trial with --fold-batch).
+      search trial with --fold-batch);
+    - streams: the folds split into groups the same way, each group a task whose folds train
+      at once in threads, each on a CUDA stream of its own (tsfmicro.training.streams; a
+      search trial with --fold-batch N --fold-group streams). On the CPU one task holds every
+      fold and every CPU, one fold per CPU at a time.
     The tasks run as Ray tasks (the search's engine) when Ray is installed, else (--backend
     processes, e.g. on a GPU machine without the search extras) in a pool of worker processes
     that each hold the set once; the JSON names the backend.
@@ -55,7 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by device-name fragment.
 BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10G": 70e12}
-PATHS = ("a", "b", "c_spread", "c_batched")
+PATHS = ("a", "b", "c_spread", "c_batched", "c_streams")
+MULTI = ("c_spread", "c_batched", "c_streams")
 
 
 def build_set(folder: Path, image_size: int, annotation: Path | None) -> tuple:
@@ -193,8 +198,9 @@ def run_cached(pairs, subjects, model_cfg, train_cfg) -> dict:
 
 
 def run_multi(pairs, model_cfg, train_cfg, fold_cpus: float, fold_gpus: float, fold_batch: int,
-              backend: str) -> dict:
-    """Every fold as tasks of `fold_batch` folds, as many tasks at once as the resources fit."""
+              backend: str, group: str = "stacked") -> dict:
+    """Every fold as tasks of `fold_batch` folds trained together (`group`: stacked or
+    streams), as many tasks at once as the resources fit."""
     from tsfmicro.training.loso import LosoResult
 
     subjects = pairs.subject_ids()
@@ -202,19 +208,20 @@ def run_multi(pairs, model_cfg, train_cfg, fold_cpus: float, fold_gpus: float, f
     slots = int(min(len(groups), _slots(fold_cpus, fold_gpus)))
     threads = max(1, int(fold_cpus))
     if backend == "ray":
-        seconds, done = _on_ray(pairs, groups, model_cfg, train_cfg, fold_cpus, fold_gpus, threads)
+        seconds, done = _on_ray(pairs, groups, model_cfg, train_cfg, fold_cpus, fold_gpus, threads,
+                                group)
     else:
-        seconds, done = _on_processes(pairs, groups, model_cfg, train_cfg, slots, threads)
+        seconds, done = _on_processes(pairs, groups, model_cfg, train_cfg, slots, threads, group)
     folds = [f for group in done for f in group]
     result = LosoResult.from_folds(pairs, folds, model_cfg, train_cfg, seconds)
     return {"seconds": seconds, "sample_steps": _steps(result.folds),
             "final_acc": result.evaluate("final", n_boot=10).acc, "folds": len(folds),
             "backend": backend, "slots": slots, "folds_per_task": fold_batch,
             "tasks": len(groups), "fold_cpus": fold_cpus, "fold_gpus": fold_gpus,
-            "compile": train_cfg.compile}
+            "group": group if fold_batch > 1 else None, "compile": train_cfg.compile}
 
 
-def _on_ray(pairs, groups, model_cfg, train_cfg, fold_cpus, fold_gpus, threads):
+def _on_ray(pairs, groups, model_cfg, train_cfg, fold_cpus, fold_gpus, threads, group):
     import ray
 
     from search.trial import run_folds
@@ -226,7 +233,8 @@ def _on_ray(pairs, groups, model_cfg, train_cfg, fold_cpus, fold_gpus, threads):
         ref = ray.put(pairs)
         task = ray.remote(run_folds).options(num_cpus=fold_cpus, num_gpus=fold_gpus)
         start = time.perf_counter()
-        done = ray.get([task.remote(ref, g, model_cfg, train_cfg, threads) for g in groups])
+        done = ray.get([task.remote(ref, g, model_cfg, train_cfg, threads, group)
+                        for g in groups])
         return time.perf_counter() - start, done
     finally:
         ray.shutdown()
@@ -238,12 +246,21 @@ _WORKER: dict = {}
 def _worker_start(pairs, threads: int) -> None:
     """A pool worker holds the set once (sent when it starts) and uses `threads` threads."""
     torch.set_num_threads(threads)
-    _WORKER["pairs"] = pairs
+    _WORKER["pairs"], _WORKER["threads"] = pairs, threads
 
 
-def _worker_folds(subjects, model_cfg, train_cfg):
+def _worker_folds(subjects, model_cfg, train_cfg, group):
     from tsfmicro.training.batched import train_folds
+    from tsfmicro.training.streams import train_folds_streams
 
+    if group == "streams" and len(subjects) > 1:
+        # as search.trial.run_folds: all at once on a GPU, one per thread on the CPU
+        threads = _WORKER["threads"]
+        on_gpu = train_cfg.device.startswith("cuda")
+        concurrent = len(subjects) if on_gpu else max(1, min(threads, len(subjects)))
+        torch.set_num_threads(max(1, threads // concurrent))
+        return train_folds_streams(_WORKER["pairs"], subjects, model_cfg, train_cfg,
+                                   concurrent=concurrent)
     return train_folds(_WORKER["pairs"], subjects, model_cfg, train_cfg)
 
 
@@ -254,7 +271,7 @@ def _worker_ready() -> int:
     return os.getpid()
 
 
-def _on_processes(pairs, groups, model_cfg, train_cfg, slots, threads):
+def _on_processes(pairs, groups, model_cfg, train_cfg, slots, threads, group):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -267,7 +284,7 @@ def _on_processes(pairs, groups, model_cfg, train_cfg, slots, threads):
         if len(ready) != slots:
             raise RuntimeError(f"{len(ready)} of {slots} pool workers started")
         start = time.perf_counter()
-        futures = [pool.submit(_worker_folds, g, model_cfg, train_cfg) for g in groups]
+        futures = [pool.submit(_worker_folds, g, model_cfg, train_cfg, group) for g in groups]
         done = [f.result() for f in futures]
         return time.perf_counter() - start, done
 
@@ -344,10 +361,12 @@ def main() -> int:
                         help="GPUs per task of the (c) paths (default: the search's, 0.25 on a "
                         "GPU, 0 on the CPU)")
     parser.add_argument("--fold-batch", type=int,
-                        help="folds per task on the batched path (default: the folds split "
-                        "evenly over the task slots that fit, one group per slot; 0: all)")
+                        help="folds per task on the batched and streams paths (default: the "
+                        "folds split evenly over the task slots that fit, one group per slot; "
+                        "0: all)")
     parser.add_argument("--paths", default=",".join(PATHS),
-                        help="which of a, b, c_spread, c_batched to run (c: both)")
+                        help="which of a, b, c_spread, c_batched, c_streams to run (c: the "
+                        "three c paths)")
     parser.add_argument("--sample-folds", type=int,
                         help="time (a) and (b) on this many folds and extrapolate (default: all)")
     parser.add_argument("--baseline-epochs", type=int,
@@ -406,11 +425,11 @@ def main() -> int:
     def record(key: str, figures: dict) -> None:
         report[key] = finish(figures, total, flops_per_step, peak)
         a = report.get("a_baseline", {}).get("seconds")
-        multi = [k for k in ("c_spread", "c_batched") if k in report]
+        multi = [k for k in MULTI if k in report]
         if multi:
             report["c_fastest"] = min(multi, key=lambda k: report[k]["seconds"])
         for k, name in (("b_cached", "a_over_b"), ("c_spread", "a_over_c_spread"),
-                        ("c_batched", "a_over_c_batched"),
+                        ("c_batched", "a_over_c_batched"), ("c_streams", "a_over_c_streams"),
                         (report.get("c_fastest"), "a_over_c")):
             if a and k in report:
                 report[name] = round(a / report[k]["seconds"], 2)
@@ -429,7 +448,7 @@ def main() -> int:
         print(f"set: {report['set']}", flush=True)
         paths = set(args.paths.split(","))
         if "c" in paths:
-            paths |= {"c_spread", "c_batched"}
+            paths |= set(MULTI)
         unknown = paths - set(PATHS) - {"c"}
         if unknown:
             parser.error(f"unknown paths {sorted(unknown)}; choose from {', '.join(PATHS)}")
@@ -452,6 +471,15 @@ def main() -> int:
         if "c_batched" in paths:
             record("c_batched", run_multi(pairs, model_cfg, train_cfg.replace(compile="off"),
                                           args.fold_cpus, fold_gpus, fold_batch, backend))
+        if "c_streams" in paths:
+            streams_cfg = train_cfg.replace(compile="off")
+            if device.type == "cuda":
+                record("c_streams", run_multi(pairs, model_cfg, streams_cfg, args.fold_cpus,
+                                              fold_gpus, fold_batch, backend, "streams"))
+            else:  # one task with every CPU, a fold per CPU at a time
+                cpus = float(os.cpu_count() or 1)
+                record("c_streams", run_multi(pairs, model_cfg, streams_cfg, cpus, 0.0,
+                                              len(subjects), backend, "streams"))
     print(json.dumps(report, indent=2))
     return 0
 

@@ -8,10 +8,12 @@
 #                                     # tests bench); logs and JSON go to $OUT (or gpu-check/)
 #
 # tests:   the CUDA tests (compiled step with Inductor and CUDA graphs against eager; fold-
-#          batched against one by one; MTCNN on CUDA against the CPU), at most 4 minutes;
+#          batched and folds on CUDA streams against one by one; MTCNN on CUDA against the
+#          CPU), at most 4 minutes;
 # bench:   benchmarks/bench_loso.py, paper preset, 50 epochs: (a) on 2 folds x 5 epochs and
-#          (b) on 2 folds, extrapolated; (c) spread (4 fold processes share the GPU) and
-#          fold-batched (4 tasks of 7 stacked folds), each a full 26-fold LOSO; at most 8 minutes;
+#          (b) on 2 folds, extrapolated; (c) spread (4 fold processes share the GPU),
+#          fold-batched (4 tasks of 7 stacked folds) and streams (4 tasks of 7 folds, each on a
+#          CUDA stream of its own), each a full 26-fold LOSO; at most 8 minutes;
 # compile: (b) and the spread path again with TrainConfig.compile=cudagraphs.
 # A phase cut short by its time limit keeps what it wrote: the bench writes its JSON after
 # every path.
@@ -47,7 +49,8 @@ for phase in ${@:-tests bench}; do
     case "$phase" in
         tests)
             timeout 240 "$python" -m pytest -q -p no:cacheprovider -o addopts="" \
-                tests/test_compile.py tests/test_batched.py tests/test_faces_detect.py \
+                tests/test_compile.py tests/test_batched.py tests/test_streams.py \
+                tests/test_faces_detect.py \
                 -k "cuda" 2>&1 | tee "$out/tests.log" || status=1
             ;;
         bench)

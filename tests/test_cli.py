@@ -77,6 +77,8 @@ def test_train_reads_a_yaml_config_and_flags_override_it(tmp_path, capsys):
                 str(cfg),
                 "--lr",
                 "0.002",
+                "--fold-streams",
+                "2",
                 "--toy-subjects",
                 "2",
                 "--toy-per-subject",
@@ -93,6 +95,7 @@ def test_train_reads_a_yaml_config_and_flags_override_it(tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["fusion"] == "early" and config["model"]["spatial_depth"] == 3
     assert config["train"]["lr"] == 0.002 and config["train"]["epochs"] == 1
+    assert config["fold_streams"] == 2  # the two folds trained at once, in threads
 
 
 @pytest.mark.parametrize(
