@@ -232,6 +232,20 @@ def _on_ray(pairs, groups, model_cfg, train_cfg, fold_cpus, fold_gpus, threads, 
     try:
         ref = ray.put(pairs)
         task = ray.remote(run_folds).options(num_cpus=fold_cpus, num_gpus=fold_gpus)
+        # Start the workers the tasks will run in, with the library imported, before timing:
+        # a search's workers live as long as its cluster, and (a) and (b) run in a process
+        # that has imported everything too.
+        def worker_ready() -> int:  # _worker_ready, local so that Ray sends it by value
+            import search.trial  # noqa: F401
+            import tsfmicro.training.batched  # noqa: F401
+            import tsfmicro.training.streams  # noqa: F401
+
+            time.sleep(1.0)
+            return os.getpid()
+
+        ready = ray.remote(worker_ready).options(num_cpus=fold_cpus, num_gpus=fold_gpus)
+        slots = int(min(len(groups), _slots(fold_cpus, fold_gpus)))
+        _start_workers(lambda: ray.get([ready.remote() for _ in range(slots)]), slots)
         start = time.perf_counter()
         done = ray.get([task.remote(ref, g, model_cfg, train_cfg, threads, group)
                         for g in groups])
@@ -265,10 +279,26 @@ def _worker_folds(subjects, model_cfg, train_cfg, group):
 
 
 def _worker_ready() -> int:
-    import tsfmicro.training.batched  # noqa: F401  (imported before the clock starts)
+    """Imports what a fold task imports, then holds its worker a moment, so that tasks
+    submitted together land on different workers; returns the worker's process id."""
+    import search.trial  # noqa: F401  (imported before the clock starts)
+    import tsfmicro.training.batched  # noqa: F401
+    import tsfmicro.training.streams  # noqa: F401
 
-    time.sleep(1.0)  # long enough that each of the pool's workers takes one of these
+    time.sleep(1.0)
     return os.getpid()
+
+
+def _start_workers(submit, slots: int, rounds: int = 20) -> None:
+    """Call `submit` (which runs `slots` _worker_ready tasks at once and returns their process
+    ids) until `slots` different workers have answered: on a loaded machine a worker may start
+    after the others have taken every task of a round."""
+    seen: set[int] = set()
+    for _ in range(rounds):
+        seen |= set(submit())
+        if len(seen) >= slots:
+            return
+    raise RuntimeError(f"{len(seen)} of {slots} workers started after {rounds} rounds")
 
 
 def _on_processes(pairs, groups, model_cfg, train_cfg, slots, threads, group):
@@ -280,9 +310,8 @@ def _on_processes(pairs, groups, model_cfg, train_cfg, slots, threads, group):
                              initargs=(pairs, threads)) as pool:
         # Start every worker and load its set before timing, as Ray's workers are started
         # by ray.init and handed the set through its object store before the clock starts.
-        ready = {f.result() for f in [pool.submit(_worker_ready) for _ in range(slots)]}
-        if len(ready) != slots:
-            raise RuntimeError(f"{len(ready)} of {slots} pool workers started")
+        _start_workers(lambda: [f.result() for f in
+                                [pool.submit(_worker_ready) for _ in range(slots)]], slots)
         start = time.perf_counter()
         futures = [pool.submit(_worker_folds, g, model_cfg, train_cfg, group) for g in groups]
         done = [f.result() for f in futures]
