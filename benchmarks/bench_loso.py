@@ -235,15 +235,7 @@ def _on_ray(pairs, groups, model_cfg, train_cfg, fold_cpus, fold_gpus, threads, 
         # Start the workers the tasks will run in, with the library imported, before timing:
         # a search's workers live as long as its cluster, and (a) and (b) run in a process
         # that has imported everything too.
-        def worker_ready() -> int:  # _worker_ready, local so that Ray sends it by value
-            import search.trial  # noqa: F401
-            import tsfmicro.training.batched  # noqa: F401
-            import tsfmicro.training.streams  # noqa: F401
-
-            time.sleep(1.0)
-            return os.getpid()
-
-        ready = ray.remote(worker_ready).options(num_cpus=fold_cpus, num_gpus=fold_gpus)
+        ready = ray.remote(_worker_ready).options(num_cpus=fold_cpus, num_gpus=fold_gpus)
         slots = int(min(len(groups), _slots(fold_cpus, fold_gpus)))
         _start_workers(lambda: ray.get([ready.remote() for _ in range(slots)]), slots)
         start = time.perf_counter()
@@ -264,18 +256,10 @@ def _worker_start(pairs, threads: int) -> None:
 
 
 def _worker_folds(subjects, model_cfg, train_cfg, group):
-    from tsfmicro.training.batched import train_folds
-    from tsfmicro.training.streams import train_folds_streams
+    from tsfmicro.training.streams import train_group
 
-    if group == "streams" and len(subjects) > 1:
-        # as search.trial.run_folds: all at once on a GPU, one per thread on the CPU
-        threads = _WORKER["threads"]
-        on_gpu = train_cfg.device.startswith("cuda")
-        concurrent = len(subjects) if on_gpu else max(1, min(threads, len(subjects)))
-        torch.set_num_threads(max(1, threads // concurrent))
-        return train_folds_streams(_WORKER["pairs"], subjects, model_cfg, train_cfg,
-                                   concurrent=concurrent)
-    return train_folds(_WORKER["pairs"], subjects, model_cfg, train_cfg)
+    return train_group(_WORKER["pairs"], subjects, model_cfg, train_cfg, group=group,
+                       threads=_WORKER["threads"])
 
 
 def _worker_ready() -> int:

@@ -119,24 +119,13 @@ def run_folds(
 ) -> list[FoldResult]:
     """Body of a fold-group task: these LOSO folds trained together (one alone is plain
     train_fold), each labelled with the node they ran on. `group` "stacked" stacks their
-    models into one (tsfmicro.training.batched); "streams" trains each in a thread of its own,
-    on CUDA on a stream of its own, all at once on a GPU and as many at once as the task's
-    `threads` on the CPU, one torch thread each (tsfmicro.training.streams)."""
+    models into one; "streams" trains each in a thread and CUDA stream of its own
+    (tsfmicro.training.streams.train_group)."""
     import ray
-    import torch
 
-    from tsfmicro.training.batched import train_folds
-    from tsfmicro.training.loso import resolve_device
-    from tsfmicro.training.streams import train_folds_streams
+    from tsfmicro.training.streams import train_group
 
-    if group == "streams" and len(subjects) > 1:
-        on_gpu = resolve_device(train_cfg.device).type == "cuda"
-        concurrent = len(subjects) if on_gpu else max(1, min(threads, len(subjects)))
-        torch.set_num_threads(max(1, threads // concurrent))
-        folds = train_folds_streams(data, subjects, model_cfg, train_cfg, concurrent=concurrent)
-    else:
-        torch.set_num_threads(threads)
-        folds = train_folds(data, subjects, model_cfg, train_cfg)
+    folds = train_group(data, subjects, model_cfg, train_cfg, group=group, threads=threads)
     node = ray.get_runtime_context().get_node_id()
     for fold in folds:
         fold.worker = node

@@ -52,6 +52,7 @@ from tsfmicro.training.loso import (
     check_compatible,
     draw_step,
     fold_split,
+    group_subjects,
     resolve_device,
     train_fold,
 )
@@ -73,11 +74,7 @@ def train_folds(
     Returns one FoldResult per subject, in the given order; `seconds` of each is the wall time
     of the whole group (they ran together)."""
     check_compatible(data, model_cfg)
-    subjects = list(subjects)
-    if not subjects:
-        raise ConfigError("train_folds needs at least one subject to hold out")
-    if len(set(subjects)) != len(subjects):
-        raise ConfigError(f"train_folds got a subject twice: {subjects}")
+    subjects = group_subjects(subjects, "train_folds")
     if len(subjects) == 1:
         return [
             train_fold(

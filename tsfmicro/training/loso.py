@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -130,6 +130,17 @@ class FoldSplit:
     test_index: np.ndarray
     val_index: np.ndarray
     val_subjects: list[str]
+
+
+def group_subjects(subjects: Sequence[str], who: str) -> list[str]:
+    """The held-out subjects of a group of folds trained together, checked: at least one,
+    none twice (`who` names the trainer in the error)."""
+    subjects = list(subjects)
+    if not subjects:
+        raise ConfigError(f"{who} needs at least one subject to hold out")
+    if len(set(subjects)) != len(subjects):
+        raise ConfigError(f"{who} got a subject twice: {subjects}")
+    return subjects
 
 
 def fold_split(data: PairSet, test_subject: str, train_cfg: TrainConfig) -> FoldSplit:

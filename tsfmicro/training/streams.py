@@ -30,6 +30,7 @@ from tsfmicro.training.loso import (
     FoldResult,
     _train_fold,
     check_compatible,
+    group_subjects,
     resolve_device,
 )
 
@@ -53,11 +54,7 @@ def train_folds_streams(
     `on_epoch` and `on_fold` (as each fold finishes) are called from the worker threads, one
     call at a time."""
     check_compatible(data, model_cfg)
-    subjects = list(subjects)
-    if not subjects:
-        raise ConfigError("train_folds_streams needs at least one subject to hold out")
-    if len(set(subjects)) != len(subjects):
-        raise ConfigError(f"train_folds_streams got a subject twice: {subjects}")
+    subjects = group_subjects(subjects, "train_folds_streams")
     if concurrent is None:
         concurrent = len(subjects)
     if not isinstance(concurrent, int) or isinstance(concurrent, bool) or concurrent < 1:
@@ -105,3 +102,27 @@ def train_folds_streams(
         return [one(s) for s in subjects]
     with ThreadPoolExecutor(workers, thread_name_prefix="tsfmicro-fold") as pool:
         return list(pool.map(one, subjects))
+
+
+def train_group(
+    data: PairSet,
+    subjects: Sequence[str],
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    *,
+    group: str = "stacked",
+    threads: int = 1,
+) -> list[FoldResult]:
+    """The folds of one task that has `threads` CPUs, trained together (one alone is plain
+    train_fold): `group` "stacked" stacks their models into one
+    (tsfmicro.training.batched.train_folds); "streams" trains each in a thread of its own, all
+    at once on a GPU and as many at once as `threads` on the CPU, one torch thread each."""
+    from tsfmicro.training.batched import train_folds
+
+    if group == "streams" and len(subjects) > 1:
+        on_gpu = resolve_device(train_cfg.device).type == "cuda"
+        concurrent = len(subjects) if on_gpu else max(1, min(threads, len(subjects)))
+        torch.set_num_threads(max(1, threads // concurrent))
+        return train_folds_streams(data, subjects, model_cfg, train_cfg, concurrent=concurrent)
+    torch.set_num_threads(threads)
+    return train_folds(data, subjects, model_cfg, train_cfg)
