@@ -194,6 +194,7 @@ def run_cached(pairs, subjects, model_cfg, train_cfg) -> dict:
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "sample_steps": _steps(folds),
             "final_acc": _final_acc(pairs, folds), "folds": len(folds),
+            "fold_seconds": round(sum(f.seconds for f in folds), 1),
             "compile": train_cfg.compile}
 
 
@@ -214,7 +215,11 @@ def run_multi(pairs, model_cfg, train_cfg, fold_cpus: float, fold_gpus: float, f
         seconds, done = _on_processes(pairs, groups, model_cfg, train_cfg, slots, threads, group)
     folds = [f for group in done for f in group]
     result = LosoResult.from_folds(pairs, folds, model_cfg, train_cfg, seconds)
+    busy = sum(f.seconds for f in folds)
+    lanes = slots * (threads if group == "streams" and fold_batch > 1 else 1)  # folds at once
     return {"seconds": seconds, "sample_steps": _steps(result.folds),
+            # the folds' own wall times added up, and how much of slots x wall time they fill
+            "fold_seconds": round(busy, 1), "busy": round(busy / (seconds * lanes), 2),
             "final_acc": result.evaluate("final", n_boot=10).acc, "folds": len(folds),
             "backend": backend, "slots": slots, "folds_per_task": fold_batch,
             "tasks": len(groups), "fold_cpus": fold_cpus, "fold_gpus": fold_gpus,
