@@ -203,6 +203,7 @@ def run_multi(pairs, model_cfg, train_cfg, fold_cpus: float, fold_gpus: float, f
     """Every fold as tasks of `fold_batch` folds trained together (`group`: stacked or
     streams), as many tasks at once as the resources fit."""
     from tsfmicro.training.loso import LosoResult
+    from tsfmicro.training.streams import folds_at_once
 
     subjects = pairs.subject_ids()
     groups = [subjects[i : i + fold_batch] for i in range(0, len(subjects), fold_batch)]
@@ -216,9 +217,10 @@ def run_multi(pairs, model_cfg, train_cfg, fold_cpus: float, fold_gpus: float, f
     folds = [f for group in done for f in group]
     result = LosoResult.from_folds(pairs, folds, model_cfg, train_cfg, seconds)
     busy = sum(f.seconds for f in folds)
-    lanes = slots * (threads if group == "streams" and fold_batch > 1 else 1)  # folds at once
+    lanes = slots * folds_at_once(fold_batch, train_cfg, group=group, threads=threads)
     return {"seconds": seconds, "sample_steps": _steps(result.folds),
-            # the folds' own wall times added up, and how much of slots x wall time they fill
+            # the folds' own wall times added up, and how much of (folds at once) x wall time
+            # they fill
             "fold_seconds": round(busy, 1), "busy": round(busy / (seconds * lanes), 2),
             "final_acc": result.evaluate("final", n_boot=10).acc, "folds": len(folds),
             "backend": backend, "slots": slots, "folds_per_task": fold_batch,

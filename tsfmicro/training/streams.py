@@ -120,9 +120,18 @@ def train_group(
     from tsfmicro.training.batched import train_folds
 
     if group == "streams" and len(subjects) > 1:
-        on_gpu = resolve_device(train_cfg.device).type == "cuda"
-        concurrent = len(subjects) if on_gpu else max(1, min(threads, len(subjects)))
+        concurrent = folds_at_once(len(subjects), train_cfg, group=group, threads=threads)
         torch.set_num_threads(max(1, threads // concurrent))
         return train_folds_streams(data, subjects, model_cfg, train_cfg, concurrent=concurrent)
     torch.set_num_threads(threads)
     return train_folds(data, subjects, model_cfg, train_cfg)
+
+
+def folds_at_once(
+    folds: int, train_cfg: TrainConfig, *, group: str = "stacked", threads: int = 1
+) -> int:
+    """How many of a task's `folds` train_group trains at the same time: all of them when
+    stacked or on a GPU, as many as the task's `threads` when on streams on the CPU."""
+    if group == "streams" and resolve_device(train_cfg.device).type != "cuda":
+        return max(1, min(threads, folds))
+    return max(1, folds)
