@@ -9,6 +9,7 @@ reads a user's copy from `root`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -100,15 +101,7 @@ def load_search_pairs(
             progress=progress,
         )
         name = "-".join(dataset_label(spec))
-        return PairSet(
-            pairs.onset,
-            pairs.apex,
-            pairs.labels,
-            pairs.subjects,
-            pairs.keys,
-            pairs.class_names,
-            name=name,
-        )
+        return dataclasses.replace(pairs, name=name)
     return load_named_pairs(
         spec.dataset,
         image_size=image_size,

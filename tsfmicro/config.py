@@ -251,6 +251,8 @@ class TrainConfig:
     lr_decay_epochs: int = 50  # ... applied for this many epochs, then the rate is held
     class_weighting: ClassWeighting = "none"  # "balanced": cross-entropy weights n / (K n_c)
     augment: bool = True  # joint onset/apex augmentation (one random draw for both frames)
+    train_pairs: bool = True  # train on the published recipe's frame pair near the annotated
+    # one where the set has it (tsfmicro.datasets.train_pairs); evaluation keeps the annotated pair
     flip_p: float = 0.5  # horizontal flip probability
     rotation_deg: float = 3.0  # uniform rotation in [-r, r] degrees
     crop_padding: int = 15  # random crop with this zero padding at 224 px (scaled to image size)

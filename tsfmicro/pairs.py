@@ -17,8 +17,10 @@ import numpy as np
 import torch
 
 from tsfmicro.datasets import SampleTable, load_dataset
+from tsfmicro.datasets.train_pairs import training_pairs
 from tsfmicro.errors import DataError
 from tsfmicro.faces import FaceCropConfig, preprocess_faces
+from tsfmicro.faces.cache import default_cache_dir
 from tsfmicro.training.data import PairSet
 
 
@@ -29,26 +31,62 @@ def pairs_from_table(
     face_config: FaceCropConfig | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    train_pairs: bool = True,
 ) -> PairSet:
-    """Crop the faces of every sample of a loaded table (onset and apex) into a PairSet."""
+    """Crop the faces of every sample of a loaded table (onset and apex) into a PairSet.
+
+    With `train_pairs` (the default) and the clips' frames on disk, each sample's training-time
+    pair (the published recipe's choice near the annotated frames, see
+    tsfmicro.datasets.train_pairs) is cropped too, with the same face square, and kept as
+    the set's `train_onset`/`train_apex` when it differs from the annotated pair anywhere.
+    """
     samples = table.samples
     if len(samples) == 0:
         raise DataError(f"{table.protocol.id}: no samples to train on")
+    root = cache_dir if cache_dir is not None else default_cache_dir()
+    chosen = None
+    if train_pairs and samples["clip_dir"].astype(bool).all():
+        chosen = training_pairs(samples, cache_dir=root)
+        same = (chosen["train_onset"] == samples["onset"]) & (
+            chosen["train_apex"] == samples["apex"]
+        )
+        if same.all():
+            chosen = None
     config = dataclasses.replace(
         face_config or FaceCropConfig(), size=image_size, frames="onset_apex"
     )
-    crops = preprocess_faces(samples, config, cache_dir, progress=progress)
-    stacked = np.array(crops.stacked())  # (N, 2, S, S, 3) uint8, onset then apex; a copy of
-    # the read-only memory map
-    frames = torch.from_numpy(stacked).permute(0, 1, 4, 2, 3).contiguous()  # (N, 2, 3, S, S)
+    if chosen is not None:
+        samples = samples.assign(
+            pair_frames=[
+                [str(o), str(a), str(to), str(ta)]
+                for o, a, to, ta in zip(
+                    samples["onset_path"],
+                    samples["apex_path"],
+                    chosen["train_onset_path"],
+                    chosen["train_apex_path"],
+                    strict=True,
+                )
+            ]
+        )
+        config = dataclasses.replace(
+            config, frames="clip", clip_column="pair_frames", clip_length=None
+        )
+    crops = preprocess_faces(samples, config, root, progress=progress)
+    stacked = np.array(crops.stacked())  # (N, 2 or 4, S, S, 3) uint8: onset, apex (and the
+    # training pair); a copy of the read-only memory map
+    frames = torch.from_numpy(stacked).permute(0, 1, 4, 2, 3)  # (N, F, 3, S, S)
+    # Each field a tensor of its own: a view would pickle (to Ray workers) the whole stack.
+    per_frame = [frames[:, f].contiguous() for f in range(frames.shape[1])]
     return PairSet(
-        onset=frames[:, 0],
-        apex=frames[:, 1],
+        onset=per_frame[0],
+        apex=per_frame[1],
         labels=torch.tensor(samples["label"].to_numpy(dtype=np.int64)),
         subjects=samples["subject"].astype(str).to_numpy(),
         keys=samples["key"].astype(str).to_numpy(),
         class_names=table.class_names,
         name=table.protocol.id,
+        train_onset=per_frame[2] if chosen is not None else None,
+        train_apex=per_frame[3] if chosen is not None else None,
     )
 
 
@@ -64,6 +102,7 @@ def load_pairs(
     face_config: FaceCropConfig | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    train_pairs: bool = True,
 ) -> PairSet:
     """Load a dataset copy (all frames must be present), crop its faces through the cache,
     and return the training pairs."""
@@ -77,7 +116,12 @@ def load_pairs(
         require_frames=True,
     )
     return pairs_from_table(
-        table, image_size, face_config=face_config, cache_dir=cache_dir, progress=progress
+        table,
+        image_size,
+        face_config=face_config,
+        cache_dir=cache_dir,
+        progress=progress,
+        train_pairs=train_pairs,
     )
 
 

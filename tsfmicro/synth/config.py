@@ -85,6 +85,8 @@ class SynthConfig:
     clips_per_subject: int = 10  # mode (a): clips per subject, classes balanced per subject
     classes: tuple[str, ...] | None = None  # mode (a): emotions; None: default protocol's
     full_clips: bool = False  # write every frame onset..offset, not only onset and apex
+    pair_frames: bool = False  # also write the frames the training-pair choice compares:
+    # onset..onset+r and apex-r..apex (tsfmicro.datasets.train_pairs)
     difficulty: Difficulty = "medium"  # preset for the six levels below
     amplitude_px: float | None = None  # peak expression displacement at 224 px; None: preset
     noise_std: float | None = None  # sensor noise std in grey levels; None: preset

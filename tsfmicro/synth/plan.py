@@ -20,6 +20,7 @@ import pandas as pd
 
 from tsfmicro.datasets.base import Policies, normalise_label
 from tsfmicro.datasets.registry import get_adapter
+from tsfmicro.datasets.train_pairs import jitter_range
 from tsfmicro.errors import DataError
 from tsfmicro.synth.aus import (
     EMOTION_AUS,
@@ -72,7 +73,7 @@ def plan_dataset(config: SynthConfig) -> SynthPlan:
         for index, emotion in enumerate(_subject_emotions(config, position, subject, classes)):
             clip_name = _clip_name(config.dataset, subject, index)
             event = _generated_event(config, adapter.fps, subject, clip_name, emotion)
-            clips.append(_clip(config.full_clips, subject, clip_name, (event,)))
+            clips.append(_clip(config, config.full_clips, subject, clip_name, (event,)))
             rows.append(
                 {
                     "subject": subject,
@@ -138,14 +139,21 @@ def _event(
     return Event(emotion, onset, apex, offset, actions, float(amplitude))
 
 
-def _clip(full: bool, subject: str, clip: str, events: tuple[Event, ...]) -> ClipSpec:
-    """A clip with the frames to write: onset and apex of each event, or every frame."""
+def _clip(
+    config: SynthConfig, full: bool, subject: str, clip: str, events: tuple[Event, ...]
+) -> ClipSpec:
+    """A clip with the frames to write: onset and apex of each event (with the training-pair
+    candidates when config.pair_frames), or every frame."""
     frames: set[int] = set()
     for event in events:
         if full:
             frames.update(range(event.start, event.end + 1))
         else:
             frames.update((event.onset, event.apex))
+            if config.pair_frames:
+                r = jitter_range(config.dataset, event.onset, event.apex)
+                frames.update(range(event.onset, event.onset + r + 1))
+                frames.update(range(event.apex - r, event.apex + 1))
     return ClipSpec(subject, clip, events[0].emotion, events, tuple(sorted(frames)))
 
 
@@ -220,7 +228,7 @@ def plan_from_annotation(
     for (subject, clip), events in by_clip.items():
         events.sort(key=lambda e: (e.onset, e.apex))
         wants_full = config.full_clips or (subject, clip) in full
-        clips.append(_clip(wants_full, subject, clip, tuple(events)))
+        clips.append(_clip(config, wants_full, subject, clip, tuple(events)))
     subjects = tuple(sorted({clip.subject for clip in clips}))
     fps = float(get_adapter(config.dataset).fps)
     context = RenderContext(config, fps, subjects)

@@ -187,6 +187,9 @@ class _Stack:
         self.optimizer = StackedAdamW(self.flat, flat_grad, cfg.weight_decay)
         self.onset = data.onset.to(device)  # uint8, the whole set once for every fold
         self.apex = data.apex.to(device)
+        train_onset, train_apex = data.training_frames(cfg.train_pairs)
+        self.train_onset = self.onset if train_onset is data.onset else train_onset.to(device)
+        self.train_apex = self.apex if train_apex is data.apex else train_apex.to(device)
         self.labels = data.labels.to(device)
 
         def forward(params, buffers, onset, apex, noise, mask):  # one fold, inside vmap
@@ -222,7 +225,7 @@ class _Stack:
             for step in range(int(steps.max())):
                 active = steps > step
                 index, mask, params, noise = self._draw(step, orders, active)
-                onset, apex = self._images(index, params)
+                onset, apex = self._images(index, params, train=True)
                 target = self.labels[index]
                 mask_f = mask.to(torch.float32)
                 with autocast:
@@ -307,11 +310,15 @@ class _Stack:
             noise.to(self.device),
         )
 
-    def _images(self, index: Tensor, params: AugmentParams | None) -> tuple[Tensor, Tensor]:
-        """Augmented, normalised (F, B, 3, S, S) onset and apex frames."""
+    def _images(
+        self, index: Tensor, params: AugmentParams | None, *, train: bool
+    ) -> tuple[Tensor, Tensor]:
+        """Augmented, normalised (F, B, 3, S, S) onset and apex frames (the training pair when
+        `train`)."""
         shape = tuple(index.shape) + tuple(self.onset.shape[1:])
         flat = index.reshape(-1)
-        onset, apex = to_unit_float(self.onset[flat]), to_unit_float(self.apex[flat])
+        onsets, apexes = (self.train_onset, self.train_apex) if train else (self.onset, self.apex)
+        onset, apex = to_unit_float(onsets[flat]), to_unit_float(apexes[flat])
         if params is not None:
             onset, apex = augment_pair(onset, apex, params)
         return normalize(onset).reshape(shape), normalize(apex).reshape(shape)
@@ -333,7 +340,7 @@ class _Stack:
         with _autocast(self.device, self.cfg.amp):
             for begin in range(0, longest, chunk):
                 index = padded[:, begin : begin + chunk].to(self.device)
-                onset, apex = self._images(index, None)
+                onset, apex = self._images(index, None, train=False)
                 logits = self._evaluate(self.params, self.buffers, onset, apex)
                 probs.append(torch.softmax(logits.float(), dim=2).cpu())
         stacked = torch.cat(probs, dim=1).numpy()

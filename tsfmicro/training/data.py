@@ -31,11 +31,19 @@ class PairSet:
     keys: np.ndarray  # (N,) str: unique sample ids
     class_names: tuple[str, ...]  # K names; label i is class_names[i]
     name: str = "pairs"  # dataset/protocol name, for reports
+    # The published recipe's training-time pair (tsfmicro.datasets.train_pairs), cropped like
+    # onset/apex; None where it is the annotated pair for every sample (or was not chosen).
+    train_onset: Tensor | None = None
+    train_apex: Tensor | None = None
 
     def __post_init__(self) -> None:
         n = len(self.labels)
-        for field_name in ("onset", "apex"):
+        if (self.train_onset is None) != (self.train_apex is None):
+            raise InputError("PairSet.train_onset and train_apex must be given together")
+        for field_name in ("onset", "apex", "train_onset", "train_apex"):
             t = getattr(self, field_name)
+            if t is None and field_name.startswith("train_"):
+                continue
             if (
                 not isinstance(t, Tensor)
                 or t.dtype != torch.uint8
@@ -52,10 +60,13 @@ class PairSet:
                 raise InputError(
                     f"PairSet.{field_name} frames must be square, got {tuple(t.shape)}"
                 )
-        if self.onset.shape != self.apex.shape:
-            raise InputError(
-                f"onset {tuple(self.onset.shape)} and apex {tuple(self.apex.shape)} differ in shape"
-            )
+        for field_name in ("apex", "train_onset", "train_apex"):
+            t = getattr(self, field_name)
+            if t is not None and t.shape != self.onset.shape:
+                raise InputError(
+                    f"PairSet.{field_name} {tuple(t.shape)} and onset {tuple(self.onset.shape)} "
+                    "differ in shape"
+                )
         if len(self.subjects) != n or len(self.keys) != n:
             raise InputError(
                 f"PairSet has {n} labels but {len(self.subjects)} subjects "
@@ -114,6 +125,13 @@ class PairSet:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def training_frames(self, train_pairs: bool = True) -> tuple[Tensor, Tensor]:
+        """The (onset, apex) frames to train on: the training-time pair when the set has one
+        and `train_pairs` is set, else the annotated pair."""
+        if train_pairs and self.train_onset is not None and self.train_apex is not None:
+            return self.train_onset, self.train_apex
+        return self.onset, self.apex
+
     def subject_ids(self) -> list[str]:
         """Distinct subjects, sorted: one LOSO fold each."""
         return sorted(set(self.subjects.tolist()))
@@ -130,6 +148,8 @@ class PairSet:
             self.keys,
             self.class_names,
             f"{self.name} (shuffled labels)",
+            self.train_onset,
+            self.train_apex,
         )
 
 

@@ -318,8 +318,9 @@ def _fit(
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     labels = data.labels.to(device)
-    train_onset = data.onset[train_index].to(device)  # uint8 on the device, once per fold
-    train_apex = data.apex[train_index].to(device)
+    onset_frames, apex_frames = data.training_frames(cfg.train_pairs)
+    train_onset = onset_frames[train_index].to(device)  # uint8 on the device, once per fold
+    train_apex = apex_frames[train_index].to(device)
     train_labels = labels[torch.as_tensor(train_index, device=device)]
     weight = _class_weights(train_labels, k, cfg.class_weighting)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
