@@ -2,8 +2,11 @@
 
 (a) baseline mirroring the published scripts: folds one after another; face crops stored as
     JPEG files, decoded and PIL-transformed every epoch (resize, joint flip/rotation/crop),
-    fp32, batch 32, a DataLoader; the test subject evaluated every epoch the same way.
-(b) our cached path, folds one after another: uint8 crops decoded once into tensors, batched
+    fp32, batch 32, a DataLoader; for each training item the published training-pair choice
+    (every candidate frame near the annotated onset and apex decoded and compared, every
+    epoch); the test subject evaluated every epoch the same way.
+(b) our cached path, folds one after another: uint8 crops decoded once into tensors (the
+    training pair chosen once, when the set is built: tsfmicro.datasets.train_pairs), batched
     augmentation on the device (tsfmicro.training.loso), bf16 autocast on CUDA, and
     TrainConfig.compile as given by --compile.
 (c) our multi-fold paths, each timed, the fastest reported as (c):
@@ -64,49 +67,68 @@ MULTI = ("c_spread", "c_batched", "c_streams")
 
 
 def build_set(folder: Path, image_size: int, annotation: Path | None) -> tuple:
-    """Render the set, crop faces (cached), write 224 px face JPEGs for the baseline.
+    """Render the set (with the frames the training-pair choice compares), crop faces (cached),
+    write 224 px face JPEGs of every frame the baseline reads.
 
-    Returns (PairSet at image_size, list of (onset_jpg, apex_jpg) per sample)."""
+    Returns (PairSet at image_size, per sample a dict: annotated onset and apex frame numbers,
+    the candidate range r, and frame number -> JPEG path)."""
     import cv2
 
-    from tsfmicro.datasets import load_dataset
+    from tsfmicro.datasets import frame_path, load_dataset
+    from tsfmicro.datasets.train_pairs import jitter_range
     from tsfmicro.faces import FaceCropConfig, preprocess_faces
     from tsfmicro.pairs import pairs_from_table
     from tsfmicro.synth import SynthConfig, write_dataset, write_for_annotation
 
     copy = folder / "casme2"
     if annotation is not None:
-        write_for_annotation(annotation, copy, SynthConfig(dataset="casme2", difficulty="easy"))
+        write_for_annotation(annotation, copy, SynthConfig(dataset="casme2", difficulty="easy",
+                                                           pair_frames=True))
         table = load_dataset("casme2", copy, annotation=annotation)
     else:
         write_dataset(SynthConfig(dataset="casme2", subjects=26, clips_per_subject=10,
-                                  difficulty="easy"), copy)
+                                  difficulty="easy", pair_frames=True), copy)
         table = load_dataset("casme2", copy)
         # 260 clips -> 249: drop the last clip of 11 subjects.
         drop = table.samples.groupby("subject").tail(1).index[:11]
         table.samples = table.samples.drop(index=drop).reset_index(drop=True)
     pairs = pairs_from_table(table, image_size, cache_dir=folder / "cache", progress=False)
-    crops = preprocess_faces(table.samples, FaceCropConfig(size=224), folder / "cache",
-                             progress=False)
-    stacked = crops.stacked()  # (N, 2, 224, 224, 3)
+    samples = table.samples
+    numbers = []
+    for row in samples.to_dict("records"):
+        onset, apex = int(row["onset"]), int(row["apex"])
+        r = jitter_range("casme2", onset, apex)
+        listed = sorted({onset, apex, *range(onset + 1, onset + r + 1), *range(apex - r, apex)})
+        numbers.append((onset, apex, r, [n for n in listed if frame_path(row, n).is_file()]))
+    samples = samples.assign(bench_frames=[
+        [str(frame_path(row, n)) for n in listed]
+        for row, (_, _, _, listed) in zip(samples.to_dict("records"), numbers, strict=True)
+    ])
+    crops = preprocess_faces(samples, FaceCropConfig(size=224, frames="clip",
+                                                     clip_column="bench_frames"),
+                             folder / "cache", progress=False)
     files = []
     jpgs = folder / "faces"
     jpgs.mkdir(exist_ok=True)
     for i, key in enumerate(crops.keys):
-        names = []
-        for f, which in enumerate(("onset", "apex")):
-            path = jpgs / f"{key.replace('/', '_')}_{which}.jpg"
-            cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(stacked[i, f]),
-                                                cv2.COLOR_RGB2BGR),
+        onset, apex, r, listed = numbers[i]
+        frames = crops.sample(i)
+        paths = {}
+        for n, image in zip(listed, frames, strict=True):
+            path = jpgs / f"{key.replace('/', '_')}_{n}.jpg"
+            cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR),
                         [cv2.IMWRITE_JPEG_QUALITY, 95])
-            names.append(str(path))
-        files.append(tuple(names))
+            paths[n] = str(path)
+        files.append({"onset": onset, "apex": apex, "r": r, "frames": paths})
     return pairs, files
 
 
 class PublishedStyleSet(torch.utils.data.Dataset):
-    """Per item: open two JPEGs with PIL, resize, jointly flip/rotate/crop, to tensor,
-    normalise: what the published training scripts do every epoch."""
+    """Per item: for a training item, the published training-pair choice (every candidate frame
+    near the annotated onset and apex decoded with OpenCV and compared); then the pair as PIL
+    images, resized, jointly flipped/rotated/cropped, to tensor, normalised: what the published
+    training scripts do every epoch. Each candidate is decoded once per item (the scripts read
+    the apex candidates again for every onset candidate), so this is if anything faster."""
 
     def __init__(self, files, labels, size: int, train: bool, seed: int) -> None:
         self.files, self.labels, self.size, self.train = files, labels, size, train
@@ -117,13 +139,22 @@ class PublishedStyleSet(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int):
+        import cv2
         from PIL import Image
         from torchvision.transforms import functional as TF
 
+        from tsfmicro.datasets.train_pairs import choose_pair
         from tsfmicro.training.data import IMAGENET_MEAN, IMAGENET_STD
 
-        frames = [TF.resize(Image.open(p).convert("RGB"), [self.size, self.size])
-                  for p in self.files[i]]
+        item = self.files[i]
+        if self.train:
+            decoded = {n: cv2.imread(p)[:, :, ::-1] for n, p in item["frames"].items()}
+            pair = choose_pair(decoded, item["onset"], item["apex"], item["r"])
+            images = [Image.fromarray(np.ascontiguousarray(decoded[n])) for n in pair]
+        else:
+            images = [Image.open(item["frames"][item[which]]).convert("RGB")
+                      for which in ("onset", "apex")]
+        frames = [TF.resize(image, [self.size, self.size]) for image in images]
         if self.train:
             if self.rng.random() < 0.5:
                 frames = [TF.hflip(f) for f in frames]
@@ -330,6 +361,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def moved_pairs(pairs) -> int:
+    """How many samples train on a pair other than the annotated one."""
+    if pairs.train_onset is None:
+        return 0
+    moved = (pairs.train_onset != pairs.onset).flatten(1).any(1)
+    return int((moved | (pairs.train_apex != pairs.apex).flatten(1).any(1)).sum())
+
+
 def sample_subjects(subjects: list[str], k: int | None) -> list[str]:
     """All subjects, or k of them spread evenly over the sorted list."""
     if not k or k >= len(subjects):
@@ -464,7 +503,10 @@ def main() -> int:
         total = full_steps(pairs, args.epochs)
         report["set"] = {"samples": len(pairs), "subjects": len(subjects),
                          "classes": pairs.num_classes,
-                         "build_seconds": round(time.perf_counter() - t, 1)}
+                         "build_seconds": round(time.perf_counter() - t, 1),
+                         "training_pair_moved": moved_pairs(pairs),
+                         "candidate_pairs_per_sample": round(
+                             float(np.mean([(f["r"] + 1) ** 2 for f in files])), 2)}
         print(f"set: {report['set']}", flush=True)
         paths = set(args.paths.split(","))
         if "c" in paths:
