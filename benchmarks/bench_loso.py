@@ -130,8 +130,10 @@ class PublishedStyleSet(torch.utils.data.Dataset):
     training scripts do every epoch. Each candidate is decoded once per item (the scripts read
     the apex candidates again for every onset candidate), so this is if anything faster."""
 
-    def __init__(self, files, labels, size: int, train: bool, seed: int) -> None:
+    def __init__(self, files, labels, size: int, train: bool, seed: int,
+                 choose: bool = True) -> None:
         self.files, self.labels, self.size, self.train = files, labels, size, train
+        self.choose = train and choose
         self.rng = random.Random(seed)
         self.pad = int(round(15 * size / 224))
 
@@ -147,7 +149,7 @@ class PublishedStyleSet(torch.utils.data.Dataset):
         from tsfmicro.training.data import IMAGENET_MEAN, IMAGENET_STD
 
         item = self.files[i]
-        if self.train:
+        if self.choose:
             decoded = {n: cv2.imread(p)[:, :, ::-1] for n, p in item["frames"].items()}
             pair = choose_pair(decoded, item["onset"], item["apex"], item["r"])
             images = [Image.fromarray(np.ascontiguousarray(decoded[n])) for n in pair]
@@ -186,7 +188,8 @@ def run_baseline(pairs, files, subjects, model_cfg, train_cfg, device: torch.dev
                                       weight_decay=train_cfg.weight_decay)
         schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=train_cfg.lr_gamma)
         train_set = PublishedStyleSet([files[i] for i in train], labels[train],
-                                      model_cfg.image_size, True, seed)
+                                      model_cfg.image_size, True, seed,
+                                      choose=train_cfg.train_pairs)
         test_set = PublishedStyleSet([files[i] for i in test], labels[test],
                                      model_cfg.image_size, False, seed)
         loader = torch.utils.data.DataLoader(train_set, batch_size=32, shuffle=True)
@@ -361,14 +364,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def moved_pairs(pairs) -> int:
-    """How many samples train on a pair other than the annotated one."""
-    if pairs.train_onset is None:
-        return 0
-    moved = (pairs.train_onset != pairs.onset).flatten(1).any(1)
-    return int((moved | (pairs.train_apex != pairs.apex).flatten(1).any(1)).sum())
-
-
 def sample_subjects(subjects: list[str], k: int | None) -> list[str]:
     """All subjects, or k of them spread evenly over the sorted list."""
     if not k or k >= len(subjects):
@@ -436,6 +431,10 @@ def main() -> int:
                         "cudagraphs, aot_eager")
     parser.add_argument("--backend", choices=["auto", "ray", "processes"], default="auto",
                         help="what runs the (c) tasks (auto: Ray when installed)")
+    parser.add_argument("--train-pairs", action=argparse.BooleanOptionalAction, default=True,
+                        help="train on the published training frame pair (the default; "
+                        "--no-train-pairs: the annotated pair on every path, as before "
+                        "2026-12-02)")
     parser.add_argument("--annotation", type=Path, help="real CASME II spreadsheet (mode b)")
     parser.add_argument("--json", type=Path, help="write the figures here (after every path)")
     args = parser.parse_args()
@@ -466,14 +465,14 @@ def main() -> int:
             backend = "processes"
     model_cfg = preset(args.preset, num_classes=5)
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=32, device=args.device,
-                            compile=args.compile)
+                            compile=args.compile, train_pairs=args.train_pairs)
     torch.set_num_threads(max(1, int(args.fold_cpus)))
     report: dict = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__,
                     "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None},
         "preset": args.preset, "epochs": args.epochs, "device": args.device,
-        "compile": args.compile, "backend": backend,
+        "compile": args.compile, "backend": backend, "train_pairs": args.train_pairs,
         "set_source": "CASME II spreadsheet rows (mode b)" if annotation else "26 x 10 thinned",
         "search_default_path": search_defaults(),
     }
@@ -504,7 +503,7 @@ def main() -> int:
         report["set"] = {"samples": len(pairs), "subjects": len(subjects),
                          "classes": pairs.num_classes,
                          "build_seconds": round(time.perf_counter() - t, 1),
-                         "training_pair_moved": moved_pairs(pairs),
+                         "training_pair_moved": pairs.moved_training_pairs(),
                          "candidate_pairs_per_sample": round(
                              float(np.mean([(f["r"] + 1) ** 2 for f in files])), 2)}
         print(f"set: {report['set']}", flush=True)

@@ -142,15 +142,23 @@ def test_model_info_json_reports_paper_cost():
 def test_train_on_a_dataset_copy_through_the_face_cache(tmp_path, capsys):
     from tsfmicro.synth import SynthConfig, write_dataset
 
-    write_dataset(SynthConfig(dataset="casme2", subjects=2, clips_per_subject=5), tmp_path / "c")
-    out = tmp_path / "run"
-    assert main(["train", "--dataset", "casme2", "--root", str(tmp_path / "c"), "--preset",
-                 "micro", "--epochs", "1", "--cache-dir", str(tmp_path / "cache"),
-                 "--bootstrap", "20", "--out", str(out), "--quiet"]) == 0
-    config = json.loads((out / "config.json").read_text())
+    write_dataset(SynthConfig(dataset="casme2", subjects=2, clips_per_subject=5,
+                              pair_frames=True), tmp_path / "c")
+    configs = {}
+    for flags in ((), ("--annotated-pairs",)):
+        out = tmp_path / f"run{len(flags)}"
+        assert main(["train", "--dataset", "casme2", "--root", str(tmp_path / "c"), "--preset",
+                     "micro", "--epochs", "1", "--cache-dir", str(tmp_path / "cache"),
+                     "--bootstrap", "20", "--out", str(out), "--quiet", *flags]) == 0
+        configs[flags] = json.loads((out / "config.json").read_text())
+    config = configs[()]
     assert config["dataset"] == "casme2-5class" and config["n_samples"] == 10
     assert config["subjects"] == ["sub01", "sub02"]
     assert any((tmp_path / "cache").rglob("frames.npy"))  # crops came through the cache
+    assert any((tmp_path / "cache" / "pairs").rglob("*.json"))  # the training pairs' choice
+    assert config["train"]["train_pairs"] and config["train_pairs_moved"] > 0
+    off = configs[("--annotated-pairs",)]
+    assert not off["train"]["train_pairs"] and off["train_pairs_moved"] == 0
 
 
 def test_train_on_a_dataset_needs_its_folder(capsys):

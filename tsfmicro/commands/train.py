@@ -80,6 +80,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--class-weighting", choices=["none", "balanced"])
     train.add_argument("--no-augment", action="store_true", help="turn augmentation off")
     train.add_argument(
+        "--annotated-pairs",
+        action="store_true",
+        help="train on the annotated onset/apex pair, not the published training pair near it",
+    )
+    train.add_argument(
         "--val-subjects",
         type=int,
         help="inner validation subjects per fold (enables the 'val' mode)",
@@ -160,6 +165,7 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
         "seed": args.seed,
         "device": args.device,
         "augment": False if args.no_augment else None,
+        "train_pairs": False if args.annotated_pairs else None,
         "compile": args.compile,
     }
     model_values = {**file_model, **{k: v for k, v in flags_model.items() if v is not None}}

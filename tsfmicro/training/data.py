@@ -132,6 +132,13 @@ class PairSet:
             return self.train_onset, self.train_apex
         return self.onset, self.apex
 
+    def moved_training_pairs(self) -> int:
+        """How many samples have a training pair other than their annotated pair."""
+        if self.train_onset is None or self.train_apex is None:
+            return 0
+        moved = (self.train_onset != self.onset).flatten(1).any(1)
+        return int((moved | (self.train_apex != self.apex).flatten(1).any(1)).sum())
+
     def subject_ids(self) -> list[str]:
         """Distinct subjects, sorted: one LOSO fold each."""
         return sorted(set(self.subjects.tolist()))

@@ -753,7 +753,11 @@ def run_loso(
                 folds.append(fold)
                 if on_fold is not None:
                     on_fold(fold)
-    info = {"fold_batch": group, "fold_streams": streams}
+    info = {
+        "fold_batch": group,
+        "fold_streams": streams,
+        "train_pairs_moved": data.moved_training_pairs() if train_cfg.train_pairs else 0,
+    }
     return LosoResult.from_folds(
         data, folds, model_cfg, train_cfg, time.perf_counter() - start, info=info
     )
