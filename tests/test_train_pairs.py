@@ -83,6 +83,10 @@ def test_training_pairs_on_disk_are_chosen_cached_and_reread(copy, tmp_path, mon
         jitter_range("casme2", o, a) for o, a in zip(samples.onset, samples.apex, strict=True)
     ]
     assert max(ranges) >= 1  # some sample has candidates to choose from
+    for k, r in enumerate(ranges):  # SynthConfig.pair_frames wrote every candidate frame
+        onset, apex = int(samples.onset.iloc[k]), int(samples.apex.iloc[k])
+        for n in [*range(onset, onset + r + 1), *range(apex - r, apex + 1)]:
+            assert frame_path(samples.iloc[k], n).is_file(), (k, n)
     # Force a choice: one candidate apex becomes the negative of its onset.
     i = int(np.argmax(ranges))
     row = samples.iloc[i]
