@@ -48,6 +48,12 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--synth-subjects", type=int, help="synthetic subjects (default 8)")
     d.add_argument("--synth-clips", type=int, help="synthetic clips per subject (default 10)")
     d.add_argument("--synth-difficulty", help="synthetic difficulty (default easy)")
+    d.add_argument(
+        "--synth-pair-frames",
+        action="store_true",
+        default=None,
+        help="synthetic: also write the frames the published training-pair choice compares",
+    )
     d.add_argument("--data-dir", help="where synthetic copies are written")
     d.add_argument("--cache-dir", help="face-crop cache")
     s = p.add_argument_group("space and model")
@@ -181,6 +187,7 @@ def build_search_config(args: argparse.Namespace) -> Any:
         ("synth_subjects", "synth_subjects"),
         ("synth_clips", "synth_clips"),
         ("synth_difficulty", "synth_difficulty"),
+        ("synth_pair_frames", "synth_pair_frames"),
         ("data_dir", "data_dir"),
         ("cache_dir", "cache_dir"),
     ]:

@@ -35,6 +35,7 @@ class DataSpec:
     synth_clips: int = 10  # clips per subject
     synth_difficulty: str = "easy"
     synth_seed: int = 0
+    synth_pair_frames: bool = False  # also write the training-pair candidates (SynthConfig)
     # The toy task (in memory, no faces): for quick checks.
     toy_subjects: int = 6
     toy_per_subject: int = 12

@@ -47,6 +47,8 @@ def synthetic_root(spec: DataSpec) -> Path:
         "seed": spec.synth_seed,
         "protocol": spec.protocol,
     }
+    if spec.synth_pair_frames:  # only then, so copies written before keep their folder
+        settings["pair_frames"] = True
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     base = Path(spec.data_dir) if spec.data_dir else default_data_dir()
     return base / f"{spec.synth_dataset}-{digest}"
@@ -71,6 +73,7 @@ def ensure_synthetic(spec: DataSpec, progress: bool = True) -> Path:
         clips_per_subject=spec.synth_clips,
         difficulty=spec.synth_difficulty,
         seed=spec.synth_seed,
+        pair_frames=spec.synth_pair_frames,
     )
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = root.with_name(f"{root.name}.partial-{os.getpid()}")

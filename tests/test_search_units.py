@@ -100,6 +100,31 @@ def test_cli_flags_map_to_a_search_config():
         build_search_config(bad)
 
 
+def test_synthetic_pair_frames_flag_names_its_own_copy(tmp_path):
+    from search.cli import build_search_config
+    from search.data import synthetic_root
+
+    plain = build_search_config(build_parser().parse_args(["search", "--name", "s"]))
+    paired = build_search_config(
+        build_parser().parse_args(["search", "--name", "s", "--synth-pair-frames"])
+    )
+    assert not plain.data.synth_pair_frames and paired.data.synth_pair_frames
+    assert SearchConfig.from_dict(paired.to_dict()) == paired
+    assert synthetic_root(plain.data) != synthetic_root(paired.data)
+    # the copy written before the flag existed keeps its folder (settings hash unchanged)
+    assert synthetic_root(plain.data).name == "casme2-" + _old_digest(plain.data)
+
+
+def _old_digest(spec) -> str:
+    import hashlib
+    import json
+
+    settings = {"dataset": spec.synth_dataset, "subjects": spec.synth_subjects,
+                "clips": spec.synth_clips, "difficulty": spec.synth_difficulty,
+                "seed": spec.synth_seed, "protocol": spec.protocol}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def test_fold_gpus_default_to_a_gpu_share_on_a_cluster_with_gpus():
     from search.config import AUTO_FOLD_GPUS, Resources
 
@@ -160,3 +185,14 @@ def test_search_help_lists_options(capsys):
         assert flag in out
 
 
+
+
+def test_synthetic_copy_with_pair_frames_trains_on_moved_pairs(tmp_path):
+    from search.config import DataSpec
+    from search.data import load_search_pairs
+
+    spec = DataSpec(synth_subjects=2, synth_clips=5, synth_pair_frames=True,
+                    data_dir=str(tmp_path / "synth"), cache_dir=str(tmp_path / "cache"))
+    pairs = load_search_pairs(spec, image_size=32, progress=False)
+    assert len(pairs) == 10 and pairs.train_onset is not None
+    assert 0 < pairs.moved_training_pairs() <= 10
