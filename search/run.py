@@ -170,7 +170,8 @@ def run_search(
     subjects = tuple(pairs.subject_ids())
     say(
         f"data: {len(pairs)} samples, {len(subjects)} subjects, classes "
-        f"{', '.join(pairs.class_names)}"
+        f"{', '.join(pairs.class_names)}; {pairs.moved_training_pairs()} train on the published "
+        "training pair rather than the annotated one"
     )
 
     client = MlflowClient(cfg.tracking_uri)
@@ -238,6 +239,7 @@ def run_search(
         searched=tuple(cfg.space.names),
         git_commit=git_commit(),
         bootstrap=cfg.bootstrap,
+        train_pairs_moved=pairs.moved_training_pairs(),
     )
     tracker = MlflowTracker(ctx)
 

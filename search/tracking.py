@@ -121,6 +121,7 @@ class SearchContext:
     searched: tuple[str, ...]
     git_commit: str | None
     bootstrap: int
+    train_pairs_moved: int = 0  # samples whose training pair is not the annotated one
 
 
 class MlflowTracker(Callback):
@@ -159,6 +160,7 @@ class MlflowTracker(Callback):
             f"{TAG}eval_mode": c.eval_mode,
             f"{TAG}objective": c.objective,
             f"{TAG}git_commit": c.git_commit or "unknown",
+            f"{TAG}train_pairs_moved": str(c.train_pairs_moved),
             f"{TAG}driver_host": socket.gethostname(),
             f"{TAG}driver_pid": str(os.getpid()),
         }

@@ -69,6 +69,7 @@ def test_every_trial_and_fold_is_in_mlflow(local_search):
         assert tags["tsfmicro.dataset"] == "synthetic-casme2"
         assert tags["tsfmicro.protocol"] == "5class"
         assert tags["tsfmicro.git_commit"]
+        assert tags["tsfmicro.train_pairs_moved"] == "0"  # the default synthetic copy
         assert {"temporal_depth", "spatial_depth", "fusion", "lr", "epochs"} <= set(
             run.data.params)
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
