@@ -75,7 +75,7 @@ def build_set(folder: Path, image_size: int, annotation: Path | None) -> tuple:
     import cv2
 
     from tsfmicro.datasets import frame_path, load_dataset
-    from tsfmicro.datasets.train_pairs import jitter_range
+    from tsfmicro.datasets.train_pairs import candidate_frames, jitter_range
     from tsfmicro.faces import FaceCropConfig, preprocess_faces
     from tsfmicro.pairs import pairs_from_table
     from tsfmicro.synth import SynthConfig, write_dataset, write_for_annotation
@@ -98,8 +98,8 @@ def build_set(folder: Path, image_size: int, annotation: Path | None) -> tuple:
     for row in samples.to_dict("records"):
         onset, apex = int(row["onset"]), int(row["apex"])
         r = jitter_range("casme2", onset, apex)
-        listed = sorted({onset, apex, *range(onset + 1, onset + r + 1), *range(apex - r, apex)})
-        numbers.append((onset, apex, r, [n for n in listed if frame_path(row, n).is_file()]))
+        listed = [n for n in candidate_frames(onset, apex, r) if frame_path(row, n).is_file()]
+        numbers.append((onset, apex, r, listed))
     samples = samples.assign(bench_frames=[
         [str(frame_path(row, n)) for n in listed]
         for row, (_, _, _, listed) in zip(samples.to_dict("records"), numbers, strict=True)

@@ -13,6 +13,7 @@ import tsfmicro.datasets.train_pairs as train_pairs_module
 from tsfmicro.config import TrainConfig, preset
 from tsfmicro.datasets import frame_path, load_dataset
 from tsfmicro.datasets.train_pairs import (
+    candidate_frames,
     candidate_pairs,
     choose_pair,
     jitter_range,
@@ -38,6 +39,8 @@ def test_range_follows_the_reference_rule_per_dataset():
     assert jitter_range("samm", 5000, 5025) == 2
     assert jitter_range("samm", 10, 10) == 0
     assert candidate_pairs(10, 20, 1) == [(10, 20), (10, 19), (11, 20), (11, 19)]
+    assert candidate_frames(10, 20, 1) == [10, 11, 19, 20]
+    assert candidate_frames(10, 11, 0) == [10, 11]
 
 
 def _frame(value: int) -> np.ndarray:
@@ -85,7 +88,7 @@ def test_training_pairs_on_disk_are_chosen_cached_and_reread(copy, tmp_path, mon
     assert max(ranges) >= 1  # some sample has candidates to choose from
     for k, r in enumerate(ranges):  # SynthConfig.pair_frames wrote every candidate frame
         onset, apex = int(samples.onset.iloc[k]), int(samples.apex.iloc[k])
-        for n in [*range(onset, onset + r + 1), *range(apex - r, apex + 1)]:
+        for n in candidate_frames(onset, apex, r):
             assert frame_path(samples.iloc[k], n).is_file(), (k, n)
     # Force a choice: one candidate apex becomes the negative of its onset.
     i = int(np.argmax(ranges))

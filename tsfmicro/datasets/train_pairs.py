@@ -52,6 +52,11 @@ def candidate_pairs(onset: int, apex: int, r: int) -> list[tuple[int, int]]:
     return [(onset + i, apex - j) for i in range(r + 1) for j in range(r + 1)]
 
 
+def candidate_frames(onset: int, apex: int, r: int) -> list[int]:
+    """The frame numbers those pairs use, in order (the annotated onset and apex among them)."""
+    return sorted({*range(onset, onset + r + 1), *range(apex - r, apex + 1)})
+
+
 def pair_difference(a: np.ndarray, b: np.ndarray) -> float:
     """Euclidean norm of the pixel difference, computed in a signed type (no uint8 wrap-around)."""
     return float(np.linalg.norm(a.astype(np.int16) - b.astype(np.int16)))
@@ -111,9 +116,9 @@ def _plan(row: dict, position: int) -> dict:
     onset, apex = int(row["onset"]), int(row["apex"])
     r = jitter_range(str(row["dataset"]), onset, apex)
     paths = {onset: str(row["onset_path"]), apex: str(row["apex_path"])}
-    for n in [*range(onset + 1, onset + r + 1), *range(apex - r, apex)]:
+    for n in candidate_frames(onset, apex, r):
         candidate = frame_path(row, n)
-        if candidate.is_file():
+        if n not in paths and candidate.is_file():
             paths[n] = str(candidate)
     return {"key": str(row["key"]), "onset": onset, "apex": apex, "r": r, "paths": paths}
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from tsfmicro.datasets.base import Policies, normalise_label
 from tsfmicro.datasets.registry import get_adapter
-from tsfmicro.datasets.train_pairs import jitter_range
+from tsfmicro.datasets.train_pairs import candidate_frames, jitter_range
 from tsfmicro.errors import DataError
 from tsfmicro.synth.aus import (
     EMOTION_AUS,
@@ -152,8 +152,7 @@ def _clip(
             frames.update((event.onset, event.apex))
             if config.pair_frames:
                 r = jitter_range(config.dataset, event.onset, event.apex)
-                frames.update(range(event.onset, event.onset + r + 1))
-                frames.update(range(event.apex - r, event.apex + 1))
+                frames.update(candidate_frames(event.onset, event.apex, r))
     return ClipSpec(subject, clip, events[0].emotion, events, tuple(sorted(frames)))
 
 
