@@ -94,15 +94,16 @@ def build_set(folder: Path, image_size: int, annotation: Path | None) -> tuple:
         table.samples = table.samples.drop(index=drop).reset_index(drop=True)
     pairs = pairs_from_table(table, image_size, cache_dir=folder / "cache", progress=False)
     samples = table.samples
+    records = samples.to_dict("records")
     numbers = []
-    for row in samples.to_dict("records"):
+    for row in records:
         onset, apex = int(row["onset"]), int(row["apex"])
         r = jitter_range("casme2", onset, apex)
         listed = [n for n in candidate_frames(onset, apex, r) if frame_path(row, n).is_file()]
         numbers.append((onset, apex, r, listed))
     samples = samples.assign(bench_frames=[
         [str(frame_path(row, n)) for n in listed]
-        for row, (_, _, _, listed) in zip(samples.to_dict("records"), numbers, strict=True)
+        for row, (_, _, _, listed) in zip(records, numbers, strict=True)
     ])
     crops = preprocess_faces(samples, FaceCropConfig(size=224, frames="clip",
                                                      clip_column="bench_frames"),

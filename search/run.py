@@ -168,10 +168,11 @@ def run_search(
     base_model = base_model.replace(num_classes=pairs.num_classes)
     base_train = cfg.train.replace(seed=cfg.seed)
     subjects = tuple(pairs.subject_ids())
+    moved = pairs.moved_training_pairs()
     say(
         f"data: {len(pairs)} samples, {len(subjects)} subjects, classes "
-        f"{', '.join(pairs.class_names)}; {pairs.moved_training_pairs()} train on the published "
-        "training pair rather than the annotated one"
+        f"{', '.join(pairs.class_names)}; {moved} train on the published training pair rather "
+        "than the annotated one"
     )
 
     client = MlflowClient(cfg.tracking_uri)
@@ -239,7 +240,7 @@ def run_search(
         searched=tuple(cfg.space.names),
         git_commit=git_commit(),
         bootstrap=cfg.bootstrap,
-        train_pairs_moved=pairs.moved_training_pairs(),
+        train_pairs_moved=moved,
     )
     tracker = MlflowTracker(ctx)
 

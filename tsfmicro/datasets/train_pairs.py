@@ -81,7 +81,6 @@ def training_pairs(
     samples: pd.DataFrame,
     *,
     cache_dir: str | os.PathLike[str],
-    threads: int | None = None,
 ) -> pd.DataFrame:
     """Per sample (table order): train_onset, train_apex and their frame paths.
 
@@ -93,8 +92,7 @@ def training_pairs(
     path = Path(cache_dir) / "pairs" / f"v{FORMAT_VERSION}" / f"{key}.json"
     chosen = _read_cache(path, plans)
     if chosen is None:
-        workers = threads or min(8, os.cpu_count() or 1)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             chosen = list(pool.map(_choose, plans))
         _write_cache(path, plans, chosen)
     rows = []
@@ -115,25 +113,34 @@ def _plan(row: dict, position: int) -> dict:
         )
     onset, apex = int(row["onset"]), int(row["apex"])
     r = jitter_range(str(row["dataset"]), onset, apex)
-    paths = {onset: str(row["onset_path"]), apex: str(row["apex_path"])}
+    annotated = {onset: str(row["onset_path"]), apex: str(row["apex_path"])}
+    paths, files = {}, []  # files: (number, path, size, mtime) of each present frame, for the key
     for n in candidate_frames(onset, apex, r):
-        candidate = frame_path(row, n)
-        if n not in paths and candidate.is_file():
-            paths[n] = str(candidate)
-    return {"key": str(row["key"]), "onset": onset, "apex": apex, "r": r, "paths": paths}
+        path = annotated.get(n) or str(frame_path(row, n))
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            if n in annotated:
+                raise DataError(f"frame file not found: {path}") from None
+            continue  # a missing candidate is skipped
+        except OSError as exc:
+            raise DataError(f"cannot read frame {path}: {exc.strerror or exc}") from exc
+        paths[n] = path
+        files.append([n, path, stat.st_size, stat.st_mtime_ns])
+    return {
+        "key": str(row["key"]),
+        "onset": onset,
+        "apex": apex,
+        "r": r,
+        "paths": paths,
+        "files": files,
+    }
 
 
 def _cache_key(plans: list[dict]) -> str:
     hasher = hashlib.sha256(json.dumps({"format": FORMAT_VERSION}).encode())
     for plan in plans:
-        files = []
-        for n, p in sorted(plan["paths"].items()):
-            try:
-                stat = os.stat(p)
-            except OSError as exc:
-                raise DataError(f"cannot read frame {p}: {exc.strerror or exc}") from exc
-            files.append([n, p, stat.st_size, stat.st_mtime_ns])
-        record = [plan["key"], plan["onset"], plan["apex"], plan["r"], files]
+        record = [plan["key"], plan["onset"], plan["apex"], plan["r"], plan["files"]]
         hasher.update(json.dumps(record).encode())
     return hasher.hexdigest()[:32]
 

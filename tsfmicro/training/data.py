@@ -8,6 +8,7 @@ tensors, converted to float on the training device.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,16 +148,8 @@ class PairSet:
         """The same set with labels permuted at random (a chance-level control)."""
         rng = np.random.default_rng(seed)
         perm = torch.as_tensor(rng.permutation(len(self)))
-        return PairSet(
-            self.onset,
-            self.apex,
-            self.labels[perm],
-            self.subjects,
-            self.keys,
-            self.class_names,
-            f"{self.name} (shuffled labels)",
-            self.train_onset,
-            self.train_apex,
+        return dataclasses.replace(
+            self, labels=self.labels[perm], name=f"{self.name} (shuffled labels)"
         )
 
 
