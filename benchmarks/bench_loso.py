@@ -66,9 +66,11 @@ PATHS = ("a", "b", "c_spread", "c_batched", "c_streams")
 MULTI = ("c_spread", "c_batched", "c_streams")
 
 
-def build_set(folder: Path, image_size: int, annotation: Path | None) -> tuple:
+def build_set(folder: Path, image_size: int, annotation: Path | None,
+              small: int | None = None) -> tuple:
     """Render the set (with the frames the training-pair choice compares), crop faces (cached),
-    write 224 px face JPEGs of every frame the baseline reads.
+    write 224 px face JPEGs of every frame the baseline reads. `small`: instead, `small`
+    synthetic subjects x 4 clips (a quick check of the benchmark itself).
 
     Returns (PairSet at image_size, per sample a dict: annotated onset and apex frame numbers,
     the candidate range r, and frame number -> JPEG path)."""
@@ -81,7 +83,11 @@ def build_set(folder: Path, image_size: int, annotation: Path | None) -> tuple:
     from tsfmicro.synth import SynthConfig, write_dataset, write_for_annotation
 
     copy = folder / "casme2"
-    if annotation is not None:
+    if small:
+        write_dataset(SynthConfig(dataset="casme2", subjects=small, clips_per_subject=4,
+                                  difficulty="easy", pair_frames=True), copy)
+        table = load_dataset("casme2", copy)
+    elif annotation is not None:
         write_for_annotation(annotation, copy, SynthConfig(dataset="casme2", difficulty="easy",
                                                            pair_frames=True))
         table = load_dataset("casme2", copy, annotation=annotation)
@@ -307,6 +313,9 @@ def _worker_folds(subjects, model_cfg, train_cfg, group):
 def _worker_ready() -> int:
     """Imports what a fold task imports, then holds its worker a moment, so that tasks
     submitted together land on different workers; returns the worker's process id."""
+    # torch.optim imports torch._dynamo when a process makes its first optimizer (2-5 s).
+    import torch._dynamo  # noqa: F401
+
     import search.trial  # noqa: F401  (imported before the clock starts)
     import tsfmicro.training.batched  # noqa: F401
     import tsfmicro.training.streams  # noqa: F401
@@ -438,6 +447,9 @@ def main() -> int:
                         "2026-12-02)")
     parser.add_argument("--annotation", type=Path, help="real CASME II spreadsheet (mode b)")
     parser.add_argument("--json", type=Path, help="write the figures here (after every path)")
+    parser.add_argument("--small", type=int, metavar="K",
+                        help="a small synthetic set instead (K subjects x 4 clips): a quick "
+                        "check that the benchmark runs; its figures compare nothing")
     args = parser.parse_args()
 
     from tsfmicro.config import TrainConfig, preset
@@ -446,7 +458,7 @@ def main() -> int:
     annotation = args.annotation
     default_sheet = (Path(__file__).resolve().parents[2] / "shared" / "annotations"
                      / "CASME2-coding-20190701.xlsx")
-    if annotation is None and default_sheet.is_file():
+    if annotation is None and default_sheet.is_file() and not args.small:
         annotation = default_sheet
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -474,7 +486,9 @@ def main() -> int:
                     "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None},
         "preset": args.preset, "epochs": args.epochs, "device": args.device,
         "compile": args.compile, "backend": backend, "train_pairs": args.train_pairs,
-        "set_source": "CASME II spreadsheet rows (mode b)" if annotation else "26 x 10 thinned",
+        "set_source": (f"small check set, {args.small} x 4" if args.small
+                       else "CASME II spreadsheet rows (mode b)" if annotation
+                       else "26 x 10 thinned"),
         "search_default_path": search_defaults(),
     }
     flops_per_step = 3 * model_cost(model_cfg).flops  # forward + backward ~ 3x forward
@@ -498,7 +512,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="tsfmicro-bench-loso-") as tmp:
         t = time.perf_counter()
-        pairs, files = build_set(Path(tmp), model_cfg.image_size, annotation)
+        pairs, files = build_set(Path(tmp), model_cfg.image_size, annotation, args.small)
         subjects = pairs.subject_ids()
         total = full_steps(pairs, args.epochs)
         report["set"] = {"samples": len(pairs), "subjects": len(subjects),
