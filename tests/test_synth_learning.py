@@ -9,7 +9,7 @@ the pair takes the time of one).
 - 15 epochs: temporal-only (motion) beats spatial-only (onset appearance) by a wide margin.
 
 Measured 2026-12-01 on 2 vCPUs: 15 epochs gave temporal 0.403 against spatial 0.195; an earlier
-30-epoch run gave late 0.676 and shuffled 0.134.
+30-epoch run gave late 0.676 and shuffled 0.134, and 2026-12-02 late 0.655 and shuffled 0.133.
 """
 
 from concurrent.futures import ProcessPoolExecutor
