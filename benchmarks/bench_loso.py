@@ -83,21 +83,18 @@ def build_set(folder: Path, image_size: int, annotation: Path | None,
     from tsfmicro.synth import SynthConfig, write_dataset, write_for_annotation
 
     copy = folder / "casme2"
-    if small:
-        write_dataset(SynthConfig(dataset="casme2", subjects=small, clips_per_subject=4,
-                                  difficulty="easy", pair_frames=True), copy)
-        table = load_dataset("casme2", copy)
-    elif annotation is not None:
+    if annotation is not None and not small:
         write_for_annotation(annotation, copy, SynthConfig(dataset="casme2", difficulty="easy",
                                                            pair_frames=True))
         table = load_dataset("casme2", copy, annotation=annotation)
     else:
-        write_dataset(SynthConfig(dataset="casme2", subjects=26, clips_per_subject=10,
-                                  difficulty="easy", pair_frames=True), copy)
+        write_dataset(SynthConfig(dataset="casme2", subjects=small or 26,
+                                  clips_per_subject=4 if small else 10, difficulty="easy",
+                                  pair_frames=True), copy)
         table = load_dataset("casme2", copy)
-        # 260 clips -> 249: drop the last clip of 11 subjects.
-        drop = table.samples.groupby("subject").tail(1).index[:11]
-        table.samples = table.samples.drop(index=drop).reset_index(drop=True)
+        if not small:  # 260 clips -> 249: drop the last clip of 11 subjects.
+            drop = table.samples.groupby("subject").tail(1).index[:11]
+            table.samples = table.samples.drop(index=drop).reset_index(drop=True)
     pairs = pairs_from_table(table, image_size, cache_dir=folder / "cache", progress=False)
     samples = table.samples
     records = samples.to_dict("records")
