@@ -8,10 +8,10 @@ Errors found in rows are collected and raised together, so one run shows them al
 
 from __future__ import annotations
 
+import typing
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -31,11 +31,34 @@ from tsfmicro.datasets.frames import FrameFinder
 from tsfmicro.datasets.io import load_frame
 from tsfmicro.errors import DataError
 
-if TYPE_CHECKING:
-    from tsfmicro.datasets.adapter import DatasetAdapter
-
 # How many row errors one DataError lists before "... and N more".
 _ERROR_LINES = 20
+
+
+class SampleSource(typing.Protocol):
+    """What building samples needs to know of the dataset the rows come from.
+
+    `tsfmicro.datasets.adapter.DatasetAdapter` is the one implementation; it is named here
+    only by this interface, so that the adapter can import this module and not the reverse.
+    """
+
+    @property
+    def name(self) -> str:
+        """Registry name: the `dataset` column and the key prefix."""
+        ...
+
+    @property
+    def key_with_onset(self) -> bool:
+        """Whether the onset is part of the sample key ((subject, clip) is not unique)."""
+        ...
+
+    def header(self, field: str) -> str:
+        """The spreadsheet header of a record field, for messages."""
+        ...
+
+    def spelling(self, emotion: str) -> str | None:
+        """How the source spells a normalised label, None when it has no fixed style."""
+        ...
 
 
 class _Drop(Exception):
@@ -76,7 +99,7 @@ class _Sample:
 class _Context:
     """What every step needs: where issues go, and the file and row they concern."""
 
-    adapter: DatasetAdapter
+    adapter: SampleSource
     file: str
     policies: Policies
     report: LoadReport
@@ -103,7 +126,7 @@ class _Context:
 
 
 def build_samples(
-    adapter: DatasetAdapter,
+    adapter: SampleSource,
     records: pd.DataFrame,
     annotation: Path,
     protocol: Protocol,
