@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 import pytest
 
-from tsfmicro.datasets.io import read_frame
 from tsfmicro.errors import ConfigError, DataError
 from tsfmicro.faces import (
     FaceCropConfig,
@@ -22,6 +21,7 @@ from tsfmicro.faces import (
     square_around_box,
 )
 from tsfmicro.faces.crop import points_in_crop
+from tsfmicro.fileio import read_frame
 
 
 def test_square_is_centred_on_the_box_and_grows_by_the_margin():

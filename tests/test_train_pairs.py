@@ -139,7 +139,7 @@ def _ranges(samples) -> list[int]:
 
 
 def _decoded(row, r: int) -> dict[int, np.ndarray]:
-    from tsfmicro.datasets.io import load_frame
+    from tsfmicro.fileio import load_frame
 
     numbers = {
         *range(int(row.onset), int(row.onset) + r + 1),

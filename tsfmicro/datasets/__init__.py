@@ -24,8 +24,8 @@ from tsfmicro.datasets.base import (
 )
 from tsfmicro.datasets.composite import PartSource, load_composite
 from tsfmicro.datasets.inspection import inspect_dataset
-from tsfmicro.datasets.io import load_frame, read_frame
 from tsfmicro.datasets.registry import get_adapter
+from tsfmicro.fileio import load_frame, read_frame
 
 __all__ = [
     "SAMPLE_COLUMNS",

@@ -21,6 +21,7 @@ from typing import Literal
 import pandas as pd
 
 from tsfmicro.errors import ConfigError, DataError
+from tsfmicro.fileio import GrayscalePolicy
 
 logger = logging.getLogger("tsfmicro.datasets")
 
@@ -52,7 +53,6 @@ OffsetPolicy = Literal["apex", "drop", "error"]
 LabelSpellingPolicy = Literal["fold", "error"]
 DuplicatePolicy = Literal["keep_first", "drop_all", "error"]
 FrameNaming = Literal["auto", "padded", "unpadded"]
-GrayscalePolicy = Literal["to_rgb", "error"]
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 
 from tsfmicro.datasets.api import load_dataset
 from tsfmicro.datasets.base import Policies, SampleTable, UnreadableFrame
-from tsfmicro.datasets.io import load_frame
 from tsfmicro.errors import DataError
+from tsfmicro.fileio import load_frame
 
 PathLike = str | os.PathLike[str]
 

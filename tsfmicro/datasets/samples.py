@@ -28,8 +28,8 @@ from tsfmicro.datasets.base import (
     normalise_label,
 )
 from tsfmicro.datasets.frames import FrameFinder
-from tsfmicro.datasets.io import load_frame
 from tsfmicro.errors import DataError
+from tsfmicro.fileio import load_frame
 
 # How many row errors one DataError lists before "... and N more".
 _ERROR_LINES = 20

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from tsfmicro.datasets.base import frame_path
-from tsfmicro.datasets.io import load_frame
 from tsfmicro.errors import DataError
+from tsfmicro.fileio import load_frame
 
 FORMAT_VERSION = 1
 COLUMNS = ("train_onset", "train_apex", "train_onset_path", "train_apex_path")

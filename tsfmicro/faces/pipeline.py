@@ -25,13 +25,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from tsfmicro.datasets.io import read_frame
 from tsfmicro.errors import DataError
 from tsfmicro.faces import cache
 from tsfmicro.faces.config import FaceCropConfig
 from tsfmicro.faces.crop import Square, centre_square, crop_square, square_around_box
 from tsfmicro.faces.detect import detect_faces
 from tsfmicro.faces.result import FaceCrops, PreprocessStats
+from tsfmicro.fileio import read_frame
 
 log = logging.getLogger(__name__)
 
