@@ -143,3 +143,46 @@ def test_rotary_preserves_norm_and_relative_position(dim):
     u = torch.randn(dim, generator=g).expand(2, 3, dim)
     ru = R.apply_rotary(u, sin, cos).reshape(6, dim)
     assert torch.allclose(ru[0] @ ru[2], ru[3] @ ru[5], atol=1e-5)
+
+
+def _positions(model):
+    return [stage.pos for stage in model.temporal.stages]
+
+
+def test_float64_model_computes_its_position_tables_in_float64():
+    """A float64 model's rotary and decay tables are the float64 values, not widened float32
+    ones (which put ~1e-10 errors into float64 logits); float32 tables stay the float64 values
+    rounded once, as they always were."""
+    from tsfmicro.config import preset
+    from tsfmicro.models import build_model
+
+    model = build_model(preset("micro"), seed=0)
+    for pos in _positions(model):
+        assert pos.sin.dtype == pos.log_gamma.dtype == torch.float32
+    model.double()
+    for pos in _positions(model):
+        sin, cos = R.rotary_sin_cos(pos.height, pos.width, pos.head_dim, torch.float64)
+        assert torch.equal(pos.sin, sin) and torch.equal(pos.cos, cos)
+        exact = R.log_decay(pos.heads, 2.0, 4.0 if pos.stage < 2 else 6.0, torch.float64)
+        assert torch.equal(pos.log_gamma, exact)
+        assert not torch.equal(pos.log_gamma, exact.float().double())  # not widened float32
+    model.float()
+    for pos in _positions(model):
+        assert torch.equal(pos.sin, R.rotary_sin_cos(pos.height, pos.width, pos.head_dim)[0])
+        decay_range = 4.0 if pos.stage < 2 else 6.0
+        assert torch.equal(pos.log_gamma, R.log_decay(pos.heads, 2.0, decay_range))
+
+
+def test_model_built_under_float64_default_has_float64_tables():
+    from tsfmicro.config import preset
+    from tsfmicro.models import build_model
+
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = build_model(preset("micro"), seed=0)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    pos = model.temporal.stages[2].pos
+    assert pos.sin.dtype == pos.dist.dtype == pos.log_gamma.dtype == torch.float64
+    assert torch.equal(pos.log_gamma, R.log_decay(pos.heads, 2.0, 6.0, torch.float64))
+    assert "temporal.stages.2.pos.sin" not in model.state_dict()  # never in a checkpoint

@@ -25,8 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+# The fixed tables below are always computed in float64 and then rounded once to `dtype`:
+# a float32 table is the float64 value rounded (what the model has always used), and a
+# float64 table is exact, so a float64 model matches a float64 reference to rounding.
 
-def log_decay(heads: int, init: float, heads_range: float) -> Tensor:
+
+def log_decay(
+    heads: int, init: float, heads_range: float, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """log(gamma_h) with gamma_h = 1 - 2^(-init - range * h / heads), h = 0..heads-1.
 
     With 2 heads, init 2 and range 4 this gives gammas 0.75 and 0.9375; with
@@ -34,23 +40,25 @@ def log_decay(heads: int, init: float, heads_range: float) -> Tensor:
     """
     h = torch.arange(heads, dtype=torch.float64)
     gamma = 1.0 - torch.pow(2.0, -init - heads_range * h / heads)
-    return torch.log(gamma).to(torch.float32)
+    return torch.log(gamma).to(dtype)
 
 
-def distance_1d(length: int) -> Tensor:
+def distance_1d(length: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """|i - j| for positions on a line: (L, L)."""
-    pos = torch.arange(length, dtype=torch.float32)
+    pos = torch.arange(length, dtype=dtype)
     return (pos[:, None] - pos[None, :]).abs()
 
 
-def distance_2d(height: int, width: int) -> Tensor:
+def distance_2d(height: int, width: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """Manhattan distance |dRow| + |dCol| between row-major grid positions: (HW, HW)."""
-    rows = torch.arange(height, dtype=torch.float32).repeat_interleave(width)
-    cols = torch.arange(width, dtype=torch.float32).repeat(height)
+    rows = torch.arange(height, dtype=dtype).repeat_interleave(width)
+    cols = torch.arange(width, dtype=dtype).repeat(height)
     return (rows[:, None] - rows[None, :]).abs() + (cols[:, None] - cols[None, :]).abs()
 
 
-def rotary_sin_cos(height: int, width: int, dim: int) -> tuple[Tensor, Tensor]:
+def rotary_sin_cos(
+    height: int, width: int, dim: int, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, Tensor]:
     """Rotary angles over the flattened (row-major) position index: (H, W, dim) each.
 
     angle_k = 1 / 10000^(k / (dim/2 - 1)), k = 0..dim/2-1, each used for a pair
@@ -62,8 +70,8 @@ def rotary_sin_cos(height: int, width: int, dim: int) -> tuple[Tensor, Tensor]:
     angle = angle.repeat_interleave(2)  # (dim,)
     index = torch.arange(height * width, dtype=torch.float64)
     theta = index[:, None] * angle[None, :]  # (HW, dim)
-    sin = torch.sin(theta).reshape(height, width, dim).to(torch.float32)
-    cos = torch.cos(theta).reshape(height, width, dim).to(torch.float32)
+    sin = torch.sin(theta).reshape(height, width, dim).to(dtype)
+    cos = torch.cos(theta).reshape(height, width, dim).to(dtype)
     return sin, cos
 
 

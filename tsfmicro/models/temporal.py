@@ -9,6 +9,8 @@ stages 3-4 the full 2-D one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,25 +29,47 @@ class GridPosition(nn.Module):
     Manhattan distances (1-D for the decomposed form, 2-D for the full form).
 
     Kept as non-persistent buffers: they follow the model across devices but are
-    not part of a checkpoint.
+    not part of a checkpoint. They are float32 (float64 values rounded once), unless
+    the model is built under a float64 default dtype or converted to float64
+    (`model.double()`, `model.to(torch.float64)`): then they are computed again in
+    float64 instead of widening the rounded float32 values, so a float64 model is
+    exact to float64 rounding.
     """
 
     def __init__(
         self, height: int, width: int, head_dim: int, heads: int, stage: int, decomposed: bool
     ) -> None:
         super().__init__()
+        self.height, self.width, self.head_dim, self.heads = height, width, head_dim, heads
+        self.stage = stage
         self.decomposed = decomposed
-        sin, cos = R.rotary_sin_cos(height, width, head_dim)
-        self.register_buffer("sin", sin, persistent=False)  # (H, W, d)
-        self.register_buffer("cos", cos, persistent=False)
-        self.register_buffer(
-            "log_gamma", R.log_decay(heads, DECAY_INIT[stage], DECAY_RANGE[stage]), persistent=False
-        )  # (n,)
-        if decomposed:
-            self.register_buffer("dist_h", R.distance_1d(height), persistent=False)  # (H, H)
-            self.register_buffer("dist_w", R.distance_1d(width), persistent=False)  # (W, W)
+        wide = torch.get_default_dtype() == torch.float64
+        for name, table in self._tables(torch.float64 if wide else torch.float32).items():
+            self.register_buffer(name, table, persistent=False)
+
+    def _tables(self, dtype: torch.dtype) -> dict[str, Tensor]:
+        h, w = self.height, self.width
+        sin, cos = R.rotary_sin_cos(h, w, self.head_dim, dtype)  # (H, W, d) each
+        tables = {
+            "sin": sin,
+            "cos": cos,
+            "log_gamma": R.log_decay(  # (n,)
+                self.heads, DECAY_INIT[self.stage], DECAY_RANGE[self.stage], dtype
+            ),
+        }
+        if self.decomposed:
+            tables["dist_h"] = R.distance_1d(h, dtype)  # (H, H)
+            tables["dist_w"] = R.distance_1d(w, dtype)  # (W, W)
         else:
-            self.register_buffer("dist", R.distance_2d(height, width), persistent=False)  # (HW, HW)
+            tables["dist"] = R.distance_2d(h, w, dtype)  # (HW, HW)
+        return tables
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> GridPosition:
+        super()._apply(fn, recurse)
+        if self.sin.dtype == torch.float64:  # widened: compute the tables again in float64
+            for name, table in self._tables(torch.float64).items():
+                setattr(self, name, table.to(self.sin.device))
+        return self
 
 
 class ManhattanSelfAttention(nn.Module):
