@@ -7,14 +7,14 @@
     epoch); the test subject evaluated every epoch the same way.
 (b) our cached path, folds one after another: uint8 crops decoded once into tensors (the
     training pair chosen once, when the set is built: tsfmicro.datasets.train_pairs), batched
-    augmentation on the device (tsfmicro.training.loso), bf16 autocast on CUDA, and
+    augmentation on the device (tsfmicro.training.fold), bf16 autocast on CUDA, and
     TrainConfig.compile as given by --compile.
 (c) our multi-fold paths, each timed, the fastest reported as (c):
     - spread: one fold per task, several tasks at once, fold_cpus CPUs and fold_gpus GPUs each
       (fractions share a GPU): what a search trial does by default;
-    - batched: fold-batched, the folds split into groups whose models are stacked and trained
-      together (tsfmicro.training.batched), each group a task with the same resources (a
-      search trial with --fold-batch);
+    - batched: the folds split into groups whose models are stacked and trained together
+      (tsfmicro.training.stacked), each group a task with the same resources (a search trial
+      with --fold-batch);
     - streams: the folds split into groups the same way, each group a task whose folds train
       at once in threads, each on a CUDA stream of its own (tsfmicro.training.streams; a
       search trial with --fold-batch N --fold-group streams). On the CPU one task holds every
@@ -177,7 +177,7 @@ class PublishedStyleSet(torch.utils.data.Dataset):
 def run_baseline(pairs, files, subjects, model_cfg, train_cfg, device: torch.device) -> dict:
     """The published-style LOSO over `subjects` (all of them, or a sample to extrapolate from)."""
     from tsfmicro.models import build_model
-    from tsfmicro.training.loso import fold_seed
+    from tsfmicro.training.fold import fold_seed
 
     labels = pairs.labels.numpy()
     steps, start = 0, time.perf_counter()
@@ -220,15 +220,11 @@ def run_baseline(pairs, files, subjects, model_cfg, train_cfg, device: torch.dev
 
 
 def run_cached(pairs, subjects, model_cfg, train_cfg) -> dict:
-    """Our cached path, folds one after another (run_loso when every fold is asked for)."""
-    from tsfmicro.training.loso import run_loso, train_fold
+    """Our cached path, folds one after another: the library's run_loso on these subjects."""
+    from tsfmicro.training.loso import run_loso
 
     start = time.perf_counter()
-    if len(subjects) == len(pairs.subject_ids()):
-        result = run_loso(pairs, model_cfg, train_cfg)
-        folds = result.folds
-    else:
-        folds = [train_fold(pairs, s, model_cfg, train_cfg) for s in subjects]
+    folds = run_loso(pairs, model_cfg, train_cfg, subjects=subjects).folds
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "sample_steps": _steps(folds),
             "final_acc": _final_acc(pairs, folds), "folds": len(folds),
@@ -240,8 +236,8 @@ def run_multi(pairs, model_cfg, train_cfg, fold_cpus: float, fold_gpus: float, f
               backend: str, group: str = "stacked") -> dict:
     """Every fold as tasks of `fold_batch` folds trained together (`group`: stacked or
     streams), as many tasks at once as the resources fit."""
-    from tsfmicro.training.loso import LosoResult
-    from tsfmicro.training.streams import folds_at_once
+    from tsfmicro.training.evaluation import LosoResult
+    from tsfmicro.training.runners import Runner
 
     subjects = pairs.subject_ids()
     groups = [subjects[i : i + fold_batch] for i in range(0, len(subjects), fold_batch)]
@@ -255,7 +251,9 @@ def run_multi(pairs, model_cfg, train_cfg, fold_cpus: float, fold_gpus: float, f
     folds = [f for group in done for f in group]
     result = LosoResult.from_folds(pairs, folds, model_cfg, train_cfg, seconds)
     busy = sum(f.seconds for f in folds)
-    lanes = slots * folds_at_once(fold_batch, train_cfg, group=group, threads=threads)
+    lanes = slots * Runner.for_task(group, fold_batch, threads, train_cfg.device).at_once(
+        fold_batch
+    )
     return {"seconds": seconds, "sample_steps": _steps(result.folds),
             # the folds' own wall times added up, and how much of (folds at once) x wall time
             # they fill
@@ -301,10 +299,11 @@ def _worker_start(pairs, threads: int) -> None:
 
 
 def _worker_folds(subjects, model_cfg, train_cfg, group):
-    from tsfmicro.training.streams import train_group
+    from tsfmicro.training.loso import run_loso
+    from tsfmicro.training.runners import Runner
 
-    return train_group(_WORKER["pairs"], subjects, model_cfg, train_cfg, group=group,
-                       threads=_WORKER["threads"])
+    runner = Runner.for_task(group, len(subjects), _WORKER["threads"], train_cfg.device)
+    return run_loso(_WORKER["pairs"], model_cfg, train_cfg, runner, subjects=subjects).folds
 
 
 def _worker_ready() -> int:
@@ -314,8 +313,7 @@ def _worker_ready() -> int:
     import torch._dynamo  # noqa: F401
 
     import search.trial  # noqa: F401  (imported before the clock starts)
-    import tsfmicro.training.batched  # noqa: F401
-    import tsfmicro.training.streams  # noqa: F401
+    import tsfmicro.training.loso  # noqa: F401
 
     time.sleep(1.0)
     return os.getpid()

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tsfmicro.vocab import FOLD_GROUPS
+
 DEFAULT_TRACKING = "sqlite:///mlflow.db"
 DEFAULT_STORAGE = "runs/search"
 
@@ -104,10 +106,10 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
     )
     x.add_argument(
         "--fold-group",
-        choices=["stacked", "streams"],
+        choices=list(FOLD_GROUPS),
         help="how a task's folds (--fold-batch above 1) train together: stacked into one model "
-        "(default), or each in a thread on a CUDA stream of its own (on the CPU as many at once "
-        "as --fold-cpus)",
+        "(default), each in a thread on a CUDA stream of its own (streams: on the CPU as many "
+        "at once as --fold-cpus), or one after another (sequential)",
     )
     x.add_argument("--concurrency", type=int, help="trials at once")
     x.add_argument("--ray-address", help="Ray cluster address ('auto' inside a cluster job)")

@@ -11,6 +11,7 @@ from typing import Any, Literal, get_args
 from search.space import DEFAULT_SPACE, SearchSpace
 from tsfmicro.config import PRESETS, TrainConfig
 from tsfmicro.errors import ConfigError
+from tsfmicro.vocab import FOLD_GROUPS, FoldGroup
 
 Sampler = Literal["tpe", "gp", "random", "grid"]
 Scheduler = Literal["none", "asha"]
@@ -60,8 +61,6 @@ class DataSpec:
 # GPUs per fold task when the cluster has GPUs and none was asked for: four folds share a
 # GPU (one fold at batch 32 leaves a GPU mostly idle); docs/speed.md.
 AUTO_FOLD_GPUS = 0.25
-FoldGroup = Literal["stacked", "streams"]
-FOLD_GROUPS: tuple[str, ...] = ("stacked", "streams")
 
 
 @dataclass(frozen=True)
@@ -79,9 +78,10 @@ class Resources:
     # workers one fold per task; 0 puts all of a trial's folds in one task (one GPU). See
     # docs/speed.md for which is faster where.
     fold_batch: int = 1
-    # How a task's folds train together: "stacked", their models stacked into one
-    # (tsfmicro.training.batched); "streams", each in a thread of its own and on CUDA a stream
-    # of its own (tsfmicro.training.streams; on the CPU as many at once as the task has CPUs).
+    # How a task's folds train together (tsfmicro.training.runners.Runner.for_task):
+    # "stacked", their models stacked into one; "streams", each in a thread of its own and on
+    # CUDA a stream of its own (on the CPU as many at once as the task has CPUs); "sequential",
+    # one after another.
     fold_group: FoldGroup = "stacked"
 
     def __post_init__(self) -> None:

@@ -1,8 +1,10 @@
 """One trial of a search: one configuration, its LOSO folds as Ray tasks.
 
-Each task trains `fold_batch` folds: one (the default, folds spread over workers) or several
-trained together on the task's device, either with their models stacked into one (fold-batched,
-`fold_group` "stacked") or each in a thread of its own on a CUDA stream of its own ("streams").
+Each task trains `fold_batch` folds with the library's own engine (`run_loso` with a runner,
+`tsfmicro.training.runners.Runner.for_task`): one (the default, folds spread over workers) or
+several trained together on the task's device, either with their models stacked into one
+(`fold_group` "stacked") or each in a thread of its own on a CUDA stream of its own
+("streams"). Ray only decides where each group of folds runs.
 
 The trial's placement group reserves one bundle per fold slot; the fold tasks
 it launches are captured by that group, so the folds of one configuration
@@ -24,7 +26,10 @@ from typing import Any
 import numpy as np
 
 from tsfmicro.config import ModelConfig, TrainConfig
-from tsfmicro.training.loso import EVAL_MODES, FoldResult, pooled_scores
+from tsfmicro.training.evaluation import available_modes, pooled_scores
+from tsfmicro.training.fold import FoldResult
+from tsfmicro.training.loso import run_loso
+from tsfmicro.training.runners import Runner
 
 FOLDS_NPZ = "folds.npz"
 FOLDS_JSON = "folds.json"
@@ -89,10 +94,7 @@ def trial_metrics(folds: dict[str, FoldResult], setup: TrialSetup) -> dict[str, 
         "n_folds": len(setup.subjects),
         "fold_seconds": float(sum(f.seconds for f in done)),
     }
-    has_val = all(len(f.val_index) for f in done)
-    for mode in EVAL_MODES:
-        if mode == "val" and not has_val:
-            continue
+    for mode in available_modes(done):
         scores = pooled_scores(
             done, mode, setup.labels, setup.num_classes, setup.base_train.val_metric
         )
@@ -100,13 +102,6 @@ def trial_metrics(folds: dict[str, FoldResult], setup: TrialSetup) -> dict[str, 
             metrics[f"{mode}/{name}"] = float(value)
     metrics["objective"] = metrics[f"{setup.eval_mode}/{setup.objective}"]
     return metrics
-
-
-def run_fold(
-    data: Any, subject: str, model_cfg: ModelConfig, train_cfg: TrainConfig, threads: int
-) -> FoldResult:
-    """Body of the fold task: one LOSO fold in a Ray worker, labelled with the node it ran on."""
-    return run_folds(data, [subject], model_cfg, train_cfg, threads)[0]
 
 
 def run_folds(
@@ -117,15 +112,13 @@ def run_folds(
     threads: int,
     group: str = "stacked",
 ) -> list[FoldResult]:
-    """Body of a fold-group task: these LOSO folds trained together (one alone is plain
-    train_fold), each labelled with the node they ran on. `group` "stacked" stacks their
-    models into one; "streams" trains each in a thread and CUDA stream of its own
-    (tsfmicro.training.streams.train_group)."""
+    """Body of a fold-group task: the library's LOSO engine on these folds, with the runner a
+    task of `threads` CPUs uses for `group` (Runner.for_task); each fold labelled with the node
+    it ran on."""
     import ray
 
-    from tsfmicro.training.streams import train_group
-
-    folds = train_group(data, subjects, model_cfg, train_cfg, group=group, threads=threads)
+    runner = Runner.for_task(group, len(subjects), threads, train_cfg.device)
+    folds = run_loso(data, model_cfg, train_cfg, runner, subjects=subjects).folds
     node = ray.get_runtime_context().get_node_id()
     for fold in folds:
         fold.worker = node

@@ -95,7 +95,8 @@ def test_train_reads_a_yaml_config_and_flags_override_it(tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["fusion"] == "early" and config["model"]["spatial_depth"] == 3
     assert config["train"]["lr"] == 0.002 and config["train"]["epochs"] == 1
-    assert config["fold_streams"] == 2  # the two folds trained at once, in threads
+    # the two folds trained at once, in threads
+    assert config["fold_group"] == "streams" and config["fold_size"] == 2
 
 
 @pytest.mark.parametrize(

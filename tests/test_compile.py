@@ -14,8 +14,8 @@ import torch
 from tsfmicro.config import TrainConfig, preset
 from tsfmicro.errors import ConfigError
 from tsfmicro.toy import make_toy_pairs
-from tsfmicro.training.batched import train_folds
-from tsfmicro.training.loso import train_fold
+from tsfmicro.training.fold import train_fold
+from tsfmicro.training.stacked import train_stacked
 
 MICRO = preset("micro", num_classes=3, drop_path=0.3)
 # 4 subjects x 6 samples: every fold trains on 18 samples, batches of 8, 8 and 2.
@@ -59,8 +59,8 @@ def test_compile_settings_that_cannot_work_are_refused(toy):
     with pytest.raises(ConfigError, match="'cudagraphs' needs a CUDA device"):
         TrainConfig(compile="cudagraphs", device="cpu")
     subjects = toy.subject_ids()[:2]
-    with pytest.raises(ConfigError, match="fold-batched training"):
-        train_folds(toy, subjects, MICRO, STEPS.replace(compile="aot_eager"))
+    with pytest.raises(ConfigError, match="stacked training"):
+        train_stacked(toy, subjects, MICRO, STEPS.replace(compile="aot_eager"))
     if not torch.cuda.is_available():  # "auto" resolves to the CPU here
         with pytest.raises(ConfigError, match="needs a CUDA device; this fold runs on cpu"):
             train_fold(toy, subjects[0], MICRO, STEPS.replace(compile="cudagraphs", device="auto"))

@@ -8,7 +8,9 @@ from tsfmicro.config import TrainConfig, preset
 from tsfmicro.errors import ConfigError, InputError
 from tsfmicro.toy import make_toy_pairs
 from tsfmicro.training.data import PairSet
-from tsfmicro.training.loso import FoldResult, LosoResult, fold_seed, run_loso, train_fold
+from tsfmicro.training.evaluation import LosoResult, pooled_scores
+from tsfmicro.training.fold import FoldResult, fold_seed, train_fold
+from tsfmicro.training.loso import run_loso
 
 MICRO = preset("micro", num_classes=3)
 QUICK = TrainConfig(epochs=2, batch_size=16, device="cpu")
@@ -188,7 +190,6 @@ def test_tiny_preset_learns_the_toy_task():
 
 
 def test_pooled_scores_of_all_folds_equal_the_full_evaluation(quick_run):
-    from tsfmicro.training.loso import pooled_scores
 
     for mode in ("final", "val", "oracle"):
         partial = pooled_scores(quick_run.folds, mode, quick_run.labels, 3)

@@ -70,7 +70,7 @@ def test_search_config_validation():
         Resources(fold_cpus=0)
     with pytest.raises(ConfigError, match="fold_batch"):
         Resources(fold_batch=-1)
-    with pytest.raises(ConfigError, match="fold_group must be one of stacked, streams"):
+    with pytest.raises(ConfigError, match="fold_group must be one of sequential, stacked, str"):
         Resources(fold_group="vmap")
     with pytest.raises(ConfigError, match="'val' needs"):
         SearchConfig(name="v", eval_mode="val")

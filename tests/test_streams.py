@@ -16,8 +16,10 @@ import torch
 from tsfmicro.config import TrainConfig, preset
 from tsfmicro.errors import ConfigError
 from tsfmicro.toy import make_toy_pairs
-from tsfmicro.training.loso import run_loso, train_fold
-from tsfmicro.training.streams import train_folds_streams
+from tsfmicro.training.fold import train_fold
+from tsfmicro.training.loso import run_loso
+from tsfmicro.training.runners import Runner
+from tsfmicro.training.streams import train_streams
 
 MICRO = preset("micro", num_classes=3, drop_path=0.3)
 
@@ -57,7 +59,7 @@ def test_folds_in_threads_equal_folds_trained_one_by_one(toy, train_cfg):
 
     # the subjects in another order: the results come back in the order asked for
     order = subjects[::-1]
-    together = train_folds_streams(
+    together = train_streams(
         toy, order, MICRO, train_cfg, concurrent=3, on_epoch=on_epoch, keep_model=True
     )
     assert [f.subject for f in together] == order
@@ -75,8 +77,8 @@ def test_run_loso_with_fold_streams_gives_the_sequential_run(toy):
     cfg = TrainConfig(epochs=2, batch_size=8, device="cpu")
     sequential = run_loso(toy, MICRO, cfg)
     finished = []
-    streamed = run_loso(toy, MICRO, cfg, fold_streams=2, on_fold=finished.append)
-    assert streamed.info["fold_streams"] == 2
+    streamed = run_loso(toy, MICRO, cfg, Runner("streams", 2), on_fold=finished.append)
+    assert streamed.info["fold_group"] == "streams" and streamed.info["fold_size"] == 2
     assert sorted(f.subject for f in finished) == toy.subject_ids()
     for a, b in zip(sequential.folds, streamed.folds, strict=True):
         _same(a, b)
@@ -87,15 +89,15 @@ def test_fold_streams_refuses_bad_settings(toy):
     cfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
     subjects = toy.subject_ids()
     with pytest.raises(ConfigError, match="concurrent"):
-        train_folds_streams(toy, subjects, MICRO, cfg, concurrent=0)
+        train_streams(toy, subjects, MICRO, cfg, concurrent=0)
     with pytest.raises(ConfigError, match="twice"):
-        train_folds_streams(toy, [subjects[0], subjects[0]], MICRO, cfg)
+        train_streams(toy, [subjects[0], subjects[0]], MICRO, cfg)
     with pytest.raises(ConfigError, match="compile"):
-        train_folds_streams(toy, subjects, MICRO, cfg.replace(compile="inductor"), concurrent=2)
-    with pytest.raises(ConfigError, match="fold_streams"):
-        run_loso(toy, MICRO, cfg, fold_streams=-1)
-    with pytest.raises(ConfigError, match="fold_batch and fold_streams"):
-        run_loso(toy, MICRO, cfg, fold_batch=2, fold_streams=2)
+        train_streams(toy, subjects, MICRO, cfg.replace(compile="inductor"), concurrent=2)
+    with pytest.raises(ConfigError, match="Runner.size"):
+        Runner("streams", -1)
+    with pytest.raises(ConfigError, match="fold group 'threads'"):
+        Runner("threads", 2)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -105,7 +107,7 @@ def test_folds_on_cuda_streams_match_folds_trained_one_by_one():
     cfg = TrainConfig(epochs=2, batch_size=8, device="cuda", amp=False)
     subjects = data.subject_ids()
     single = [train_fold(data, s, MICRO, cfg) for s in subjects]
-    together = train_folds_streams(data, subjects, MICRO, cfg)
+    together = train_streams(data, subjects, MICRO, cfg)
     for one, many in zip(single, together, strict=True):
         assert many.device.startswith("cuda")
         np.testing.assert_allclose(many.test_probs, one.test_probs, atol=1e-4, rtol=0)

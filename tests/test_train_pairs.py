@@ -24,8 +24,8 @@ from tsfmicro.pairs import pairs_from_table
 from tsfmicro.synth import SynthConfig
 from tsfmicro.synth.writer import write_dataset
 from tsfmicro.toy import make_toy_pairs
-from tsfmicro.training.batched import train_folds
-from tsfmicro.training.loso import train_fold
+from tsfmicro.training.fold import train_fold
+from tsfmicro.training.stacked import train_stacked
 
 MICRO = preset("micro", num_classes=3)
 
@@ -211,7 +211,7 @@ def test_training_uses_the_training_pair_and_batched_agrees():
     for name, value in plain.state_dict.items():
         assert torch.equal(kept.state_dict[name], value), name
     assert not np.array_equal(kept.test_probs, plain.test_probs)  # deterministic otherwise
-    batched = train_folds(swapped, toy.subject_ids(), MICRO, cfg)
+    batched = train_stacked(swapped, toy.subject_ids(), MICRO, cfg)
     single = [train_fold(swapped, s, MICRO, cfg) for s in toy.subject_ids()]
     for one, many in zip(single, batched, strict=True):
         np.testing.assert_allclose(many.test_probs, one.test_probs, atol=2e-4, rtol=0)

@@ -16,6 +16,7 @@ DEFAULT_OUT = Path("runs")
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from tsfmicro.config import COMPILE_MODES, FUSIONS, PRESETS, TEMPORAL_MIXERS, TrainConfig
+    from tsfmicro.vocab import FOLD_GROUPS
 
     defaults = TrainConfig()
     p = subparsers.add_parser(
@@ -99,19 +100,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "aot_eager (trace only); default off",
     )
     train.add_argument(
+        "--fold-group",
+        choices=list(FOLD_GROUPS),
+        help="how folds train together: sequential (one after another), stacked (their "
+        "models stacked into one), streams (each in a thread, and on CUDA a stream, of its "
+        "own); default: stacked when --fold-batch is not 1, else sequential",
+    )
+    train.add_argument(
         "--fold-batch",
         type=int,
         default=1,
-        help="folds whose models are stacked and trained together (default 1: one after "
-        "another; 0: all folds at once)",
+        help="folds trained at once (default 1: one after another; 0: all folds at once)",
     )
     train.add_argument(
         "--fold-streams",
         type=int,
         default=1,
-        help="folds trained at once, each in a thread (and on CUDA a stream) of its own "
-        "(default 1: one after another; 0: all folds at once); on the CPU use one per core "
-        "with --threads 1",
+        help="the same as --fold-group streams --fold-batch N: folds trained at once, each in "
+        "a thread (and on CUDA a stream) of its own; on the CPU use one per core with "
+        "--threads 1",
     )
 
     out = p.add_argument_group("output")
@@ -197,6 +204,29 @@ def load_training_pairs(args: argparse.Namespace, image_size: int, seed: int) ->
     )
 
 
+def runner_from_args(args: argparse.Namespace) -> Any:
+    """The runner that --fold-group, --fold-batch and --fold-streams ask for."""
+    from tsfmicro.errors import ConfigError
+    from tsfmicro.training.runners import Runner
+
+    group, size = args.fold_group, args.fold_batch
+    if args.fold_streams != 1:
+        if group not in (None, "streams") or size != 1:
+            raise ConfigError(
+                "--fold-streams N is --fold-group streams --fold-batch N; give either it or "
+                f"--fold-group/--fold-batch (got --fold-streams {args.fold_streams}, "
+                f"--fold-group {group}, --fold-batch {size})"
+            )
+        group, size = "streams", args.fold_streams
+    if group is None:
+        group = "sequential" if size == 1 else "stacked"
+    if group == "sequential" and size != 1:
+        raise ConfigError(
+            f"--fold-group sequential trains one fold at a time (--fold-batch {size})"
+        )
+    return Runner(group, size)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -207,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model_cfg, train_cfg = build_configs(args)
+    runner = runner_from_args(args)
     data = load_training_pairs(args, model_cfg.image_size, train_cfg.seed)
     model_cfg = model_cfg.replace(num_classes=data.num_classes)
     if args.shuffle_labels:
@@ -232,14 +263,7 @@ def run(args: argparse.Namespace) -> int:
             f"final acc {acc:.3f}, train loss {fold.train_loss[-1]:.3f}, {fold.seconds:.1f} s"
         )
 
-    result = run_loso(
-        data,
-        model_cfg,
-        train_cfg,
-        on_fold=on_fold,
-        fold_batch=args.fold_batch,
-        fold_streams=args.fold_streams,
-    )
+    result = run_loso(data, model_cfg, train_cfg, runner, on_fold=on_fold)
     result.info.update(
         info,
         data={

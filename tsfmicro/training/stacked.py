@@ -1,11 +1,12 @@
-"""Fold-batched LOSO training: several folds' models stacked and trained together.
+"""Stacked LOSO training: several folds' models stacked and trained together as one.
 
 One LOSO fold of a small model leaves a GPU mostly idle at batch 32. Here the K folds' models
 are stacked along a leading fold dimension (`torch.func.stack_module_state`) and run with
 `torch.func.vmap` over `functional_call`, so one step is one batched forward and backward of
 all K models: K x 32 samples of work per kernel launch instead of 32.
 
-The result is meant to be the one `train_fold` gives for each fold, with the same seeds:
+The result is meant to be the one `tsfmicro.training.fold.train_fold` gives for each fold,
+with the same seeds:
 
 - each fold's model is initialised from its own seed, exactly as `train_fold` does;
 - each fold draws its epoch order, augmentation and DropPath noise from its own generator, in
@@ -18,13 +19,12 @@ The result is meant to be the one `train_fold` gives for each fold, with the sam
 - the optimiser is AdamW applied per fold with each fold's own step count.
 
 What differs is floating-point rounding (grouped kernels, masked BatchNorm sums, the optimiser's
-operation order), so predictions agree to a tolerance, not bit for bit; tests/test_batched.py
+operation order), so predictions agree to a tolerance, not bit for bit; tests/test_stacked.py
 states it. channels_last is not applied to the stacked weights (the layout of a 5-D stack).
 """
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -35,25 +35,26 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 
-from tsfmicro import metrics as M
 from tsfmicro.config import ModelConfig, TrainConfig
 from tsfmicro.errors import ConfigError
 from tsfmicro.models import build_model
 from tsfmicro.models.layers import drop_noise, drop_path_calls, sample_mask
 from tsfmicro.training.augment import AugmentParams, augment_pair
 from tsfmicro.training.data import PairSet, normalize, to_unit_float
-from tsfmicro.training.loso import (
+from tsfmicro.training.fold import (
     EpochStats,
     FoldResult,
     FoldSplit,
-    _autocast,
-    _class_weights,
-    _seeded,
+    autocast_for,
     check_compatible,
+    class_weights,
     draw_step,
+    epoch_stats,
     fold_split,
     group_subjects,
+    learning_rate,
     resolve_device,
+    seeded,
     train_fold,
 )
 
@@ -61,7 +62,7 @@ BETAS = (0.9, 0.999)  # torch.optim.AdamW's defaults, which train_fold uses
 ADAM_EPS = 1e-8
 
 
-def train_folds(
+def train_stacked(
     data: PairSet,
     subjects: Sequence[str],
     model_cfg: ModelConfig,
@@ -74,7 +75,7 @@ def train_folds(
     Returns one FoldResult per subject, in the given order; `seconds` of each is the wall time
     of the whole group (they ran together)."""
     check_compatible(data, model_cfg)
-    subjects = group_subjects(subjects, "train_folds")
+    subjects = group_subjects(subjects, "train_stacked")
     if len(subjects) == 1:
         return [
             train_fold(
@@ -84,15 +85,15 @@ def train_folds(
     if train_cfg.compile != "off":
         raise ConfigError(
             f"TrainConfig.compile={train_cfg.compile!r} applies to folds trained one by one; "
-            f"fold-batched training ({len(subjects)} folds stacked) runs eager: set compile "
-            "to 'off' or train one fold per task (fold_batch 1)"
+            f"stacked training ({len(subjects)} folds stacked) runs eager: set compile "
+            "to 'off' or train one fold at a time"
         )
     device = resolve_device(train_cfg.device)
     start = time.perf_counter()
     splits = [fold_split(data, s, train_cfg) for s in subjects]
     models = []
     for split in splits:
-        with _seeded(split.seed, device):
+        with seeded(split.seed, device):
             models.append(build_model(model_cfg).to(device))
     trainer = _Stack(models, data, splits, train_cfg, device)
     history = trainer.fit(on_epoch, start)
@@ -210,11 +211,11 @@ class _Stack:
         sizes = np.array([len(s.train_index) for s in splits])
         steps = -(-sizes // batch)
         weight = self._weights()
-        autocast = _autocast(self.device, cfg.amp)
+        autocast = autocast_for(self.device, cfg.amp)
         history: dict[str, list] = {"test": [], "val": [], "loss": [], "acc": []}
         per_fold: dict[str, list[list]] = {key: [[] for _ in splits] for key in history}
         for epoch in range(cfg.epochs):
-            lr = cfg.lr * cfg.lr_gamma ** min(epoch, cfg.lr_decay_epochs)
+            lr = learning_rate(cfg, epoch)
             self.template.train()
             orders = [
                 torch.randperm(int(n), generator=s.generator)
@@ -251,7 +252,20 @@ class _Stack:
                 per_fold["acc"][f].append(accs[f])
                 if on_epoch is not None:
                     on_epoch(
-                        self._stats(split, epoch, lr, test[f], val[f], losses[f], accs[f], start)
+                        epoch_stats(
+                            self.data,
+                            split.subject,
+                            split.test_index,
+                            split.val_index,
+                            cfg,
+                            epoch,
+                            lr,
+                            test[f],
+                            val[f],
+                            losses[f],
+                            accs[f],
+                            start,
+                        )
                     )
         return {
             "test": [np.stack(x).astype(np.float32) for x in per_fold["test"]],
@@ -265,7 +279,7 @@ class _Stack:
             return None
         return torch.stack(
             [
-                _class_weights(
+                class_weights(
                     self.labels[torch.as_tensor(s.train_index, device=self.device)],
                     self.k,
                     self.cfg.class_weighting,
@@ -337,7 +351,7 @@ class _Stack:
             padded[f, : len(idx)] = torch.as_tensor(idx, dtype=torch.long)
         chunk = max(1, self.cfg.eval_batch_size // len(indices))
         probs = []
-        with _autocast(self.device, self.cfg.amp):
+        with autocast_for(self.device, self.cfg.amp):
             for begin in range(0, longest, chunk):
                 index = padded[:, begin : begin + chunk].to(self.device)
                 onset, apex = self._images(index, None, train=False)
@@ -347,35 +361,6 @@ class _Stack:
         for f, n in enumerate(lengths):
             out[f][:] = stacked[f, :n]
         return out
-
-    def _stats(
-        self,
-        split: FoldSplit,
-        epoch: int,
-        lr: float,
-        test: np.ndarray,
-        val: np.ndarray,
-        loss: float,
-        acc: float,
-        start: float,
-    ) -> EpochStats:
-        labels = self.data.labels.numpy()
-        val_score = None
-        if len(split.val_index):
-            cm = M.confusion_matrix(labels[split.val_index], val.argmax(1), self.k)
-            val_score = float(M.scores(cm)[self.cfg.val_metric])
-        y_test = labels[split.test_index]
-        return EpochStats(
-            subject=split.subject,
-            epoch=epoch + 1,
-            epochs=self.cfg.epochs,
-            train_loss=loss,
-            train_acc=acc,
-            lr=lr,
-            test_acc=float((test.argmax(1) == y_test).mean()) if len(y_test) else math.nan,
-            val_score=val_score,
-            seconds=time.perf_counter() - start,
-        )
 
     def state_dicts(self) -> list[dict[str, Tensor]]:
         """Each fold's model as a CPU state dict, keys in the model's own order."""

@@ -1,7 +1,7 @@
 """LOSO folds trained at once in threads of one process, each on its own CUDA stream on a GPU.
 
-The third way of running several folds on one device, beside fold-batched training
-(`tsfmicro.training.batched`, the models stacked into one) and several fold processes sharing
+The third way of running several folds on one device, beside stacked training
+(`tsfmicro.training.stacked`, the models stacked into one) and several fold processes sharing
 a GPU (fractional `fold_gpus` in a search): here one process holds the data once and runs up
 to `concurrent` folds at the same time, each fold in a worker thread that runs `train_fold`'s
 own loop. On CUDA each worker thread queues its kernels on a stream of its own, so the small
@@ -25,19 +25,19 @@ import torch
 from tsfmicro.config import ModelConfig, TrainConfig
 from tsfmicro.errors import ConfigError
 from tsfmicro.training.data import PairSet
-from tsfmicro.training.loso import (
+from tsfmicro.training.fold import (
     EpochStats,
     FoldResult,
-    _train_fold,
     check_compatible,
     group_subjects,
     resolve_device,
+    train_fold,
 )
 
 _INIT_LOCK = threading.Lock()  # model initialisation seeds torch's global RNG
 
 
-def train_folds_streams(
+def train_streams(
     data: PairSet,
     subjects: Sequence[str],
     model_cfg: ModelConfig,
@@ -54,7 +54,7 @@ def train_folds_streams(
     `on_epoch` and `on_fold` (as each fold finishes) are called from the worker threads, one
     call at a time."""
     check_compatible(data, model_cfg)
-    subjects = group_subjects(subjects, "train_folds_streams")
+    subjects = group_subjects(subjects, "train_streams")
     if concurrent is None:
         concurrent = len(subjects)
     if not isinstance(concurrent, int) or isinstance(concurrent, bool) or concurrent < 1:
@@ -83,7 +83,7 @@ def train_folds_streams(
             if not hasattr(local, "stream"):  # one stream per worker thread, kept for its folds
                 local.stream = torch.cuda.Stream(device)
             stream = local.stream
-        fold = _train_fold(
+        fold = train_fold(
             data,
             subject,
             model_cfg,
@@ -102,36 +102,3 @@ def train_folds_streams(
         return [one(s) for s in subjects]
     with ThreadPoolExecutor(workers, thread_name_prefix="tsfmicro-fold") as pool:
         return list(pool.map(one, subjects))
-
-
-def train_group(
-    data: PairSet,
-    subjects: Sequence[str],
-    model_cfg: ModelConfig,
-    train_cfg: TrainConfig,
-    *,
-    group: str = "stacked",
-    threads: int = 1,
-) -> list[FoldResult]:
-    """The folds of one task that has `threads` CPUs, trained together (one alone is plain
-    train_fold): `group` "stacked" stacks their models into one
-    (tsfmicro.training.batched.train_folds); "streams" trains each in a thread of its own, all
-    at once on a GPU and as many at once as `threads` on the CPU, one torch thread each."""
-    from tsfmicro.training.batched import train_folds
-
-    if group == "streams" and len(subjects) > 1:
-        concurrent = folds_at_once(len(subjects), train_cfg, group=group, threads=threads)
-        torch.set_num_threads(max(1, threads // concurrent))
-        return train_folds_streams(data, subjects, model_cfg, train_cfg, concurrent=concurrent)
-    torch.set_num_threads(threads)
-    return train_folds(data, subjects, model_cfg, train_cfg)
-
-
-def folds_at_once(
-    folds: int, train_cfg: TrainConfig, *, group: str = "stacked", threads: int = 1
-) -> int:
-    """How many of a task's `folds` train_group trains at the same time: all of them when
-    stacked or on a GPU, as many as the task's `threads` when on streams on the CPU."""
-    if group == "streams" and resolve_device(train_cfg.device).type != "cuda":
-        return max(1, min(threads, folds))
-    return max(1, folds)

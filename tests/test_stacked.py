@@ -1,5 +1,6 @@
-"""Fold-batched training gives the folds that training them one by one gives, with the same
-seeds; and its parts (masked BatchNorm, DropPath noise, per-fold AdamW) do what they claim.
+"""Stacked training (the folds' models stacked into one) gives the folds that training them
+one by one gives, with the same seeds; and its parts (masked BatchNorm, DropPath noise,
+per-fold AdamW) do what they claim.
 
 Tolerance: fold probabilities within 2e-4 of the one-by-one folds after every epoch, training
 losses within 1e-5, training accuracies equal. What differs is float rounding only (grouped
@@ -17,9 +18,11 @@ from tsfmicro.errors import ConfigError
 from tsfmicro.models import build_model
 from tsfmicro.models.layers import BatchNorm1d, BatchNorm2d, DropPath, drop_noise, sample_mask
 from tsfmicro.toy import make_toy_pairs
-from tsfmicro.training.batched import StackedAdamW, train_folds
 from tsfmicro.training.data import PairSet, normalize, to_unit_float
-from tsfmicro.training.loso import run_loso, train_fold
+from tsfmicro.training.fold import train_fold
+from tsfmicro.training.loso import run_loso
+from tsfmicro.training.runners import Runner
+from tsfmicro.training.stacked import StackedAdamW, train_stacked
 
 MICRO = preset("micro", num_classes=3, drop_path=0.3)
 PROB_TOL = 2e-4
@@ -53,13 +56,13 @@ def uneven():
     ],
     ids=["weighted-augmented", "validation-split"],
 )
-def test_fold_batched_matches_folds_trained_one_by_one(uneven, train_cfg):
+def test_stacked_matches_folds_trained_one_by_one(uneven, train_cfg):
     subjects = uneven.subject_ids()
     sizes = {s: int((uneven.subjects != s).sum()) for s in subjects}
     assert len(set(sizes.values())) == len(subjects)  # every fold a different size
     single = [train_fold(uneven, s, MICRO, train_cfg, keep_model=True) for s in subjects]
     stats = []
-    batched = train_folds(
+    batched = train_stacked(
         uneven, subjects, MICRO, train_cfg, keep_model=True, on_epoch=stats.append
     )
     assert [f.subject for f in batched] == subjects
@@ -101,18 +104,19 @@ def _assert_same_models(data: PairSet, one: dict, many: dict) -> None:
 def test_run_loso_in_groups_covers_every_sample_and_matches(uneven):
     cfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
     one_by_one = run_loso(uneven, MICRO, cfg)
-    grouped = run_loso(uneven, MICRO, cfg, fold_batch=2)  # groups of 2, 2 and 1
-    together = run_loso(uneven, MICRO, cfg, fold_batch=0)
-    assert together.info["fold_batch"] == 5 and grouped.info["fold_batch"] == 2
+    grouped = run_loso(uneven, MICRO, cfg, Runner("stacked", 2))  # groups of 2, 2 and 1
+    together = run_loso(uneven, MICRO, cfg, Runner("stacked", 0))
+    assert together.info["fold_size"] == 5 and grouped.info["fold_size"] == 2
+    assert together.info["fold_group"] == grouped.info["fold_group"] == "stacked"
     for result in (grouped, together):
         pred, ref = result.predictions("final"), one_by_one.predictions("final")
         assert pred["key"].tolist() == ref["key"].tolist()
         probs = [c for c in ref.columns if c.startswith("p_")]
         np.testing.assert_allclose(pred[probs].to_numpy(), ref[probs].to_numpy(), atol=PROB_TOL)
-    with pytest.raises(ConfigError, match="fold_batch"):
-        run_loso(uneven, MICRO, cfg, fold_batch=-1)
+    with pytest.raises(ConfigError, match="Runner.size"):
+        Runner("stacked", -1)
     with pytest.raises(ConfigError, match="twice"):
-        train_folds(uneven, ["s00", "s00"], MICRO, cfg)
+        train_stacked(uneven, ["s00", "s00"], MICRO, cfg)
 
 
 @pytest.mark.parametrize("cls, shape", [(BatchNorm2d, (6, 4, 5, 5)), (BatchNorm1d, (6, 4, 7))])
@@ -191,13 +195,13 @@ def test_stacked_adamw_is_torch_adamw_per_fold_with_idle_steps():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_fold_batched_matches_folds_trained_one_by_one_on_cuda(uneven):
+def test_stacked_matches_folds_trained_one_by_one_on_cuda(uneven):
     """The same check on a GPU, fp32 (amp off): cuDNN and cuBLAS pick their own kernels for
     stacked and single folds, so the tolerance is 2e-3 in probability."""
     cfg = TrainConfig(epochs=2, batch_size=8, device="cuda", amp=False)
     subjects = uneven.subject_ids()
     single = [train_fold(uneven, s, MICRO, cfg) for s in subjects]
-    batched = train_folds(uneven, subjects, MICRO, cfg)
+    batched = train_stacked(uneven, subjects, MICRO, cfg)
     for one, many in zip(single, batched, strict=True):
         assert many.device.startswith("cuda")
         np.testing.assert_allclose(many.test_probs, one.test_probs, atol=2e-3, rtol=0)

@@ -1,0 +1,286 @@
+"""Evaluation of LOSO runs: the evaluation modes, epoch selection and pooled scores, in one
+place.
+
+Every fold records its held-out subject's predictions after every epoch
+(`tsfmicro.training.fold`), so every mode is read from one run without retraining:
+
+- ``final`` (default, leak-free): the model at the end of the fixed epoch budget.
+- ``val`` (leak-free, when ``TrainConfig.val_subjects > 0``): the epoch with the
+  best score on an inner validation split drawn from the *training* subjects.
+- ``oracle`` (optimistic, the published practice): for each held-out subject the
+  epoch with the best accuracy *on that subject*. This selects on the test data
+  and overstates what a model would do on a new subject; it is always labelled.
+
+The modes' names and notes (`EVAL_MODES`, `OPTIMISTIC_MODES`, `MODE_NOTES`) live in
+`tsfmicro.vocab`, which every other part of the project (the CLI, the search, its MLflow
+records, the dashboard) reads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tsfmicro import metrics as M
+from tsfmicro.config import ModelConfig, TrainConfig
+from tsfmicro.errors import ConfigError, InputError
+from tsfmicro.training.data import PairSet
+from tsfmicro.training.fold import FoldResult
+from tsfmicro.vocab import EVAL_MODES, MODE_NOTES, OPTIMISTIC_MODES
+
+
+def available_modes(folds: Sequence[FoldResult]) -> tuple[str, ...]:
+    """The evaluation modes these folds support: ``val`` only when every fold has an inner
+    validation split."""
+    has_val = all(len(f.val_index) for f in folds)
+    return tuple(m for m in EVAL_MODES if m != "val" or has_val)
+
+
+def select_epoch(
+    fold: FoldResult, mode: str, labels: np.ndarray, num_classes: int, val_metric: str = "uf1"
+) -> int:
+    """The 0-based epoch whose test predictions `fold` contributes in evaluation `mode`.
+
+    final: the last epoch. val: the best `val_metric` on the fold's inner validation split.
+    oracle: the best accuracy on the held-out subject itself (optimistic). Ties go to the
+    later epoch. `labels` are the labels of the whole PairSet.
+    """
+    if mode == "final":
+        return fold.epochs - 1
+    if mode == "val":
+        if len(fold.val_index) == 0:
+            raise ConfigError(f"fold {fold.subject!r} has no validation split for mode 'val'")
+        y_val = labels[fold.val_index]
+        cms = np.stack(
+            [M.confusion_matrix(y_val, p.argmax(1), num_classes) for p in fold.val_probs]
+        )
+        return _last_argmax(M.scores(cms)[val_metric])
+    if mode == "oracle":
+        y_test = labels[fold.test_index]
+        return _last_argmax((fold.test_probs.argmax(2) == y_test[None]).mean(axis=1))
+    raise ConfigError(f"unknown evaluation mode {mode!r}; choose from {', '.join(EVAL_MODES)}")
+
+
+def pooled_scores(
+    folds: list[FoldResult],
+    mode: str,
+    labels: np.ndarray,
+    num_classes: int,
+    val_metric: str = "uf1",
+) -> dict[str, float]:
+    """ACC, UF1 and UAR pooled over the given folds in `mode`: the figures of a LOSO run
+    that is still going (the full run's are in LosoResult.evaluate)."""
+    y_true, y_pred = [], []
+    for fold in folds:
+        epoch = select_epoch(fold, mode, labels, num_classes, val_metric)
+        y_true.append(labels[fold.test_index])
+        y_pred.append(fold.test_probs[epoch].argmax(1))
+    cm = M.confusion_matrix(np.concatenate(y_true), np.concatenate(y_pred), num_classes)
+    return M.scores(cm)
+
+
+@dataclass
+class LosoResult:
+    """All folds of a LOSO run, with the data's labels and the configs; evaluates any mode."""
+
+    folds: list[FoldResult]
+    keys: np.ndarray
+    subjects: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    dataset: str
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_folds(
+        cls,
+        data: PairSet,
+        folds: list[FoldResult],
+        model_cfg: ModelConfig,
+        train_cfg: TrainConfig,
+        seconds: float,
+        info: dict[str, Any] | None = None,
+        complete: bool = True,
+    ) -> LosoResult:
+        """Assemble folds trained anywhere (in this process or as Ray tasks) and check that
+        together they predict every sample exactly once with no subject leaking (with
+        `complete` False: every sample of their held-out subjects, for a part of a run)."""
+        result = cls(
+            folds=sorted(folds, key=lambda f: f.subject),
+            keys=data.keys,
+            subjects=data.subjects,
+            labels=data.labels.numpy(),
+            class_names=data.class_names,
+            dataset=data.name,
+            model_cfg=model_cfg,
+            train_cfg=train_cfg,
+            seconds=seconds,
+            info=dict(info or {}),
+        )
+        result.check(complete)
+        return result
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """Evaluation modes this run supports."""
+        return available_modes(self.folds)
+
+    def check(self, complete: bool = True) -> None:
+        """Every sample (of the held-out subjects, unless `complete`) predicted exactly once; no
+        fold trains or validates on its test subject."""
+        counts = np.zeros(len(self.labels), dtype=np.int64)
+        for fold in self.folds:
+            np.add.at(counts, fold.test_index, 1)
+            test_subjects = set(self.subjects[fold.test_index].tolist())
+            if test_subjects != {fold.subject}:
+                raise InputError(f"fold {fold.subject!r} tests on subjects {sorted(test_subjects)}")
+            if fold.subject in set(self.subjects[fold.val_index].tolist()):
+                raise InputError(f"fold {fold.subject!r} validates on its own test subject")
+            if fold.subject in set(self.subjects[fold.train_index].tolist()):
+                raise InputError(f"fold {fold.subject!r} trains on its own test subject")
+            if np.intersect1d(fold.train_index, fold.val_index).size:
+                raise InputError(f"fold {fold.subject!r} trains on its validation samples")
+        required = np.ones(len(self.labels), dtype=bool)
+        if not complete:
+            required = np.isin(self.subjects, [f.subject for f in self.folds])
+        if not np.all(counts[required] == 1):
+            keys, counts = self.keys[required], counts[required]
+            missing = keys[counts == 0][:5].tolist()
+            doubled = keys[counts > 1][:5].tolist()
+            raise InputError(
+                f"LOSO folds must predict every sample exactly once: {int((counts == 0).sum())} "
+                f"never predicted (e.g. {missing}), {int((counts > 1).sum())} more than once "
+                f"(e.g. {doubled})"
+            )
+
+    def selected_epochs(self, mode: str) -> dict[str, int]:
+        """The 0-based epoch whose predictions each fold contributes in `mode`."""
+        if mode not in self.modes:
+            raise ConfigError(
+                f"evaluation mode {mode!r} is not available; choose from {self.modes}"
+            )
+        chosen = {}
+        for fold in self.folds:
+            chosen[fold.subject] = select_epoch(
+                fold, mode, self.labels, len(self.class_names), self.train_cfg.val_metric
+            )
+        return chosen
+
+    def predictions(self, mode: str = "final") -> pd.DataFrame:
+        """One row per sample: key, subject, label, prediction, epoch used, class probabilities."""
+        epochs = self.selected_epochs(mode)
+        frames = []
+        for fold in self.folds:
+            e = epochs[fold.subject]
+            probs = fold.test_probs[e]
+            frame = pd.DataFrame(
+                {
+                    "key": self.keys[fold.test_index],
+                    "subject": self.subjects[fold.test_index],
+                    "label": self.labels[fold.test_index],
+                    "pred": probs.argmax(1),
+                    "epoch": e + 1,
+                }
+            )
+            for c, name in enumerate(self.class_names):
+                frame[f"p_{name}"] = probs[:, c]
+            frames.append(frame)
+        out = pd.concat(frames, ignore_index=True)
+        out.insert(0, "mode", mode)
+        out.insert(4, "label_name", [self.class_names[i] for i in out["label"]])
+        out.insert(6, "pred_name", [self.class_names[i] for i in out["pred"]])
+        return out
+
+    def evaluate(self, mode: str = "final", n_boot: int = 1000, seed: int = 0) -> M.MetricsReport:
+        pred = self.predictions(mode)
+        report = M.evaluate(
+            pred["label"].to_numpy(),
+            pred["pred"].to_numpy(),
+            pred["subject"].to_numpy(),
+            self.class_names,
+            n_boot=n_boot,
+            seed=seed,
+        )
+        report.extra.update(mode=mode, optimistic=mode in OPTIMISTIC_MODES, note=MODE_NOTES[mode])
+        return report
+
+    def evaluate_all(self, n_boot: int = 1000, seed: int = 0) -> dict[str, M.MetricsReport]:
+        return {mode: self.evaluate(mode, n_boot=n_boot, seed=seed) for mode in self.modes}
+
+    def curves(self) -> pd.DataFrame:
+        """Per fold and epoch: training loss and accuracy, test-subject accuracy."""
+        rows = []
+        for fold in self.folds:
+            y_test = self.labels[fold.test_index]
+            test_acc = (fold.test_probs.argmax(2) == y_test[None]).mean(axis=1)
+            for e in range(fold.epochs):
+                rows.append(
+                    {
+                        "subject": fold.subject,
+                        "epoch": e + 1,
+                        "train_loss": float(fold.train_loss[e]),
+                        "train_acc": float(fold.train_acc[e]),
+                        "test_acc": float(test_acc[e]),
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    def save(self, out_dir: str | Path, n_boot: int = 1000) -> dict[str, M.MetricsReport]:
+        """Write config.json, metrics.json, predictions.parquet, curves.csv and
+        epoch_probs.npz (enough to re-evaluate any mode later) to `out_dir`."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        reports = self.evaluate_all(n_boot=n_boot)
+        config = {
+            "model": self.model_cfg.to_dict(),
+            "train": self.train_cfg.to_dict(),
+            "dataset": self.dataset,
+            "class_names": list(self.class_names),
+            "n_samples": int(len(self.labels)),
+            "subjects": sorted(set(self.subjects.tolist())),
+            "seconds": self.seconds,
+            **self.info,
+        }
+        _write_json(out / "config.json", config)
+        _write_json(out / "metrics.json", {m: r.to_dict() for m, r in reports.items()})
+        pd.concat([self.predictions(m) for m in self.modes], ignore_index=True).to_parquet(
+            out / "predictions.parquet", index=False
+        )
+        self.curves().to_csv(out / "curves.csv", index=False)
+        np.savez_compressed(
+            out / "epoch_probs.npz",
+            **{f"test_probs/{f.subject}": f.test_probs for f in self.folds},
+            **{f"test_index/{f.subject}": f.test_index for f in self.folds},
+        )
+        return reports
+
+
+def _last_argmax(values: np.ndarray) -> int:
+    """Index of the maximum; ties go to the latest epoch (NaN counts as worst)."""
+    v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=-np.inf)
+    return int(len(v) - 1 - np.argmax(v[::-1]))
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
+    tmp.replace(path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,25 @@
+"""The project's shared vocabulary: evaluation modes and fold groupings, named once.
+
+Plain names with no heavy imports, so command-line parsers, the search service and the
+dashboard can read them without loading torch. What the names do lives elsewhere: the modes
+in `tsfmicro.training.evaluation`, the fold groupings in `tsfmicro.training.runners`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+# Evaluation modes of a LOSO run (tsfmicro.training.evaluation).
+EvalMode = Literal["final", "val", "oracle"]
+EVAL_MODES: tuple[str, ...] = get_args(EvalMode)
+OPTIMISTIC_MODES = frozenset({"oracle"})
+MODE_NOTES = {
+    "final": "leak-free: model at the end of the fixed epoch budget",
+    "val": "leak-free: epoch chosen on an inner validation split of training subjects",
+    "oracle": "OPTIMISTIC: epoch chosen per subject on that test subject's accuracy "
+    "(the published practice; selects on test data)",
+}
+
+# How the folds given to one process train together (tsfmicro.training.runners).
+FoldGroup = Literal["sequential", "stacked", "streams"]
+FOLD_GROUPS: tuple[str, ...] = get_args(FoldGroup)
