@@ -35,9 +35,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from tsfmicro.datasets.io import read_frame
 from tsfmicro.faces import FaceCropConfig, detect_faces, load_entry, preprocess_faces
 from tsfmicro.faces.detect import get_mtcnn
+from tsfmicro.fileio import read_frame
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

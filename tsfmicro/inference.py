@@ -149,7 +149,7 @@ class Predictor:
         return torch.softmax(self.model(*batch).float(), dim=1).cpu().numpy()
 
     def predict_files(self, onset_path: str | Path, apex_path: str | Path) -> Prediction:
-        from tsfmicro.datasets.io import read_frame
+        from tsfmicro.fileio import read_frame
 
         onset, apex = read_frame(onset_path), read_frame(apex_path)
         onset_crop, apex_crop, found = self.crop(onset, apex)
@@ -165,7 +165,7 @@ class Predictor:
     def predict_clip(self, folder: str | Path) -> Prediction:
         """A clip folder: the first frame (by the number in its name) is the onset; the apex is
         the frame whose face crop differs most from the onset's (mean absolute difference)."""
-        from tsfmicro.datasets.io import read_frame
+        from tsfmicro.fileio import read_frame
 
         frames = clip_frames(folder)
         onset = read_frame(frames[0])

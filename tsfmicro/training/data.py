@@ -85,36 +85,6 @@ class PairSet:
         if len(set(self.keys.tolist())) != n:
             raise InputError("PairSet keys must be unique")
 
-    @classmethod
-    def from_arrays(
-        cls,
-        onset: np.ndarray | Tensor,
-        apex: np.ndarray | Tensor,
-        labels: np.ndarray | Tensor,
-        subjects: np.ndarray | list[str],
-        class_names: tuple[str, ...] | list[str],
-        keys: np.ndarray | list[str] | None = None,
-        name: str = "pairs",
-        channels_last: bool = False,
-    ) -> PairSet:
-        """Build from numpy or torch arrays; `channels_last=True` for (N, S, S, 3) input."""
-        onset_t, apex_t = torch.as_tensor(onset), torch.as_tensor(apex)
-        if channels_last:
-            onset_t = onset_t.permute(0, 3, 1, 2)
-            apex_t = apex_t.permute(0, 3, 1, 2)
-        subjects_arr = np.asarray(subjects).astype(str)
-        if keys is None:
-            keys = np.array([f"{s}/{i}" for i, s in enumerate(subjects_arr)])
-        return cls(
-            onset=onset_t.contiguous(),
-            apex=apex_t.contiguous(),
-            labels=torch.as_tensor(np.asarray(labels), dtype=torch.int64),
-            subjects=subjects_arr,
-            keys=np.asarray(keys).astype(str),
-            class_names=tuple(class_names),
-            name=name,
-        )
-
     def __len__(self) -> int:
         return len(self.labels)
 
