@@ -123,3 +123,63 @@ def test_bf16_autocast_forward_and_backward(fusion, mixer):
     logits.float().logsumexp(1).mean().backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_every_fusion_name_is_a_registered_variant_that_builds_only_what_it_uses():
+    from tsfmicro.models.fusion import FUSION_VARIANTS
+
+    assert tuple(FUSION_VARIANTS) == FUSIONS
+    tops = {
+        "late": {"temporal", "spatial", "head"},
+        "early": {"temporal", "onset_stem", "head"},
+        "t2s": {"temporal", "spatial", "head"},
+        "t2s_pre": {"temporal", "spatial", "head"},
+        "s2t": {"temporal", "spatial", "s2t", "head"},
+        "s2t_ref": {"temporal", "spatial", "s2t", "head"},
+        "temporal_only": {"temporal", "head"},
+        "spatial_only": {"spatial", "head"},
+        "spatial_only_apex": {"spatial", "head"},
+    }
+    assert set(tops) == set(FUSIONS)
+    for fusion, expected in tops.items():
+        model = build_model(preset("micro", fusion=fusion), seed=0)
+        assert {k.split(".")[0] for k in model.state_dict()} == expected, fusion
+        assert type(model.fusion) is FUSION_VARIANTS[fusion]
+        assert not list(model.fusion.parameters())  # a variant holds no weights of its own
+
+
+def test_checkpoint_keys_of_the_original_variants_are_unchanged():
+    """Keys written before the fusion registry (spot checks per part): old checkpoints load."""
+    keys = {
+        "early": ["onset_stem.body.0.0.weight", "onset_stem.body.3.1.running_var"],
+        "s2t": ["s2t.body.0.weight", "s2t.body.1.running_mean", "s2t.body.6.bias"],
+        "t2s": ["spatial.pos_embed", "spatial.blocks.1.attn.qkv.weight", "spatial.norm.bias"],
+        "late": ["temporal.stages.2.blocks.1.mixer.lepe.conv.weight", "head.norm.running_var"],
+    }
+    for fusion, names in keys.items():
+        state = build_model(preset("micro", fusion=fusion), seed=0).state_dict()
+        assert set(names) <= set(state), fusion
+        fresh = build_model(preset("micro", fusion=fusion), seed=1)
+        fresh.load_state_dict(state)  # strict
+
+
+def test_new_variants_compute_what_they_say():
+    cfg = preset("micro")
+    onset, apex = _pair(cfg)
+    models = {
+        f: build_model(cfg.replace(fusion=f), seed=0).eval()
+        for f in ("t2s", "t2s_pre", "s2t", "s2t_ref", "spatial_only", "spatial_only_apex")
+    }
+    with torch.no_grad():
+        out = {f: m(onset, apex) for f, m in models.items()}
+        # Same weights (same parameters in the same order), only where the tokens meet differs.
+        assert not torch.allclose(out["t2s"], out["t2s_pre"])
+        # The apex ablation reads the apex alone, through the same weights as the onset one.
+        apex_only = models["spatial_only_apex"]
+        assert torch.equal(out["spatial_only_apex"], models["spatial_only"](apex, onset))
+        assert torch.equal(out["spatial_only_apex"], apex_only(torch.zeros_like(onset), apex))
+    ref = [m for m in models["s2t_ref"].s2t.body]
+    assert [type(m).__name__ for m in ref] == ["ConvTranspose2d"] * 3
+    assert all((m.kernel_size, m.stride, m.padding) == ((4, 4), (2, 2), (1, 1)) for m in ref)
+    ours = [m for m in models["s2t"].s2t.body if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert all((m.kernel_size, m.padding) == ((2, 2), (0, 0)) for m in ours)

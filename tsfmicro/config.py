@@ -13,7 +13,19 @@ from typing import Any, Literal, get_args
 
 from tsfmicro.errors import ConfigError
 
-Fusion = Literal["late", "early", "t2s", "s2t", "temporal_only", "spatial_only"]
+# Fusion variants (tsfmicro/models/fusion.py registers one module per name; docs/model.md maps
+# them to the paper's names and the reference code's classes).
+Fusion = Literal[
+    "late",  # T-S (late): temporal map + spatial tokens; the paper's model
+    "early",  # T-S (early): onset stem + difference stem, then the temporal stages
+    "t2s",  # T to S as the reference code adds it: after the ViT blocks, before its LayerNorm
+    "t2s_pre",  # T to S as the paper's figure draws it: before the ViT blocks
+    "s2t",  # S to T with our upsampler (transposed conv kernel 2, BN + GELU between)
+    "s2t_ref",  # S to T with the reference's upsampler (transposed conv kernel 4, padding 1)
+    "temporal_only",  # ablation: temporal branch only
+    "spatial_only",  # ablation: spatial branch on the onset only
+    "spatial_only_apex",  # ablation: spatial branch on the apex only (the reference's)
+]
 TemporalMixer = Literal["masa", "retention2d"]
 
 FUSIONS: tuple[str, ...] = get_args(Fusion)
@@ -51,7 +63,7 @@ class ModelConfig:
 
     num_classes: int = 5  # output classes of the protocol (CASME II 5-class by default)
     image_size: int = 224  # square input side in pixels; must be a multiple of 16
-    fusion: Fusion = "late"  # how the temporal and spatial branches meet (see models/tsfmicro.py)
+    fusion: Fusion = "late"  # how the temporal and spatial branches meet (see models/fusion.py)
     temporal_depth: int = (
         5  # total MaSA blocks over the 4 stages ("5-layer RetNet"); stage_depths()
     )

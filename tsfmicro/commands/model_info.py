@@ -69,12 +69,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = f"{'preset':<7} {'fusion':<14} {'px':>4} {'stages':<13} {'params':>9} {'GFLOPs':>8}"
+    width = max(14, *(len(r["fusion"]) for r in rows))  # the fusion column fits every name
+    header = f"{'preset':<7} {'fusion':<{width}} {'px':>4} {'stages':<13}"
+    header += f" {'params':>9} {'GFLOPs':>8}"
     print(f"{header}  by part")
     for r in rows:
         parts = ", ".join(f"{k} {v:.3g}" for k, v in r["by_part_gflops"].items())
         print(
-            f"{r['preset']:<7} {r['fusion']:<14} {r['image_size']:>4} "
+            f"{r['preset']:<7} {r['fusion']:<{width}} {r['image_size']:>4} "
             f"{str(r['stages']):<13} {r['params'] / 1e6:>8.2f}M {r['gflops']:>8.3f}  {parts}"
         )
     print("FLOPs: forward pass of one sample, 2 per multiply-add (matmul, conv, attention).")

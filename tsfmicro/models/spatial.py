@@ -30,18 +30,26 @@ class SpatialBranch(nn.Module):
         )
         self.norm = nn.LayerNorm(dim, eps=LN_EPS)
 
-    def forward(self, onset: Tensor, add_tokens: Tensor | None = None) -> Tensor:
-        """Onset (B, 3, S, S) -> tokens (B, g*g, C).
+    def forward(
+        self,
+        frame: Tensor,
+        add_before_blocks: Tensor | None = None,
+        add_after_blocks: Tensor | None = None,
+    ) -> Tensor:
+        """Frame (B, 3, S, S) -> tokens (B, g*g, C).
 
-        `add_tokens` (B, g*g, C), if given, is added after the ViT blocks and
-        before the final LayerNorm (the T-to-S fusion).
+        The T-to-S fusions add the temporal tokens (B, g*g, C) here: `add_after_blocks`
+        after the ViT blocks and before the final LayerNorm (the reference code),
+        `add_before_blocks` to the embedded tokens before the blocks (the paper's figure).
         """
         x = F.interpolate(
-            onset, size=(self.grid, self.grid), mode="bilinear", antialias=True, align_corners=False
+            frame, size=(self.grid, self.grid), mode="bilinear", antialias=True, align_corners=False
         )  # (B, 3, g, g)
         x = self.proj(x).flatten(2).transpose(1, 2) + self.pos_embed  # (B, g*g, C)
+        if add_before_blocks is not None:
+            x = x + add_before_blocks
         for block in self.blocks:
             x = block(x)
-        if add_tokens is not None:
-            x = x + add_tokens
+        if add_after_blocks is not None:
+            x = x + add_after_blocks
         return self.norm(x)

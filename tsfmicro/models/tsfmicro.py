@@ -2,18 +2,33 @@
 
 Inputs are the onset and apex frames of a clip, face-cropped and normalised,
 (B, 3, S, S) each. The temporal branch sees apex - onset (the motion), the
-spatial branch sees the onset (the location). Fusion variants:
+spatial branch sees the onset (the location).
 
-- late: the paper's model; the two (S/16 x S/16 x C) maps are summed.
-- early: two conv stems, one on the onset and one on the difference, summed at
-  the stem output, then the temporal stages; no spatial transformer.
-- t2s: the temporal map's tokens are added to the spatial tokens after the ViT
-  blocks, before the spatial branch's final LayerNorm (so, unlike late, the
-  fused tokens are normalised together).
-- s2t: the spatial map is upsampled by three stride-2 transposed convs (each
-  halving the width: C -> C2 -> C1 -> C0, BN + GELU between) to the stem output
-  size and added there, then the temporal stages run on the sum.
-- temporal_only / spatial_only: ablations with one branch.
+`ModelConfig.fusion` names a registered fusion variant (tsfmicro/models/fusion.py):
+the model builds the branches and extra parts that variant uses, in a fixed order
+(temporal, spatial, the variant's parts, head), and its forward is the variant's
+fused tokens followed by the head. The variants, with the paper's names and the
+reference classes they were checked against (docs/model.md gives the measured
+logit differences, benchmarks/reference_check.py measures them):
+
+- late (T-S late, the paper's model and the `paper` preset; the reference's
+  `ts_micro`): the temporal map and the spatial tokens (S/16 x S/16 x C each,
+  the spatial ones after the ViT's final LayerNorm) are summed.
+- early (T-S early; `ts_fusion`): two conv stems, one on the onset and one on
+  the difference, summed at the stem output, then the temporal stages; no
+  spatial transformer.
+- t2s (T to S as the reference code computes it; `TS_micro_after`): the temporal
+  tokens are added to the spatial tokens after the ViT blocks, before the spatial
+  branch's final LayerNorm (so, unlike late, the sum is normalised).
+- t2s_pre (T to S as the paper's figure draws it): the temporal tokens are added
+  to the embedded onset tokens before the ViT blocks.
+- s2t (S to T, our upsampler): the spatial map is upsampled by three stride-2
+  transposed convs with kernel 2 (C -> C2 -> C1 -> C0, BN + GELU between) to the
+  stem output size and added there; then the temporal stages run on the sum.
+- s2t_ref (S to T as the reference code computes it; `TS_micro_before`): the same
+  with kernel 4, padding 1 and nothing between the transposed convs.
+- temporal_only (the reference's `RMT_T3` alone), spatial_only (onset),
+  spatial_only_apex (the reference's `fusion_TS_micro`): one-branch ablations.
 
 The head: Linear(C -> head_width) on every token, BatchNorm over channels,
 swish, average over tokens, Linear(head_width -> classes).
@@ -27,7 +42,8 @@ from torch import Tensor, nn
 
 from tsfmicro.config import ModelConfig
 from tsfmicro.errors import InputError
-from tsfmicro.models.layers import BatchNorm1d, BatchNorm2d, ConvStem, init_weights
+from tsfmicro.models.fusion import fusion_variant
+from tsfmicro.models.layers import BatchNorm1d, init_weights
 from tsfmicro.models.spatial import SpatialBranch
 from tsfmicro.models.temporal import TemporalBranch
 
@@ -45,39 +61,20 @@ class Head(nn.Module):
         return x if pre_logits else self.fc(x)
 
 
-class SpatialToTemporal(nn.Module):
-    """Upsample the spatial map (B, C3, g, g) x8 to the stem output (B, C0, 8g, 8g)."""
-
-    def __init__(self, widths: tuple[int, int, int, int]) -> None:
-        super().__init__()
-        c0, c1, c2, c3 = widths
-        self.body = nn.Sequential(
-            nn.ConvTranspose2d(c3, c2, 2, stride=2),
-            BatchNorm2d(c2),
-            nn.GELU(),
-            nn.ConvTranspose2d(c2, c1, 2, stride=2),
-            BatchNorm2d(c1),
-            nn.GELU(),
-            nn.ConvTranspose2d(c1, c0, 2, stride=2),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
-
-
 class TSFmicro(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        fusion = cfg.fusion
-        self.temporal = TemporalBranch(cfg) if fusion != "spatial_only" else None
-        self.spatial = (
-            SpatialBranch(cfg) if fusion in ("late", "t2s", "s2t", "spatial_only") else None
-        )
-        self.onset_stem = ConvStem(cfg.temporal_widths[0]) if fusion == "early" else None
-        self.s2t = SpatialToTemporal(cfg.temporal_widths) if fusion == "s2t" else None
+        variant = fusion_variant(cfg.fusion)
+        # Creation order (temporal, spatial, the variant's parts, head) fixes which random
+        # numbers each parameter draws under a seed: keep it.
+        self.temporal = TemporalBranch(cfg) if variant.uses_temporal else None
+        self.spatial = SpatialBranch(cfg) if variant.uses_spatial else None
+        for name, part in variant.build_parts(cfg).items():
+            self.add_module(name, part)
         self.head = Head(cfg.spatial_width, cfg.head_width, cfg.num_classes)
         self.apply(init_weights)
+        self.fusion = variant(cfg)  # no parameters: how the parts above meet
 
     def check_inputs(self, onset: Tensor, apex: Tensor) -> None:
         """Raise InputError unless both are float (B, 3, S, S) tensors of the configured size."""
@@ -104,24 +101,7 @@ class TSFmicro(nn.Module):
     def forward_features(self, onset: Tensor, apex: Tensor) -> Tensor:
         """Fused tokens (B, g*g, C) before the head."""
         self.check_inputs(onset, apex)
-        fusion = self.cfg.fusion
-        if fusion == "spatial_only":
-            return self.spatial(onset)
-        diff = apex - onset  # the motion
-        if fusion == "temporal_only":
-            return _tokens(self.temporal(diff))
-        if fusion == "late":
-            return _tokens(self.temporal(diff)) + self.spatial(onset)
-        if fusion == "t2s":
-            return self.spatial(onset, add_tokens=_tokens(self.temporal(diff)))
-        if fusion == "early":
-            stem = self.temporal.stem(diff) + self.onset_stem(onset)  # (B, S/2, S/2, C0)
-            return _tokens(self.temporal.forward_stages(stem))
-        # s2t
-        g = self.cfg.grid_size
-        spatial = self.spatial(onset).transpose(1, 2).reshape(onset.shape[0], -1, g, g)
-        up = self.s2t(spatial).permute(0, 2, 3, 1)  # (B, S/2, S/2, C0)
-        return _tokens(self.temporal.forward_stages(self.temporal.stem(diff) + up))
+        return self.fusion(self, onset, apex)
 
     def forward_head(self, tokens: Tensor, pre_logits: bool = False) -> Tensor:
         return self.head(tokens, pre_logits=pre_logits)
@@ -129,11 +109,6 @@ class TSFmicro(nn.Module):
     def forward(self, onset: Tensor, apex: Tensor) -> Tensor:
         """Logits (B, num_classes)."""
         return self.forward_head(self.forward_features(onset, apex))
-
-
-def _tokens(x: Tensor) -> Tensor:
-    """Channels-last map (B, H, W, C) -> tokens (B, H*W, C)."""
-    return x.flatten(1, 2)
 
 
 def build_model(cfg: ModelConfig, seed: int | None = None) -> TSFmicro:
