@@ -49,7 +49,7 @@ for phase in ${@:-tests bench}; do
     case "$phase" in
         tests)
             timeout 240 "$python" -m pytest -q -p no:cacheprovider -o addopts="" \
-                tests/test_compile.py tests/test_batched.py tests/test_streams.py \
+                tests/test_compile.py tests/test_stacked.py tests/test_streams.py \
                 tests/test_faces_detect.py \
                 -k "cuda" 2>&1 | tee "$out/tests.log" || status=1
             ;;
