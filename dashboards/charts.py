@@ -7,13 +7,17 @@ from collections.abc import Sequence
 import altair as alt
 import pandas as pd
 
+from dashboards.tables import METRIC_LABELS
+from search.schema import CURVE_METRICS
+from tsfmicro.metrics import METRICS
+
 SCORE = alt.Scale(domain=[0, 1])
 
 
 def scores_with_ci(long: pd.DataFrame) -> alt.Chart:
     """Bars of ACC, UF1, UAR per experiment with their 95% intervals."""
     base = alt.Chart(long).encode(
-        x=alt.X("metric:N", title=None, sort=["ACC", "UF1", "UAR"]),
+        x=alt.X("metric:N", title=None, sort=[METRIC_LABELS[m] for m in METRICS]),
         color=alt.Color("metric:N", legend=None),
     )
     bars = base.mark_bar().encode(
@@ -61,15 +65,14 @@ def per_subject_bars(table: pd.DataFrame, metric: str) -> alt.Chart:
         x=alt.X("subject:N", sort="-y", title="held-out subject"),
         y=alt.Y(f"{metric}:Q", scale=SCORE, title=metric.upper()),
         tooltip=["subject", "n", *(alt.Tooltip(f"{m}:Q", format=".3f")
-                                   for m in ("acc", "uf1", "uar") if m in table)],
+                                   for m in METRICS if m in table)],
     ).properties(height=260)
 
 
 def curves(table: pd.DataFrame) -> alt.Chart:
     """Training loss, training accuracy and test-subject accuracy per epoch, a line per fold."""
     long = table.melt(id_vars=["subject", "epoch"],
-                      value_vars=[c for c in ("train_loss", "train_acc", "test_acc")
-                                  if c in table], var_name="curve")
+                      value_vars=[c for c in CURVE_METRICS if c in table], var_name="curve")
     return alt.Chart(long).mark_line(point=True).encode(
         x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("value:Q", title=None),

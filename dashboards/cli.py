@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from search.schema import DEFAULT_TRACKING_URI
+
 APP = Path(__file__).with_name("app.py")
 
 
@@ -23,8 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Start the Streamlit dashboard over an MLflow store that tsfmicro "
         "searches write to. It only reads the store.",
     )
-    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
-                   help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    p.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
+                   help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})")
     p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")

@@ -19,11 +19,34 @@ from typing import Any
 
 import pandas as pd
 
-from search.leaderboard import TAG, leaderboard
+from search.leaderboard import leaderboard
+from search.schema import (
+    CURVE_METRICS,
+    DEFAULT_TRACKING_URI,
+    EXPERIMENT_PREFIX,
+    FOLDS_DONE,
+    KIND_FOLD,
+    MODEL_PREFIX,
+    PARENT_RUN_TAG,
+    SCORE_PREFIXES,
+    FoldMetric,
+    FoldParam,
+    Tag,
+    model_uri,
+    run_filter,
+)
 
-DEFAULT_URI = "sqlite:///mlflow.db"
 URI_ENV = "TSFMICRO_TRACKING_URI"
 PROBE_TIMEOUT_S = 3.0
+# The fold runs' columns of the trial page, in order, after the subject.
+FOLD_PARAMS = (FoldParam.WORKER, FoldParam.DEVICE)
+FOLD_METRICS = (
+    FoldMetric.FINAL_ACC,
+    FoldMetric.ORACLE_ACC,
+    FoldMetric.ORACLE_EPOCH,
+    FoldMetric.SECONDS,
+    FoldMetric.N_TEST,
+)
 # MlflowClient retries an unreachable server for minutes by default: the dashboard does not
 # retry (the /health probe has already answered within PROBE_TIMEOUT_S), allows a slow query
 # a minute, and keeps artifact downloads from drawing progress bars in its log.
@@ -47,7 +70,7 @@ def tracking_uri(argv: Sequence[str], environ: Mapping[str, str]) -> str:
             return args[i + 1]
         if arg.startswith("--tracking-uri="):
             return arg.split("=", 1)[1]
-    return environ.get(URI_ENV) or environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    return environ.get(URI_ENV) or environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def fail_fast(environ: dict[str, str]) -> None:
@@ -107,7 +130,7 @@ def _plain(exc: Exception, uri: str) -> StoreError:
 def experiments(client: Any, uri: str) -> pd.DataFrame:
     """The tsfmicro experiments (`tsfmicro/<dataset>/<protocol>`): id, name, dataset, protocol."""
     try:
-        found = client.search_experiments(filter_string="name LIKE 'tsfmicro/%'")
+        found = client.search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'")
     except Exception as exc:
         raise _plain(exc, uri) from exc
     rows = []
@@ -181,9 +204,7 @@ def fold_runs(client: Any, uri: str, experiment_id: str, parent_run_id: str) -> 
     try:
         runs = client.search_runs(
             [experiment_id],
-            filter_string=(
-                f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`{TAG}kind` = 'fold'"
-            ),
+            filter_string=run_filter({PARENT_RUN_TAG: parent_run_id, Tag.KIND: KIND_FOLD}),
             max_results=5000,
         )
     except Exception as exc:
@@ -193,19 +214,13 @@ def fold_runs(client: Any, uri: str, experiment_id: str, parent_run_id: str) -> 
         m, p = run.data.metrics, run.data.params
         rows.append(
             {
-                "subject": p.get("subject", run.data.tags.get(f"{TAG}fold")),
-                "worker": p.get("worker"),
-                "device": p.get("device"),
-                "final_acc": m.get("final_acc"),
-                "oracle_acc": m.get("oracle_acc"),
-                "oracle_epoch": m.get("oracle_epoch"),
-                "seconds": m.get("seconds"),
-                "n_test": m.get("n_test"),
+                FoldParam.SUBJECT: p.get(FoldParam.SUBJECT, run.data.tags.get(Tag.FOLD)),
+                **{name: p.get(name) for name in FOLD_PARAMS},
+                **{name: m.get(name) for name in FOLD_METRICS},
                 "run_id": run.info.run_id,
             }
         )
-    columns = ["subject", "worker", "device", "final_acc", "oracle_acc", "oracle_epoch",
-               "seconds", "n_test", "run_id"]
+    columns = [FoldParam.SUBJECT, *FOLD_PARAMS, *FOLD_METRICS, "run_id"]
     return pd.DataFrame(rows, columns=columns).sort_values("subject", ignore_index=True)
 
 
@@ -214,13 +229,13 @@ def fold_curves(client: Any, uri: str, fold_run_ids: Sequence[tuple[str, str]]) 
     rows = []
     try:
         for subject, run_id in fold_run_ids:
-            for key in ("train_loss", "train_acc", "test_acc"):
+            for key in CURVE_METRICS:
                 for h in client.get_metric_history(run_id, key):
                     rows.append({"subject": subject, "epoch": h.step, key: h.value})
     except Exception as exc:
         raise _plain(exc, uri) from exc
     if not rows:
-        return pd.DataFrame(columns=["subject", "epoch", "train_loss", "train_acc", "test_acc"])
+        return pd.DataFrame(columns=["subject", "epoch", *CURVE_METRICS])
     return pd.DataFrame(rows).groupby(["subject", "epoch"], as_index=False).first()
 
 
@@ -231,7 +246,7 @@ def partial_history(client: Any, uri: str, run_id: str, key: str) -> pd.DataFram
     except Exception as exc:
         raise _plain(exc, uri) from exc
     return pd.DataFrame(
-        [{"folds_done": h.step, key: h.value} for h in history], columns=["folds_done", key]
+        [{FOLDS_DONE: h.step, key: h.value} for h in history], columns=[FOLDS_DONE, key]
     )
 
 
@@ -239,7 +254,7 @@ def registry(client: Any, uri: str) -> pd.DataFrame:
     """One row per version of every `tsfmicro-*` registered model, with its aliases and the
     tags the registry writes (scores, evaluation mode, objective, search, trial)."""
     try:
-        models = client.search_registered_models(filter_string="name LIKE 'tsfmicro-%'")
+        models = client.search_registered_models(filter_string=f"name LIKE '{MODEL_PREFIX}%'")
         rows = []
         for model in models:
             aliases: dict[str, list[str]] = {}
@@ -265,7 +280,7 @@ def registry(client: Any, uri: str) -> pd.DataFrame:
         return pd.DataFrame(columns=["model", "version", "aliases", "created", "run_id"])
     table = pd.DataFrame(rows)
     for col in table.columns:
-        if col.startswith(("final_", "val_", "oracle_")):
+        if col.startswith(SCORE_PREFIXES):
             table[col] = pd.to_numeric(table[col], errors="coerce")
     return table.sort_values(["model", "version"], ascending=[True, False], ignore_index=True)
 
@@ -279,7 +294,7 @@ def model_zip(uri: str, name: str, version: int) -> bytes:
         mlflow.set_tracking_uri(uri)
         local = Path(
             mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{version}", dst_path=tmp
+                artifact_uri=model_uri(name, version), dst_path=tmp
             )
         )
         buffer = io.BytesIO()

@@ -18,24 +18,31 @@ import numpy as np
 import pandas as pd
 
 from search.leaderboard import HYPERPARAMETERS
+from search.schema import (
+    CI_HI,
+    CI_LO,
+    CI_SUFFIXES,
+    CLASS_SCORES,
+    STATE_COMPLETE,
+    class_metric_prefix,
+    fold_mean_metric,
+    score_metric,
+)
 from tsfmicro.metrics import METRICS
+from tsfmicro.vocab import EVAL_MODES, OPTIMISTIC_MODES
 
-MODES = ("final", "val", "oracle")
-OPTIMISTIC = ("oracle",)
 MODE_LABELS = {
-    "final": "final (leak-free)",
-    "val": "val (leak-free)",
-    "oracle": "oracle ⚠ optimistic",
+    mode: f"{mode} ⚠ optimistic" if mode in OPTIMISTIC_MODES else f"{mode} (leak-free)"
+    for mode in EVAL_MODES
 }
 METRIC_LABELS = {"acc": "ACC", "uf1": "UF1", "uar": "UAR"}
-COMPLETE = "complete"
 MEASURED = "measured here"
 REPORTED = "reported figure"
 REFERENCES = Path(__file__).with_name("references.csv")
+# A score and its interval's ends, per metric: `acc`, `acc_ci_lo`, `acc_ci_hi`, `uf1` ...
+SCORE_COLUMNS = tuple(m + s for m in METRICS for s in CI_SUFFIXES)
 REFERENCE_COLUMNS = (
-    "dataset", "protocol", "method", "fusion", "selection",
-    *(f"{m}{s}" for m in METRICS for s in ("", "_ci_lo", "_ci_hi")),
-    "source", "note",
+    "dataset", "protocol", "method", "fusion", "selection", *SCORE_COLUMNS, "source", "note",
 )  # fmt: skip
 
 
@@ -77,7 +84,7 @@ def complete(board: pd.DataFrame) -> pd.DataFrame:
     """The trials that are results: state complete."""
     if board.empty or "state" not in board:
         return board.iloc[0:0]
-    return board[board["state"] == COMPLETE]
+    return board[board["state"] == STATE_COMPLETE]
 
 
 def not_ranked(board: pd.DataFrame) -> pd.DataFrame:
@@ -86,7 +93,7 @@ def not_ranked(board: pd.DataFrame) -> pd.DataFrame:
     columns = ["dataset", "protocol", "search", "trial", "state", "reason", "started", "run_id"]
     if board.empty or "state" not in board:
         return pd.DataFrame(columns=columns)
-    out = board[board["state"] != COMPLETE].copy()
+    out = board[board["state"] != STATE_COMPLETE].copy()
     out["reason"] = out["reason"].map(last_line) if "reason" in out else ""
     return naive_utc(out[columns].sort_values("started", ascending=False, ignore_index=True))
 
@@ -134,20 +141,19 @@ def by_mode(board: pd.DataFrame, modes: Sequence[str]) -> pd.DataFrame:
     """One row per (complete trial, mode) that has the mode's scores: the mode's ACC, UF1, UAR
     and intervals as plain `acc`, `acc_ci_lo`, ... columns, plus `mode` and `optimistic`."""
     trials = complete(board)
-    score_cols = [f"{m}{s}" for m in METRICS for s in ("", "_ci_lo", "_ci_hi")]
     parts = []
     for mode in modes:
-        key = f"{mode}_{METRICS[0]}"
+        key = score_metric(mode, METRICS[0])
         if key not in trials:
             continue
         rows = trials[trials[key].notna()].copy()
-        for col in score_cols:
-            rows[col] = rows.get(f"{mode}_{col}", np.nan)
+        for col in SCORE_COLUMNS:
+            rows[col] = rows.get(score_metric(mode, col), np.nan)
         rows["mode"] = mode
-        rows["optimistic"] = mode in OPTIMISTIC
+        rows["optimistic"] = mode in OPTIMISTIC_MODES
         parts.append(rows)
     if not parts:
-        return pd.DataFrame(columns=[*board.columns, *score_cols, "mode", "optimistic"])
+        return pd.DataFrame(columns=[*board.columns, *SCORE_COLUMNS, "mode", "optimistic"])
     return pd.concat(parts, ignore_index=True)
 
 
@@ -157,7 +163,7 @@ def ranked(board: pd.DataFrame, modes: Sequence[str], metric: str) -> pd.DataFra
     rows = by_mode(board, modes)
     if rows.empty:
         return rows.assign(rank=pd.Series(dtype="Int64"))
-    order = {m: i for i, m in enumerate(MODES)}
+    order = {m: i for i, m in enumerate(EVAL_MODES)}
     rows["_mode_order"] = rows["mode"].map(order)
     rows = rows.sort_values(
         ["dataset", "protocol", "_mode_order", metric, "started"],
@@ -198,7 +204,7 @@ def display(rows: pd.DataFrame, params: Sequence[str]) -> pd.DataFrame:
         label = METRIC_LABELS[m]
         out[label] = pd.to_numeric(rows[m], errors="coerce")
         out[f"{label} 95% CI"] = [
-            ci_text(lo, hi) for lo, hi in zip(rows[f"{m}_ci_lo"], rows[f"{m}_ci_hi"], strict=True)
+            ci_text(lo, hi) for lo, hi in zip(rows[m + CI_LO], rows[m + CI_HI], strict=True)
         ]
     out["started"] = rows["started"] if "started" in rows else pd.NaT
     out["run_id"] = rows["run_id"] if "run_id" in rows else None
@@ -217,12 +223,11 @@ def load_references(path: str | Path) -> pd.DataFrame:
         raise ValueError(f"{path}: missing column(s) {missing}")
     if (table["source"].str.strip() == "").any():
         raise ValueError(f"{path}: every reference row must cite its source")
-    for m in METRICS:
-        for s in ("", "_ci_lo", "_ci_hi"):
-            table[f"{m}{s}"] = pd.to_numeric(table[f"{m}{s}"].replace("", None), errors="raise")
-            bad = table[f"{m}{s}"].dropna()
-            if ((bad < 0) | (bad > 1)).any():
-                raise ValueError(f"{path}: {m}{s} must be a fraction in [0, 1]")
+    for col in SCORE_COLUMNS:
+        table[col] = pd.to_numeric(table[col].replace("", None), errors="raise")
+        bad = table[col].dropna()
+        if ((bad < 0) | (bad > 1)).any():
+            raise ValueError(f"{path}: {col} must be a fraction in [0, 1]")
     return table
 
 
@@ -251,7 +256,7 @@ def references_display(refs: pd.DataFrame) -> pd.DataFrame:
     for m in METRICS:
         out[METRIC_LABELS[m]] = refs[m]
         out[f"{METRIC_LABELS[m]} 95% CI"] = [
-            ci_text(lo, hi) for lo, hi in zip(refs[f"{m}_ci_lo"], refs[f"{m}_ci_hi"], strict=True)
+            ci_text(lo, hi) for lo, hi in zip(refs[m + CI_LO], refs[m + CI_HI], strict=True)
         ]
     out["source"] = refs["source"]
     out["note"] = refs["note"]
@@ -290,7 +295,7 @@ def overview(
                         "fusion": top.get("fusion")})
             for m in METRICS:
                 row[METRIC_LABELS[m]] = top[m]
-                row[f"{METRIC_LABELS[m]} 95% CI"] = ci_text(top[f"{m}_ci_lo"], top[f"{m}_ci_hi"])
+                row[f"{METRIC_LABELS[m]} 95% CI"] = ci_text(top[m + CI_LO], top[m + CI_HI])
             row["run_id"] = top["run_id"]
         ref = reference_rows(refs, [(exp.dataset, exp.protocol)])
         known = ref.dropna(subset=["acc"]) if not ref.empty else ref
@@ -336,7 +341,7 @@ def best_so_far(trials: pd.DataFrame, column: str) -> pd.DataFrame:
     if trials.empty:
         return pd.DataFrame(columns=columns)
     t = trials.sort_values("started", ignore_index=True)
-    value = t[column].where(t["state"] == COMPLETE) if column in t else pd.Series(np.nan,
+    value = t[column].where(t["state"] == STATE_COMPLETE) if column in t else pd.Series(np.nan,
                                                                                   index=t.index)
     start = t["started"].min()
     end = t["ended"].fillna(t["started"]) if "ended" in t else t["started"]
@@ -514,7 +519,7 @@ def oracle_gap(trials: pd.DataFrame, params: Sequence[str], metric: str) -> pd.D
     data. Largest gap first."""
     columns = ["configuration", "trials", "final", "oracle", "gap (oracle - final)"]
     t = complete(trials)
-    f, o = f"final_{metric}", f"oracle_{metric}"
+    f, o = score_metric("final", metric), score_metric("oracle", metric)
     if t.empty or f not in t or o not in t:
         return pd.DataFrame(columns=columns)
     t = t.dropna(subset=[f, o]).copy()
@@ -532,16 +537,15 @@ def oracle_gap(trials: pd.DataFrame, params: Sequence[str], metric: str) -> pd.D
 def trial_scores(metrics: dict[str, float]) -> pd.DataFrame:
     """ACC, UF1 and UAR with intervals and per-fold means for every mode the run has."""
     rows = []
-    for mode in MODES:
-        if f"{mode}_{METRICS[0]}" not in metrics:
+    for mode in EVAL_MODES:
+        if score_metric(mode, METRICS[0]) not in metrics:
             continue
         row: dict[str, Any] = {"mode": mode_label(mode)}
         for m in METRICS:
-            label = METRIC_LABELS[m]
-            row[label] = metrics.get(f"{mode}_{m}")
-            row[f"{label} 95% CI"] = ci_text(metrics.get(f"{mode}_{m}_ci_lo"),
-                                             metrics.get(f"{mode}_{m}_ci_hi"))
-            row[f"{label} fold mean"] = metrics.get(f"{mode}_fold_mean_{m}")
+            label, key = METRIC_LABELS[m], score_metric(mode, m)
+            row[label] = metrics.get(key)
+            row[f"{label} 95% CI"] = ci_text(metrics.get(key + CI_LO), metrics.get(key + CI_HI))
+            row[f"{label} fold mean"] = metrics.get(fold_mean_metric(mode, m))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -551,8 +555,8 @@ def per_class_from_metrics(metrics: dict[str, float], mode: str) -> pd.DataFrame
     metrics (when the per_class CSV artifact is not there)."""
     rows: dict[str, dict[str, float]] = {}
     for key, value in metrics.items():
-        for name in ("recall", "f1"):
-            prefix = f"{mode}_{name}_"
+        for name in CLASS_SCORES:
+            prefix = class_metric_prefix(mode, name)
             if key.startswith(prefix):
                 rows.setdefault(key[len(prefix):], {})[name] = value
     return pd.DataFrame(

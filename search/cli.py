@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tsfmicro.vocab import FOLD_GROUPS
+from search.schema import CHAMPION, DEFAULT_TRACKING_URI, model_name
+from tsfmicro.vocab import EVAL_MODES, FOLD_GROUPS
 
-DEFAULT_TRACKING = "sqlite:///mlflow.db"
 DEFAULT_STORAGE = "runs/search"
 
 
@@ -82,7 +82,7 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--scheduler", choices=["none", "asha"])
     r.add_argument(
         "--eval-mode",
-        choices=["final", "val", "oracle"],
+        choices=EVAL_MODES,
         help="evaluation mode of the objective (default final; oracle is optimistic)",
     )
     r.add_argument("--objective", choices=["uf1", "acc", "uar"], help="maximised (default uf1)")
@@ -117,7 +117,7 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
         "--storage-path",
         help=f"Tune results (default {DEFAULT_STORAGE}; shared storage on a multi-node cluster)",
     )
-    x.add_argument("--tracking-uri", help=f"MLflow tracking URI (default {DEFAULT_TRACKING})")
+    x.add_argument("--tracking-uri", help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})")
     x.add_argument("--quiet", action="store_true", help="less progress output")
     x.add_argument("--json", type=Path, help="also write the outcome as JSON to this file")
     p.set_defaults(handler=run_search_command)
@@ -279,7 +279,7 @@ def run_search_command(args: argparse.Namespace) -> int:
         r = outcome.registered
         print(
             f"registered {r['name']} version {r['version']}: {r['reason']}\n"
-            f"  pull it with: tsfmicro pull {r['name']}@champion --tracking-uri "
+            f"  pull it with: tsfmicro pull {r['name']}@{CHAMPION} --tracking-uri "
             f"{cfg.tracking_uri}"
         )
     if args.json:
@@ -310,8 +310,8 @@ def _add_register(subparsers: argparse._SubParsersAction) -> None:
         "register",
         help="refit a finished search's best configuration and register it",
         description="Refit the best complete trial of a search on all subjects, log it as an "
-        "MLflow model, register it as tsfmicro-<dataset>-<protocol>, and move the 'champion' "
-        "alias if it beats the current champion.",
+        f"MLflow model, register it as {model_name('<dataset>', '<protocol>')}, and move the "
+        f"'{CHAMPION}' alias if it beats the current champion.",
     )
     p.add_argument("name", help="the search's name")
     p.add_argument("--storage-path", default=DEFAULT_STORAGE)
@@ -333,9 +333,9 @@ def _add_pull(subparsers: argparse._SubParsersAction) -> None:
         description="Download a registered tsfmicro model and its config from MLflow; "
         "`tsfmicro predict --model DIR` then runs it.",
     )
-    p.add_argument("model", help="e.g. tsfmicro-casme2-5class@champion")
+    p.add_argument("model", help=f"e.g. {model_name('casme2', '5class')}@{CHAMPION}")
     p.add_argument("--out", type=Path, default=Path("models"), help="folder (default models/)")
-    p.add_argument("--tracking-uri", default=DEFAULT_TRACKING)
+    p.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI)
     p.set_defaults(handler=run_pull)
 
 
@@ -353,10 +353,10 @@ def run_pull(args: argparse.Namespace) -> int:
 
 def _add_leaderboard(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("leaderboard", help="print trials ranked by a metric")
-    p.add_argument("--tracking-uri", default=DEFAULT_TRACKING)
+    p.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI)
     p.add_argument("--experiment", help="MLflow experiment (default: all tsfmicro experiments)")
     p.add_argument("--search", help="only this search's trials")
-    p.add_argument("--eval-mode", default="final", choices=["final", "val", "oracle"])
+    p.add_argument("--eval-mode", default="final", choices=EVAL_MODES)
     p.add_argument("--metric", default="uf1", choices=["uf1", "acc", "uar"])
     p.set_defaults(handler=run_leaderboard)
 
@@ -367,7 +367,3 @@ def run_leaderboard(args: argparse.Namespace) -> int:
     board = leaderboard(args.tracking_uri, args.experiment, search=args.search)
     print(format_leaderboard(board, args.eval_mode, args.metric))
     return 0
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)

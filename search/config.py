@@ -8,14 +8,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from search.schema import DEFAULT_TRACKING_URI
 from search.space import DEFAULT_SPACE, SearchSpace
 from tsfmicro.config import PRESETS, TrainConfig
 from tsfmicro.errors import ConfigError
-from tsfmicro.vocab import FOLD_GROUPS, FoldGroup
+from tsfmicro.vocab import EVAL_MODES, FOLD_GROUPS, EvalMode, FoldGroup
 
 Sampler = Literal["tpe", "gp", "random", "grid"]
 Scheduler = Literal["none", "asha"]
-EvalMode = Literal["final", "val", "oracle"]
 Objective = Literal["uf1", "acc", "uar"]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -142,7 +142,7 @@ class SearchConfig:
     resources: Resources = field(default_factory=Resources)
     time_budget_s: float | None = None  # stop launching trials after this long
     storage_path: str = "runs/search"  # Tune results (shared storage on a multi-node cluster)
-    tracking_uri: str = "sqlite:///mlflow.db"
+    tracking_uri: str = DEFAULT_TRACKING_URI
     seed: int = 0  # sampler seed and base training seed
     eval_mode: EvalMode = "final"  # which evaluation mode the objective reads
     objective: Objective = "uf1"  # maximised
@@ -166,7 +166,7 @@ class SearchConfig:
         need(self.trials >= 1, "trials", "must be >= 1")
         need(self.sampler in get_args(Sampler), "sampler", f"one of {get_args(Sampler)}")
         need(self.scheduler in get_args(Scheduler), "scheduler", f"one of {get_args(Scheduler)}")
-        need(self.eval_mode in get_args(EvalMode), "eval_mode", f"one of {get_args(EvalMode)}")
+        need(self.eval_mode in EVAL_MODES, "eval_mode", f"one of {EVAL_MODES}")
         need(self.objective in get_args(Objective), "objective", f"one of {get_args(Objective)}")
         need(
             self.time_budget_s is None or self.time_budget_s > 0,

@@ -9,11 +9,22 @@ from typing import Any
 
 import pandas as pd
 
+from search.schema import (
+    CI_HI,
+    CI_LO,
+    CI_SUFFIXES,
+    EXPERIMENT_PREFIX,
+    FOLD_SECONDS,
+    KIND_TRIAL,
+    OBJECTIVE,
+    STATE_COMPLETE,
+    Tag,
+    run_filter,
+    score_metric,
+)
 from tsfmicro.metrics import METRICS
+from tsfmicro.vocab import EVAL_MODES, OPTIMISTIC_MODES
 
-TAG = "tsfmicro."  # the tag prefix search.tracking writes (a test checks the two agree)
-
-MODES = ("final", "val", "oracle")
 HYPERPARAMETERS = (
     "temporal_depth",
     "spatial_depth",
@@ -44,13 +55,16 @@ def leaderboard(
         found = client.get_experiment_by_name(experiment)
         experiments = [found] if found else []
     else:
-        experiments = [e for e in client.search_experiments() if e.name.startswith("tsfmicro/")]
+        experiments = [
+            e for e in client.search_experiments() if e.name.startswith(EXPERIMENT_PREFIX)
+        ]
     if not experiments:
         return pd.DataFrame()
     names = {e.experiment_id: e.name for e in experiments}
-    where = f"tags.`{TAG}kind` = 'trial'"
+    wanted = {Tag.KIND: KIND_TRIAL}
     if search:
-        where += f" and tags.`{TAG}search` = '{search}'"
+        wanted[Tag.SEARCH] = search
+    where = run_filter(wanted)
     runs = client.search_runs(list(names), filter_string=where, max_results=50000)
     rows = []
     for run in runs:
@@ -58,34 +72,34 @@ def leaderboard(
         row: dict[str, Any] = {
             "experiment": names[run.info.experiment_id],
             "experiment_id": run.info.experiment_id,
-            "dataset": tags.get(f"{TAG}dataset"),
-            "protocol": tags.get(f"{TAG}protocol"),
-            "search": tags.get(f"{TAG}search"),
-            "trial": tags.get(f"{TAG}trial_id"),
-            "state": tags.get(f"{TAG}state", run.info.status.lower()),
+            "dataset": tags.get(Tag.DATASET),
+            "protocol": tags.get(Tag.PROTOCOL),
+            "search": tags.get(Tag.SEARCH),
+            "trial": tags.get(Tag.TRIAL_ID),
+            "state": tags.get(Tag.STATE, run.info.status.lower()),
             "status": run.info.status,
-            "reason": tags.get(f"{TAG}reason"),
+            "reason": tags.get(Tag.REASON),
             "started": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
             "ended": pd.to_datetime(run.info.end_time, unit="ms", utc=True),
             "run_id": run.info.run_id,
-            "eval_mode": tags.get(f"{TAG}eval_mode"),
-            "objective_name": tags.get(f"{TAG}objective"),
-            "preset": tags.get(f"{TAG}preset"),
-            "git_commit": tags.get(f"{TAG}git_commit"),
-            "searched": tags.get(f"{TAG}searched", ""),
-            "objective": metrics.get("objective"),
+            "eval_mode": tags.get(Tag.EVAL_MODE),
+            "objective_name": tags.get(Tag.OBJECTIVE),
+            "preset": tags.get(Tag.PRESET),
+            "git_commit": tags.get(Tag.GIT_COMMIT),
+            "searched": tags.get(Tag.SEARCHED, ""),
+            "objective": metrics.get(OBJECTIVE),
         }
         searched = [p for p in row["searched"].split(",") if p]
         for name in dict.fromkeys([*HYPERPARAMETERS, *searched]):
             if name in params:
                 row[name] = _number(params[name])
-        for mode in MODES:
+        for mode in EVAL_MODES:
             for m in METRICS:
-                for suffix in ("", "_ci_lo", "_ci_hi"):
-                    key = f"{mode}_{m}{suffix}"
+                for suffix in CI_SUFFIXES:
+                    key = score_metric(mode, m) + suffix
                     if key in metrics:
                         row[key] = metrics[key]
-        row["fold_seconds"] = metrics.get("fold_seconds")
+        row[FOLD_SECONDS] = metrics.get(FOLD_SECONDS)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -105,11 +119,12 @@ def format_leaderboard(
     """A plain-text leaderboard ranked by `mode` `metric` (complete trials first)."""
     if board.empty:
         return "no trials found"
-    key = f"{mode}_{metric}"
-    complete = board[board["state"] == "complete"]
+    key = score_metric(mode, metric)
+    complete = board[board["state"] == STATE_COMPLETE]
+    optimistic = " -- OPTIMISTIC: selected on test subjects" if mode in OPTIMISTIC_MODES else ""
     lines = [
         f"leaderboard by {mode} {metric.upper()} (pooled over LOSO folds, 95% CI over "
-        f"subjects){' -- OPTIMISTIC: selected on test subjects' if mode == 'oracle' else ''}"
+        f"subjects){optimistic}"
     ]
     if key not in complete.columns or complete.empty:
         lines.append("no complete trials with this metric yet")
@@ -126,19 +141,20 @@ def format_leaderboard(
         for rank, (_, row) in enumerate(shown.iterrows(), start=1):
             cells = "".join(f"{_fmt(row.get(p)):>15}" for p in params)
             scores = "".join(
-                f"{row.get(f'{mode}_{m}', float('nan')):>8.3f} "
-                f"[{row.get(f'{mode}_{m}_ci_lo', float('nan')):.2f},"
-                f"{row.get(f'{mode}_{m}_ci_hi', float('nan')):.2f}]"
+                f"{row.get(score_metric(mode, m), float('nan')):>8.3f} "
+                f"[{row.get(score_metric(mode, m) + CI_LO, float('nan')):.2f},"
+                f"{row.get(score_metric(mode, m) + CI_HI, float('nan')):.2f}]"
                 for m in METRICS
             )
-            oracle = f"{row.get('oracle_uf1', float('nan')):>12.3f}" if mode != "oracle" else ""
+            oracle_uf1 = row.get(score_metric("oracle", "uf1"), float("nan"))
+            oracle = f"{oracle_uf1:>12.3f}" if mode != "oracle" else ""
             lines.append(f"{rank:>2} {str(row['trial']):<10}{cells}{scores}{oracle}")
         if mode != "oracle":
             lines.append(
                 "oracle UF1: per-subject best epoch (optimistic, for comparison with "
                 "published figures)"
             )
-    others = board[board["state"] != "complete"]
+    others = board[board["state"] != STATE_COMPLETE]
     for _, row in others.iterrows():
         reason = (row.get("reason") or "").splitlines()[-1:] or [""]
         lines.append(f"   {row['trial']}: {row['state']} {reason[0][:100]}")

@@ -1,8 +1,8 @@
 """The MLflow pyfunc of a registered tsfmicro model, logged as "models from code".
 
 MLflow runs this file when the model is loaded (nothing is unpickled). It needs
-only the tsfmicro package (and mlflow to load it): the weights and the config
-are the model's artifacts.
+only the tsfmicro distribution (its tsfmicro and search packages; mlflow to load
+it): the weights and the config are the model's artifacts.
 
 Input: a DataFrame with columns `onset_path` and `apex_path` (image files).
 Output: a DataFrame of class probabilities, one column per class, plus `label`.
@@ -12,6 +12,8 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from search.schema import MODEL_DIR_ARTIFACT
+
 
 class TsfmicroPyfunc(PythonModel):
     def load_context(self, context):
@@ -19,7 +21,7 @@ class TsfmicroPyfunc(PythonModel):
 
         from tsfmicro.inference import Predictor
 
-        self.predictor = Predictor.load(Path(context.artifacts["model_dir"]))
+        self.predictor = Predictor.load(Path(context.artifacts[MODEL_DIR_ARTIFACT]))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         rows = []

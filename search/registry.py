@@ -14,17 +14,29 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from search.tracking import KIND_REFIT, TAG, end_run
+from search.schema import (
+    CHAMPION,
+    KIND_REFIT,
+    KIND_TRIAL,
+    LOSO_PREFIX,
+    MODEL_ARTIFACT,
+    MODEL_DIR_ARTIFACT,
+    OBJECTIVE,
+    STATE_COMPLETE,
+    Tag,
+    VersionTag,
+    model_name,
+    model_uri,
+    run_filter,
+    score_metric,
+)
+from search.tracking import end_run
 from tsfmicro.config import ModelConfig, TrainConfig
 from tsfmicro.metrics import METRICS
 from tsfmicro.training.data import PairSet
+from tsfmicro.vocab import EVAL_MODES
 
-CHAMPION = "champion"
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
-
-
-def model_name(dataset: str, protocol: str) -> str:
-    return f"tsfmicro-{dataset}-{protocol}"
 
 
 def refit(
@@ -40,7 +52,7 @@ def refit(
     def task(data: PairSet, m: ModelConfig, t: TrainConfig, threads: int) -> dict:
         import torch
 
-        from tsfmicro.training.loso import train_full
+        from tsfmicro.training.fold import train_full
 
         torch.set_num_threads(threads)
         model = train_full(data, m, t)
@@ -54,9 +66,8 @@ def trial_run_metrics(client: Any, experiment_id: str, search: str, trial_id: st
     """(run id, metrics) of a trial's parent run."""
     runs = client.search_runs(
         [experiment_id],
-        filter_string=(
-            f"tags.`{TAG}search` = '{search}' and tags.`{TAG}trial_id` = '{trial_id}' "
-            f"and tags.`{TAG}kind` = 'trial'"
+        filter_string=run_filter(
+            {Tag.SEARCH: search, Tag.TRIAL_ID: trial_id, Tag.KIND: KIND_TRIAL}
         ),
         max_results=1,
     )
@@ -82,7 +93,7 @@ def register_best(
     model_cfg, train_cfg = resolve_configs(base_model, base_train, best["params"])
     say(
         f"refitting the best trial {best['trial_id']} ({cfg.eval_mode} {cfg.objective} "
-        f"{best['metrics']['objective']:.3f}) on all {len(pairs.subject_ids())} subjects"
+        f"{best['metrics'][OBJECTIVE]:.3f}) on all {len(pairs.subject_ids())} subjects"
     )
     state = refit(pairs, model_cfg, train_cfg, cfg.resources.fold_cpus, cfg.resources.fold_gpus)
     return publish(
@@ -143,23 +154,19 @@ def publish(
     name = model_name(dataset, protocol)
     model = build_model(model_cfg)
     model.load_state_dict(state)
-    scores = {
-        f"{m}_{s}": loso[f"{m}_{s}"]
-        for m in ("final", "val", "oracle")
-        for s in METRICS
-        if f"{m}_{s}" in loso
-    }
+    names = [score_metric(m, s) for m in EVAL_MODES for s in METRICS]
+    scores = {name: loso[name] for name in names if name in loso}
     tags = {
-        f"{TAG}search": search,
-        f"{TAG}kind": KIND_REFIT,
-        f"{TAG}trial_id": trial_id,
-        f"{TAG}dataset": dataset,
-        f"{TAG}protocol": protocol,
-        f"{TAG}preset": preset,
-        f"{TAG}eval_mode": eval_mode,
-        f"{TAG}objective": objective,
-        f"{TAG}source_run": trial_run,
-        f"{TAG}git_commit": git_commit() or "unknown",
+        Tag.SEARCH: search,
+        Tag.KIND: KIND_REFIT,
+        Tag.TRIAL_ID: trial_id,
+        Tag.DATASET: dataset,
+        Tag.PROTOCOL: protocol,
+        Tag.PRESET: preset,
+        Tag.EVAL_MODE: eval_mode,
+        Tag.OBJECTIVE: objective,
+        Tag.SOURCE_RUN: trial_run,
+        Tag.GIT_COMMIT: git_commit() or "unknown",
     }
     run = client.create_run(experiment_id, tags=tags, run_name=f"{search}-refit-{trial_id}")
     run_id = run.info.run_id
@@ -167,7 +174,7 @@ def publish(
         for key, value in {**model_cfg.to_dict(), **train_cfg.to_dict()}.items():
             client.log_param(run_id, key, str(value))
         for key, value in scores.items():
-            client.log_metric(run_id, f"loso_{key}", value)
+            client.log_metric(run_id, LOSO_PREFIX + key, value)
         with tempfile.TemporaryDirectory(prefix="tsfmicro-model-") as tmp:
             folder = save_model(
                 model,
@@ -187,9 +194,9 @@ def publish(
             mlflow.set_tracking_uri(tracking_uri)
             with mlflow.start_run(run_id=run_id):
                 info = mlflow.pyfunc.log_model(
-                    name="model",
+                    name=MODEL_ARTIFACT,
                     python_model=str(MODEL_CODE),
-                    artifacts={"model_dir": str(folder)},
+                    artifacts={MODEL_DIR_ARTIFACT: str(folder)},
                     signature=_signature(class_names),
                     pip_requirements=[
                         f"tsfmicro=={__version__}",
@@ -199,7 +206,7 @@ def publish(
                         "mlflow",
                     ],
                 )
-        end_run(client, run_id, "FINISHED", state="complete")
+        end_run(client, run_id, "FINISHED", state=STATE_COMPLETE)
     except BaseException as exc:
         end_run(client, run_id, "FAILED", f"refit logging failed: {exc!r}")
         raise
@@ -211,12 +218,12 @@ def publish(
         run_id,
         {
             **scores,
-            "eval_mode": eval_mode,
-            "objective": objective,
-            "search": search,
-            "trial_id": trial_id,
-            "dataset": dataset,
-            "protocol": protocol,
+            VersionTag.EVAL_MODE: eval_mode,
+            VersionTag.OBJECTIVE: objective,
+            VersionTag.SEARCH: search,
+            VersionTag.TRIAL_ID: trial_id,
+            VersionTag.DATASET: dataset,
+            VersionTag.PROTOCOL: protocol,
         },
     )
     moved, reason = update_champion(client, name, version, eval_mode, objective)
@@ -252,7 +259,7 @@ def _register(
         client.create_registered_model(
             name,
             description="TSFmicro models found by tsfmicro searches on this protocol; "
-            "the 'champion' alias marks the best by the registering search's objective.",
+            f"the '{CHAMPION}' alias marks the best by the registering search's objective.",
         )
     except MlflowException:
         pass  # already registered
@@ -272,7 +279,7 @@ def update_champion(
     evaluation mode and objective; returns (moved, why)."""
     from mlflow.exceptions import MlflowException
 
-    key = f"{eval_mode}_{objective}"
+    key = score_metric(eval_mode, objective)
     new = float(version.tags[key])
     try:
         current = client.get_model_version_by_alias(name, CHAMPION)
@@ -284,7 +291,7 @@ def update_champion(
     if key not in current.tags:
         return False, (
             f"{CHAMPION} kept at version {current.version}: it has no {key} to "
-            f"compare with (it was chosen on {current.tags.get('eval_mode', '?')})"
+            f"compare with (it was chosen on {current.tags.get(VersionTag.EVAL_MODE, '?')})"
         )
     old = float(current.tags[key])
     if new > old:
@@ -320,6 +327,6 @@ def pull(tracking_uri: str, spec: str, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
     local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{name}/{version.version}", dst_path=str(out)
+        artifact_uri=model_uri(name, version.version), dst_path=str(out)
     )
     return find_model_dir(local)

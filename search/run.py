@@ -26,6 +26,20 @@ import numpy as np
 
 from search.config import SearchConfig
 from search.data import dataset_label, load_search_pairs
+from search.schema import (
+    FOLD_SECONDS,
+    FOLDS_DONE,
+    KIND_TRIAL,
+    N_FOLDS,
+    OBJECTIVE,
+    STATE_COMPLETE,
+    STATE_FAILED,
+    STATE_KILLED,
+    STATE_PRUNED,
+    Tag,
+    experiment_name,
+    run_filter,
+)
 from search.trial import TrialSetup, fold_placement, loso_trial
 from tsfmicro.config import preset
 from tsfmicro.errors import ConfigError
@@ -143,7 +157,6 @@ def run_search(
         SearchContext,
         close_orphaned_runs,
         ensure_experiment,
-        experiment_name,
     )
 
     say = echo or (lambda message: print(message, file=sys.stderr))
@@ -282,9 +295,9 @@ def run_search(
             say(f"closed {len(closed)} unfinished trial run(s) as KILLED")
 
     trials = [_trial_summary(r) for r in grid]
-    fold_seconds = float(sum(t["metrics"].get("fold_seconds", 0.0) for t in trials))
-    finished = [t for t in trials if t["state"] == "complete"]
-    best = max(finished, key=lambda t: t["metrics"]["objective"]) if finished else None
+    fold_seconds = float(sum(t["metrics"].get(FOLD_SECONDS, 0.0) for t in trials))
+    finished = [t for t in trials if t["state"] == STATE_COMPLETE]
+    best = max(finished, key=lambda t: t["metrics"][OBJECTIVE]) if finished else None
     outcome = SearchOutcome(
         name=cfg.name,
         experiment_id=experiment_id,
@@ -303,15 +316,15 @@ def run_search(
 
 def close_search_runs(client: Any, experiment_id: str, search: str, reason: str) -> list[str]:
     """End every RUNNING run of a search as KILLED, with the reason."""
-    from search.tracking import TAG, end_run
+    from search.tracking import end_run
 
     runs = client.search_runs(
         [experiment_id],
-        filter_string=f"attributes.status = 'RUNNING' and tags.`{TAG}search` = '{search}'",
+        filter_string=run_filter({Tag.SEARCH: search}, status="RUNNING"),
         max_results=5000,
     )
     for run in runs:
-        end_run(client, run.info.run_id, "KILLED", reason, state="killed")
+        end_run(client, run.info.run_id, "KILLED", reason, state=STATE_KILLED)
     return [r.info.run_id for r in runs]
 
 
@@ -326,8 +339,8 @@ def _scheduler(cfg: SearchConfig, n_folds: int) -> Any:
     from ray.tune.schedulers import ASHAScheduler
 
     return ASHAScheduler(
-        time_attr="folds_done",
-        metric="objective",
+        time_attr=FOLDS_DONE,
+        metric=OBJECTIVE,
         mode="max",
         max_t=n_folds,
         grace_period=max(1, n_folds // 4),
@@ -337,13 +350,13 @@ def _scheduler(cfg: SearchConfig, n_folds: int) -> Any:
 
 def _trial_summary(result: Any) -> dict[str, Any]:
     metrics = dict(result.metrics or {})
-    done, total = metrics.get("folds_done", 0), metrics.get("n_folds", 0)
+    done, total = metrics.get(FOLDS_DONE, 0), metrics.get(N_FOLDS, 0)
     if result.error is not None:
-        state = "failed"
+        state = STATE_FAILED
     elif total and done >= total:
-        state = "complete"
+        state = STATE_COMPLETE
     else:
-        state = "pruned"
+        state = STATE_PRUNED
     return {
         "trial_id": metrics.get("trial_id", ""),
         "state": state,
@@ -364,7 +377,6 @@ def register_search(
     from mlflow import MlflowClient
 
     from search.registry import register_best
-    from search.tracking import TAG, experiment_name
 
     say = say or (lambda message: print(message, file=sys.stderr))
     cfg = load_settings(name, storage_path)
@@ -375,15 +387,14 @@ def register_search(
         raise ConfigError(f"no MLflow experiment for search {name!r} at {cfg.tracking_uri}")
     runs = client.search_runs(
         [experiment.experiment_id],
-        filter_string=(
-            f"tags.`{TAG}search` = '{name}' and tags.`{TAG}kind` = 'trial' and "
-            f"tags.`{TAG}state` = 'complete'"
+        filter_string=run_filter(
+            {Tag.SEARCH: name, Tag.KIND: KIND_TRIAL, Tag.STATE: STATE_COMPLETE}
         ),
         max_results=50000,
     )
     if not runs:
         raise ConfigError(f"search {name!r} has no complete trial to register")
-    best_run = max(runs, key=lambda r: r.data.metrics.get("objective", float("-inf")))
+    best_run = max(runs, key=lambda r: r.data.metrics.get(OBJECTIVE, float("-inf")))
     base_model = preset(cfg.preset)
     pairs = load_search_pairs(cfg.data, base_model.image_size, seed=cfg.seed, progress=False)
     base_model = base_model.replace(num_classes=pairs.num_classes)
@@ -393,9 +404,9 @@ def register_search(
         if k in set(cfg.space.names) | {c for c, _ in cfg.space.constants}
     }
     best = {
-        "trial_id": best_run.data.tags[f"{TAG}trial_id"],
+        "trial_id": best_run.data.tags[Tag.TRIAL_ID],
         "params": params,
-        "metrics": {"objective": best_run.data.metrics["objective"]},
+        "metrics": {OBJECTIVE: best_run.data.metrics[OBJECTIVE]},
     }
     outcome = SearchOutcome(
         name=name,

@@ -12,6 +12,7 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
+from search.schema import FOLDS_DONE, N_FOLDS, OBJECTIVE
 from search.space import SearchSpace
 
 
@@ -19,7 +20,7 @@ class LosoOptunaSearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        if result and not error and result.get("folds_done", 0) < result.get("n_folds", 0):
+        if result and not error and result.get(FOLDS_DONE, 0) < result.get(N_FOLDS, 0):
             # OptunaSearch tells Optuna PRUNED for a trial with no value and no error.
             result = None
         super().on_trial_complete(trial_id, result=result, error=error)
@@ -43,7 +44,7 @@ def make_sampler(kind: str, space: SearchSpace, seed: int) -> Any:
 def make_searcher(space: SearchSpace, sampler: str, seed: int) -> LosoOptunaSearch:
     return LosoOptunaSearch(
         space=space.define,
-        metric="objective",
+        metric=OBJECTIVE,
         mode="max",
         sampler=make_sampler(sampler, space, seed),
     )

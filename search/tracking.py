@@ -29,20 +29,43 @@ from typing import Any
 import numpy as np
 from ray.tune import Callback
 
+from search.schema import (
+    CI_SUFFIXES,
+    CLASS_SCORES,
+    CURVE_METRICS,
+    FOLD_SECONDS,
+    FOLDS_DONE,
+    FOLDS_RESTORED,
+    KIND_FOLD,
+    KIND_TRIAL,
+    OBJECTIVE,
+    PARENT_RUN_TAG,
+    STATE_COMPLETE,
+    STATE_FAILED,
+    STATE_PRUNED,
+    STATE_RUNNING,
+    FoldMetric,
+    FoldParam,
+    Tag,
+    class_metric,
+    confusion_artifact,
+    fold_mean_metric,
+    partial_metric,
+    per_class_artifact,
+    per_subject_artifact,
+    report_key,
+    run_filter,
+    score_metric,
+)
 from search.trial import load_folds
 from tsfmicro.config import ModelConfig, TrainConfig
 from tsfmicro.metrics import METRICS
 from tsfmicro.runinfo import pid_alive
-from tsfmicro.training.loso import FoldResult, LosoResult, select_epoch
+from tsfmicro.training.evaluation import LosoResult, select_epoch
+from tsfmicro.training.fold import FoldResult
+from tsfmicro.vocab import EVAL_MODES, OPTIMISTIC_MODES
 
 log = logging.getLogger(__name__)
-
-TAG = "tsfmicro."  # prefix of our tags
-KIND_TRIAL, KIND_FOLD, KIND_REFIT = "trial", "fold", "refit"
-
-
-def experiment_name(dataset: str, protocol: str) -> str:
-    return f"tsfmicro/{dataset}/{protocol}"
 
 
 def ensure_experiment(client: Any, name: str) -> str:
@@ -70,12 +93,12 @@ def close_orphaned_runs(client: Any, experiment_id: str) -> list[str]:
     host = socket.gethostname()
     runs = client.search_runs(
         [experiment_id],
-        filter_string=f"attributes.status = 'RUNNING' and tags.`{TAG}driver_host` = '{host}'",
+        filter_string=run_filter({Tag.DRIVER_HOST: host}, status="RUNNING"),
         max_results=5000,
     )
     closed = []
     for run in runs:
-        pid = int(run.data.tags.get(f"{TAG}driver_pid", "0") or 0)
+        pid = int(run.data.tags.get(Tag.DRIVER_PID, "0") or 0)
         if pid and pid != os.getpid() and not pid_alive(pid):
             end_run(
                 client,
@@ -93,8 +116,8 @@ def end_run(
     """Terminate a run with a status and, for anything but success, a readable reason."""
     tags = {}
     if reason:
-        tags[f"{TAG}reason"] = reason[-4900:]  # tag values are limited to 5000 chars
-    tags[f"{TAG}state"] = state or status.lower()
+        tags[Tag.REASON] = reason[-4900:]  # tag values are limited to 5000 chars
+    tags[Tag.STATE] = state or status.lower()
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
     client.set_terminated(run_id, status=status)
@@ -153,16 +176,16 @@ class MlflowTracker(Callback):
     def _base_tags(self) -> dict[str, str]:
         c = self.ctx
         return {
-            f"{TAG}search": c.search_name,
-            f"{TAG}dataset": c.dataset,
-            f"{TAG}protocol": c.protocol,
-            f"{TAG}preset": c.preset,
-            f"{TAG}eval_mode": c.eval_mode,
-            f"{TAG}objective": c.objective,
-            f"{TAG}git_commit": c.git_commit or "unknown",
-            f"{TAG}train_pairs_moved": str(c.train_pairs_moved),
-            f"{TAG}driver_host": socket.gethostname(),
-            f"{TAG}driver_pid": str(os.getpid()),
+            Tag.SEARCH: c.search_name,
+            Tag.DATASET: c.dataset,
+            Tag.PROTOCOL: c.protocol,
+            Tag.PRESET: c.preset,
+            Tag.EVAL_MODE: c.eval_mode,
+            Tag.OBJECTIVE: c.objective,
+            Tag.GIT_COMMIT: c.git_commit or "unknown",
+            Tag.TRAIN_PAIRS_MOVED: str(c.train_pairs_moved),
+            Tag.DRIVER_HOST: socket.gethostname(),
+            Tag.DRIVER_PID: str(os.getpid()),
         }
 
     def parent_run(self, trial: Any) -> str:
@@ -173,9 +196,8 @@ class MlflowTracker(Callback):
         c = self.ctx
         found = self.client.search_runs(
             [c.experiment_id],
-            filter_string=(
-                f"tags.`{TAG}search` = '{c.search_name}' and "
-                f"tags.`{TAG}trial_id` = '{trial_id}' and tags.`{TAG}kind` = 'trial'"
+            filter_string=run_filter(
+                {Tag.SEARCH: c.search_name, Tag.TRIAL_ID: trial_id, Tag.KIND: KIND_TRIAL}
             ),
             max_results=1,
         )
@@ -185,10 +207,10 @@ class MlflowTracker(Callback):
         else:
             tags = {
                 **self._base_tags(),
-                f"{TAG}kind": KIND_TRIAL,
-                f"{TAG}trial_id": trial_id,
-                f"{TAG}state": "running",
-                f"{TAG}searched": ",".join(c.searched),
+                Tag.KIND: KIND_TRIAL,
+                Tag.TRIAL_ID: trial_id,
+                Tag.STATE: STATE_RUNNING,
+                Tag.SEARCHED: ",".join(c.searched),
             }
             run = self.client.create_run(
                 c.experiment_id, tags=tags, run_name=f"{c.search_name}-{trial_id}"
@@ -202,10 +224,10 @@ class MlflowTracker(Callback):
     def _logged_folds(self, parent_id: str) -> set[str]:
         children = self.client.search_runs(
             [self.ctx.experiment_id],
-            filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
+            filter_string=run_filter({PARENT_RUN_TAG: parent_id}),
             max_results=5000,
         )
-        return {r.data.tags.get(f"{TAG}fold") for r in children}
+        return {r.data.tags.get(Tag.FOLD) for r in children}
 
     def _log_params(self, run_id: str, sampled: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -222,7 +244,7 @@ class MlflowTracker(Callback):
     def _already_complete(self, run_id: str) -> bool:
         """A run whose results were logged before (a trial Tune replays after a resume)."""
         run = self.client.get_run(run_id)
-        return run.info.status == "FINISHED" and run.data.tags.get(f"{TAG}state") == "complete"
+        return run.info.status == "FINISHED" and run.data.tags.get(Tag.STATE) == STATE_COMPLETE
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.parent_run(trial)
@@ -231,16 +253,16 @@ class MlflowTracker(Callback):
         run = self.client.get_run(run_id)
         if run.info.status != "RUNNING":  # reopened after a resume or a retry
             self.client.update_run(run_id, status="RUNNING")
-            self.client.set_tag(run_id, f"{TAG}state", "running")
-            if f"{TAG}reason" in run.data.tags:  # why it was closed before; kept for the record
-                self.client.set_tag(run_id, f"{TAG}previous_reason", run.data.tags[f"{TAG}reason"])
-                self.client.delete_tag(run_id, f"{TAG}reason")
-        self.client.set_tag(run_id, f"{TAG}driver_pid", str(os.getpid()))
+            self.client.set_tag(run_id, Tag.STATE, STATE_RUNNING)
+            if Tag.REASON in run.data.tags:  # why it was closed before; kept for the record
+                self.client.set_tag(run_id, Tag.PREVIOUS_REASON, run.data.tags[Tag.REASON])
+                self.client.delete_tag(run_id, Tag.REASON)
+        self.client.set_tag(run_id, Tag.DRIVER_PID, str(os.getpid()))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.parent_run(trial)
         error = _trial_error(trial) or "unknown error"
-        self.client.set_tag(run_id, f"{TAG}last_retry_reason", _last_lines(error))
+        self.client.set_tag(run_id, Tag.LAST_RETRY_REASON, _last_lines(error))
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -250,15 +272,13 @@ class MlflowTracker(Callback):
         run_id = self.parent_run(trial)
         if self._already_complete(run_id):
             return
-        step = int(result.get("folds_done", 0))
+        step = int(result.get(FOLDS_DONE, 0))
         stamp = int(time.time() * 1000)
-        names = ["objective", "folds_done", "folds_restored"] + [
-            f"{m}/{s}" for m in ("final", "val", "oracle") for s in METRICS
+        names = [OBJECTIVE, FOLDS_DONE, FOLDS_RESTORED] + [
+            report_key(m, s) for m in EVAL_MODES for s in METRICS
         ]
         metrics = [
-            Metric(f"partial_{n.replace('/', '_')}", float(result[n]), stamp, step)
-            for n in names
-            if n in result
+            Metric(partial_metric(n), float(result[n]), stamp, step) for n in names if n in result
         ]
         self.client.log_batch(run_id, metrics=metrics)
 
@@ -286,7 +306,7 @@ class MlflowTracker(Callback):
                 "FINISHED",
                 f"stopped after {len(folds)} of {n_folds} folds (scheduler or time budget); "
                 "pruned, its partial metrics are not a result",
-                state="pruned",
+                state=STATE_PRUNED,
             )
             return
         try:
@@ -294,12 +314,12 @@ class MlflowTracker(Callback):
         except Exception as exc:  # a logging failure must not leave the run open
             end_run(self.client, run_id, "FAILED", f"could not log results: {exc!r}")
             raise
-        end_run(self.client, run_id, "FINISHED", state="complete")
+        end_run(self.client, run_id, "FINISHED", state=STATE_COMPLETE)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.parent_run(trial)
         error = _trial_error(trial) or "the trial failed without an error message"
-        end_run(self.client, run_id, "FAILED", _last_lines(error), state="failed")
+        end_run(self.client, run_id, "FAILED", _last_lines(error), state=STATE_FAILED)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.close_open("KILLED", "the search ended before this trial finished")
@@ -328,11 +348,11 @@ class MlflowTracker(Callback):
         c = self.ctx
         tags = {
             **self._base_tags(),
-            "mlflow.parentRunId": parent_id,
-            f"{TAG}kind": KIND_FOLD,
-            f"{TAG}trial_id": trial_id,
-            f"{TAG}fold": fold.subject,
-            f"{TAG}state": "complete",
+            PARENT_RUN_TAG: parent_id,
+            Tag.KIND: KIND_FOLD,
+            Tag.TRIAL_ID: trial_id,
+            Tag.FOLD: fold.subject,
+            Tag.STATE: STATE_COMPLETE,
         }
         run = self.client.create_run(
             c.experiment_id, tags=tags, run_name=f"{c.search_name}-{trial_id}-{fold.subject}"
@@ -342,27 +362,27 @@ class MlflowTracker(Callback):
         test_acc = (fold.test_probs.argmax(2) == y_test[None]).mean(axis=1)
         metrics = []
         for e in range(fold.epochs):
+            curves = (fold.train_loss[e], fold.train_acc[e], test_acc[e])
             metrics += [
-                Metric("train_loss", float(fold.train_loss[e]), stamp, e + 1),
-                Metric("train_acc", float(fold.train_acc[e]), stamp, e + 1),
-                Metric("test_acc", float(test_acc[e]), stamp, e + 1),
+                Metric(name, float(value), stamp, e + 1)
+                for name, value in zip(CURVE_METRICS, curves, strict=True)
             ]
         k = len(c.class_names)
         oracle_epoch = select_epoch(fold, "oracle", c.labels, k)
         metrics += [
-            Metric("final_acc", float(test_acc[-1]), stamp, 0),
-            Metric("oracle_acc", float(test_acc[oracle_epoch]), stamp, 0),
-            Metric("oracle_epoch", float(oracle_epoch + 1), stamp, 0),
-            Metric("seconds", float(fold.seconds), stamp, 0),
-            Metric("n_test", float(len(fold.test_index)), stamp, 0),
-            Metric("n_train", float(fold.train_samples), stamp, 0),
+            Metric(FoldMetric.FINAL_ACC, float(test_acc[-1]), stamp, 0),
+            Metric(FoldMetric.ORACLE_ACC, float(test_acc[oracle_epoch]), stamp, 0),
+            Metric(FoldMetric.ORACLE_EPOCH, float(oracle_epoch + 1), stamp, 0),
+            Metric(FoldMetric.SECONDS, float(fold.seconds), stamp, 0),
+            Metric(FoldMetric.N_TEST, float(len(fold.test_index)), stamp, 0),
+            Metric(FoldMetric.N_TRAIN, float(fold.train_samples), stamp, 0),
         ]
         params = [
-            Param("subject", fold.subject),
-            Param("seed", str(fold.seed)),
-            Param("device", fold.device),
-            Param("worker", fold.worker or "local"),
-            Param("val_subjects", ",".join(fold.val_subjects)),
+            Param(FoldParam.SUBJECT, fold.subject),
+            Param(FoldParam.SEED, str(fold.seed)),
+            Param(FoldParam.DEVICE, fold.device),
+            Param(FoldParam.WORKER, fold.worker or "local"),
+            Param(FoldParam.VAL_SUBJECTS, ",".join(fold.val_subjects)),
         ]
         for begin in range(0, len(metrics), 900):  # log_batch takes at most 1000 metrics
             self.client.log_batch(
@@ -402,19 +422,17 @@ class MlflowTracker(Callback):
         with tempfile.TemporaryDirectory(prefix="tsfmicro-trial-") as tmp:
             reports = result.save(tmp, n_boot=c.bootstrap)
             metrics = [
-                Metric(
-                    "objective", reports[c.eval_mode].to_dict()["pooled"][c.objective], stamp, 0
-                ),
-                Metric("fold_seconds", result.seconds, stamp, 0),
+                Metric(OBJECTIVE, reports[c.eval_mode].to_dict()["pooled"][c.objective], stamp, 0),
+                Metric(FOLD_SECONDS, result.seconds, stamp, 0),
             ]
             for mode, report in reports.items():
                 metrics += _report_metrics(mode, report, stamp)
-                report.per_class.to_csv(Path(tmp) / f"per_class_{mode}.csv", index=False)
-                report.per_fold.to_csv(Path(tmp) / f"per_subject_{mode}.csv", index=False)
-                _write_confusion(Path(tmp) / f"confusion_{mode}.json", report)
+                report.per_class.to_csv(Path(tmp) / per_class_artifact(mode), index=False)
+                report.per_fold.to_csv(Path(tmp) / per_subject_artifact(mode), index=False)
+                _write_confusion(Path(tmp) / confusion_artifact(mode), report)
             self.client.log_batch(run_id, metrics=metrics)
             self.client.log_artifacts(run_id, tmp)
-        self.client.set_tag(run_id, f"{TAG}optimistic_modes", "oracle")
+        self.client.set_tag(run_id, Tag.OPTIMISTIC_MODES, ",".join(sorted(OPTIMISTIC_MODES)))
 
 
 def _report_metrics(mode: str, report: Any, stamp: int) -> list:
@@ -425,16 +443,17 @@ def _report_metrics(mode: str, report: Any, stamp: int) -> list:
         value = getattr(report, m)
         lo, hi = report.ci[m]
         out += [
-            Metric(f"{mode}_{m}", float(value), stamp, 0),
-            Metric(f"{mode}_{m}_ci_lo", float(lo), stamp, 0),
-            Metric(f"{mode}_{m}_ci_hi", float(hi), stamp, 0),
-            Metric(f"{mode}_fold_mean_{m}", float(report.fold_mean[m]), stamp, 0),
+            *(
+                Metric(score_metric(mode, m) + suffix, float(v), stamp, 0)
+                for suffix, v in zip(CI_SUFFIXES, (value, lo, hi), strict=True)
+            ),
+            Metric(fold_mean_metric(mode, m), float(report.fold_mean[m]), stamp, 0),
         ]
     for row in report.per_class.to_dict(orient="records"):
-        for name in ("recall", "f1"):
+        for name in CLASS_SCORES:
             if np.isfinite(row[name]):
                 out.append(
-                    Metric(f"{mode}_{name}_{_safe(row['class'])}", float(row[name]), stamp, 0)
+                    Metric(class_metric(mode, name, row["class"]), float(row[name]), stamp, 0)
                 )
     return out
 
@@ -443,10 +462,6 @@ def _write_confusion(path: Path, report: Any) -> None:
     path.write_text(
         json.dumps({"class_names": list(report.class_names), "matrix": report.confusion.tolist()})
     )
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in str(name))
 
 
 def _trial_error(trial: Any) -> str | None:

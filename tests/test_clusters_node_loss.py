@@ -175,7 +175,8 @@ def test_a_retried_trial_records_the_error_tune_just_wrote(tmp_path):
     node loss is recorded as "unknown error"."""
     from unittest import mock
 
-    from search.tracking import TAG, MlflowTracker
+    from search.schema import Tag
+    from search.tracking import MlflowTracker
 
     error_file = tmp_path / "error.txt"
     error_file.write_text("Failure # 1 (occurred at now)\nThe actor is unavailable: node died\n")
@@ -188,6 +189,6 @@ def test_a_retried_trial_records_the_error_tune_just_wrote(tmp_path):
     tracker.on_trial_recover(0, [], trial)
     tracker.on_trial_error(0, [], trial)
     tags = {call.args[1]: call.args[2] for call in tracker._client.set_tag.call_args_list}
-    assert tags[f"{TAG}last_retry_reason"].endswith("node died")
-    assert tags[f"{TAG}reason"].endswith("node died")
+    assert tags[Tag.LAST_RETRY_REASON].endswith("node died")
+    assert tags[Tag.REASON].endswith("node died")
     tracker._client.set_terminated.assert_called_once_with("run-1", status="FAILED")

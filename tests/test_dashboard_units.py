@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from dashboards import cli, store, tables
+from search.schema import DEFAULT_TRACKING_URI
 from tsfmicro.cli import build_parser
 
 from services import free_port
@@ -177,11 +178,22 @@ def test_overview_lists_every_experiment():
     assert pd.isna(table.iloc[1]["reported ACC (paper)"])
 
 
-def test_leaderboard_tag_prefix_matches_the_tracker():
-    from search.leaderboard import TAG
-    from search.tracking import TAG as WRITTEN
+def test_the_schema_keeps_the_names_existing_stores_hold():
+    """search.schema is what the search writes and the dashboard reads: a renamed tag, metric
+    or artifact would leave every store written before unreadable."""
+    from search import schema as s
 
-    assert TAG == WRITTEN
+    assert s.Tag.KIND == "tsfmicro.kind" and s.Tag.STATE == "tsfmicro.state"
+    assert s.experiment_name("casme2", "5class") == "tsfmicro/casme2/5class"
+    assert s.model_name("casme2", "5class") == "tsfmicro-casme2-5class"
+    assert s.score_metric("oracle", "uf1") + s.CI_LO == "oracle_uf1_ci_lo"
+    assert s.fold_mean_metric("final", "acc") == "final_fold_mean_acc"
+    assert s.class_metric("val", "recall", "happy face") == "val_recall_happy_face"
+    assert s.partial_metric(s.report_key("final", "uf1")) == "partial_final_uf1"
+    assert s.per_class_artifact("final") == "per_class_final.csv"
+    assert s.run_filter({s.Tag.SEARCH: "x", s.Tag.KIND: s.KIND_TRIAL}, status="RUNNING") == (
+        "attributes.status = 'RUNNING' and tags.`tsfmicro.search` = 'x' and "
+        "tags.`tsfmicro.kind` = 'trial'")
 
 
 def test_tracking_uri_from_arguments_then_environment():
@@ -190,7 +202,7 @@ def test_tracking_uri_from_arguments_then_environment():
     assert store.tracking_uri(["--tracking-uri=http://y"], env) == "http://y"
     assert store.tracking_uri([], env) == "sqlite:///a.db"
     assert store.tracking_uri([], {"MLFLOW_TRACKING_URI": "http://b"}) == "http://b"
-    assert store.tracking_uri(["-x"], {}) == store.DEFAULT_URI
+    assert store.tracking_uri(["-x"], {}) == DEFAULT_TRACKING_URI
 
 
 def test_probe_fails_fast_and_creates_nothing(tmp_path):

@@ -5,6 +5,7 @@ import streamlit as st
 
 from dashboards import data, tables, ui
 from tsfmicro.metrics import METRICS
+from tsfmicro.vocab import EVAL_MODES, OPTIMISTIC_MODES
 
 uri = data.tracking_uri()
 st.title("Leaderboard")
@@ -15,7 +16,7 @@ with st.container(border=True):
     left, middle, right = st.columns([1, 1, 2])
     metric = left.radio("Rank by", METRICS, index=METRICS.index("uf1"),
                         format_func=tables.METRIC_LABELS.get, horizontal=True, key="lb_metric")
-    modes = middle.multiselect("Evaluation mode", tables.MODES, default=["final"],
+    modes = middle.multiselect("Evaluation mode", EVAL_MODES, default=["final"],
                                format_func=tables.mode_label, key="lb_modes")
     chosen = right.multiselect("Dataset / protocol", experiments["experiment"].tolist(),
                                placeholder="all", key="lb_experiments")
@@ -36,7 +37,7 @@ with st.container(border=True):
 if not modes:
     st.info("Choose at least one evaluation mode.")
     st.stop()
-if "oracle" in modes:
+if OPTIMISTIC_MODES.intersection(modes):
     st.warning(ui.OPTIMISTIC_NOTE, icon=":material/warning:")
 
 shown = experiments[experiments["experiment"].isin(chosen)] if chosen else experiments

@@ -4,6 +4,7 @@ import streamlit as st
 
 from dashboards import charts, data, tables, ui
 from tsfmicro.metrics import METRICS
+from tsfmicro.vocab import EVAL_MODES, OPTIMISTIC_MODES
 
 uri = data.tracking_uri()
 st.title("Overview")
@@ -11,11 +12,11 @@ board, experiments = ui.store(uri)
 refs = ui.read(data.references, str(tables.REFERENCES))
 
 left, right = st.columns(2)
-mode = left.radio("Evaluation mode", tables.MODES, format_func=tables.mode_label,
+mode = left.radio("Evaluation mode", EVAL_MODES, format_func=tables.mode_label,
                   horizontal=True, key="ov_mode")
 metric = right.radio("Best by", METRICS, index=METRICS.index("uf1"),
                      format_func=tables.METRIC_LABELS.get, horizontal=True, key="ov_metric")
-if mode in tables.OPTIMISTIC:
+if mode in OPTIMISTIC_MODES:
     st.warning(ui.OPTIMISTIC_NOTE, icon=":material/warning:")
 
 table = tables.overview(board, experiments, refs, mode, metric)

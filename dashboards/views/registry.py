@@ -6,7 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import data, tables, ui
+from search.schema import CHAMPION, SCORE_PREFIXES, VersionTag, score_metric
 from tsfmicro.metrics import METRICS
+from tsfmicro.vocab import EVAL_MODES, OPTIMISTIC_MODES
 
 uri = data.tracking_uri()
 st.title("Model registry")
@@ -19,24 +21,25 @@ if versions.empty:
 
 for name, group in versions.groupby("model", sort=True):
     st.header(name)
-    champion = group[group["aliases"].str.split(", ").map(lambda a: "champion" in a)]
+    champion = group[group["aliases"].str.split(", ").map(lambda a: CHAMPION in a)]
     if champion.empty:
-        st.info("No version holds the `champion` alias.")
+        st.info(f"No version holds the `{CHAMPION}` alias.")
     else:
         top = champion.iloc[0]
-        mode = top.get("eval_mode") if isinstance(top.get("eval_mode"), str) else "final"
-        st.markdown(f"**champion: version {top['version']}** (search `{top.get('search')}`, "
-                    f"trial `{top.get('trial_id')}`, chosen on {mode} "
-                    f"{str(top.get('objective', '?')).upper()})")
-        for shown_mode in [m for m in tables.MODES if f"{m}_acc" in group]:
-            if pd.isna(top.get(f"{shown_mode}_acc")):
+        mode = top.get(VersionTag.EVAL_MODE)
+        mode = mode if isinstance(mode, str) else "final"
+        st.markdown(f"**{CHAMPION}: version {top['version']}** (search "
+                    f"`{top.get(VersionTag.SEARCH)}`, trial `{top.get(VersionTag.TRIAL_ID)}`, "
+                    f"chosen on {mode} {str(top.get(VersionTag.OBJECTIVE, '?')).upper()})")
+        for shown_mode in [m for m in EVAL_MODES if score_metric(m, "acc") in group]:
+            if pd.isna(top.get(score_metric(shown_mode, "acc"))):
                 continue
             cols = st.columns(len(METRICS) + 1)
             cols[0].markdown(f"LOSO scores, {tables.mode_label(shown_mode)}")
             for col, m in zip(cols[1:], METRICS, strict=True):
-                value = top[f"{shown_mode}_{m}"]
+                value = top[score_metric(shown_mode, m)]
                 col.metric(f"{shown_mode} {tables.METRIC_LABELS[m]}", f"{value:.3f}")
-        if "oracle_acc" in group and pd.notna(top.get("oracle_acc")):
+        if any(pd.notna(top.get(score_metric(m, "acc"))) for m in OPTIMISTIC_MODES):
             st.caption(ui.OPTIMISTIC_NOTE)
     numbers = group["version"].tolist()
     default = int(champion.iloc[0]["version"]) if not champion.empty else numbers[0]
@@ -44,7 +47,7 @@ for name, group in versions.groupby("model", sort=True):
                            key=f"rg_version_{name}",
                            format_func=lambda v, g=group: f"{v} ({a})" if (
                                a := g.loc[g['version'] == v, 'aliases'].iloc[0]) else str(v))
-    spec = f"{name}@champion" if version == default and not champion.empty \
+    spec = f"{name}@{CHAMPION}" if version == default and not champion.empty \
         else f"{name}/{version}"
     st.markdown("Pull it (then `tsfmicro predict --model DIR --onset A --apex B`):")
     st.code(f"tsfmicro pull {spec} --tracking-uri {uri}", language="bash")
@@ -53,13 +56,14 @@ for name, group in versions.groupby("model", sort=True):
         file_name=f"{name}-v{version}.zip", mime="application/zip", on_click="ignore",
         icon=":material/download:", key=f"rg_download_{name}",
     )
-    columns = ["version", "aliases", "created", "search", "trial_id", "eval_mode", "objective",
-               *(f"{m}_{s}" for m in tables.MODES for s in METRICS), "run_id", "status"]
+    columns = ["version", "aliases", "created", VersionTag.SEARCH, VersionTag.TRIAL_ID,
+               VersionTag.EVAL_MODE, VersionTag.OBJECTIVE,
+               *(score_metric(m, s) for m in EVAL_MODES for s in METRICS), "run_id", "status"]
     st.dataframe(group[[c for c in columns if c in group]], hide_index=True, width="stretch",
                  key=f"rg_versions_{name}",
                  column_config={"created": st.column_config.DatetimeColumn(
                      "created (UTC)", format="YYYY-MM-DD HH:mm"),
                      **{c: st.column_config.NumberColumn(format="%.3f") for c in columns
-                        if c.startswith(tables.MODES)}})
+                        if c.startswith(SCORE_PREFIXES)}})
     if isinstance(group["description"].iloc[0], str):
         st.caption(group["description"].iloc[0])

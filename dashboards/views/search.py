@@ -4,7 +4,15 @@ types, and how much the optimistic oracle selection adds per configuration."""
 import streamlit as st
 
 from dashboards import charts, data, tables, ui
+from search.schema import (
+    STATE_COMPLETE,
+    STATE_FAILED,
+    STATE_KILLED,
+    STATE_PRUNED,
+    score_metric,
+)
 from tsfmicro.metrics import METRICS
+from tsfmicro.vocab import EVAL_MODES, OPTIMISTIC_MODES
 
 uri = data.tracking_uri()
 st.title("Search")
@@ -30,24 +38,26 @@ own_mode = trials["eval_mode"].dropna().iloc[0] if trials["eval_mode"].notna().a
 own_metric = (trials["objective_name"].dropna().iloc[0]
               if trials["objective_name"].notna().any() else "uf1")
 left, right = st.columns(2)
-modes = [m for m in tables.MODES if f"{m}_acc" in trials and trials[f"{m}_acc"].notna().any()]
+modes = [m for m in EVAL_MODES
+         if score_metric(m, "acc") in trials and trials[score_metric(m, "acc")].notna().any()]
 modes = modes or ["final"]
 mode = left.radio("Evaluation mode", modes, horizontal=True, format_func=tables.mode_label,
                   index=modes.index(own_mode) if own_mode in modes else 0, key="se_mode")
 metric = right.radio("Metric", METRICS, horizontal=True, format_func=tables.METRIC_LABELS.get,
                      index=METRICS.index(own_metric) if own_metric in METRICS else 1,
                      key="se_metric")
-column, label = f"{mode}_{metric}", f"{mode} {tables.METRIC_LABELS[metric]}"
-if mode in tables.OPTIMISTIC:
+column, label = score_metric(mode, metric), f"{mode} {tables.METRIC_LABELS[metric]}"
+if mode in OPTIMISTIC_MODES:
     st.warning(ui.OPTIMISTIC_NOTE, icon=":material/warning:")
 
 done = tables.complete(trials)
 counts = trials["state"].value_counts()
 cols = st.columns(5)
 cols[0].metric("trials", len(trials))
-cols[1].metric("complete", int(counts.get("complete", 0)))
-cols[2].metric("pruned", int(counts.get("pruned", 0)))
-cols[3].metric("failed or killed", int(counts.get("failed", 0) + counts.get("killed", 0)))
+cols[1].metric(STATE_COMPLETE, int(counts.get(STATE_COMPLETE, 0)))
+cols[2].metric(STATE_PRUNED, int(counts.get(STATE_PRUNED, 0)))
+cols[3].metric(f"{STATE_FAILED} or {STATE_KILLED}",
+               int(counts.get(STATE_FAILED, 0) + counts.get(STATE_KILLED, 0)))
 best = done[column].max() if column in done and done[column].notna().any() else None
 cols[4].metric(f"best {label}", "–" if best is None else f"{best:.3f}")
 st.caption(f"The search optimised {own_mode} {own_metric.upper()}; preset "

@@ -4,6 +4,19 @@ matrix, training curves and MLflow run id. `?run=<run id>` opens a given trial."
 import streamlit as st
 
 from dashboards import charts, data, store, tables, ui
+from search.schema import (
+    CURVES_ARTIFACT,
+    FOLDS_DONE,
+    OBJECTIVE,
+    STATE_COMPLETE,
+    Tag,
+    confusion_artifact,
+    partial_metric,
+    per_class_artifact,
+    per_subject_artifact,
+    score_metric,
+)
+from tsfmicro.vocab import EVAL_MODES
 
 uri = data.tracking_uri()
 st.title("Trial")
@@ -45,7 +58,7 @@ st.code(run_id, language=None)
 link = store.ui_link(uri, info["experiment_id"], run_id)
 if link:
     st.link_button("Open in the MLflow UI", link)
-if state != tables.COMPLETE:
+if state != STATE_COMPLETE:
     st.warning(f"This trial is **{state}**, not a result: "
                f"{tables.last_line(row.get('reason')) or 'no reason recorded'}")
 
@@ -57,8 +70,8 @@ if not scores.empty:
                                 and "CI" not in c})
     st.caption("Pooled over the LOSO folds, 95% CI over subjects (bootstrap); 'fold mean' is "
                "the mean of per-fold scores. " + ui.OPTIMISTIC_NOTE)
-modes = [m for m in tables.MODES if f"{m}_acc" in metrics] or ["final"]
-default = tags.get("tsfmicro.eval_mode", "final")
+modes = [m for m in EVAL_MODES if score_metric(m, "acc") in metrics] or ["final"]
+default = tags.get(Tag.EVAL_MODE, "final")
 mode = st.radio("Evaluation mode for the details below", modes, horizontal=True,
                 index=modes.index(default) if default in modes else 0,
                 format_func=tables.mode_label, key="tr_mode")
@@ -67,12 +80,12 @@ mode = st.radio("Evaluation mode for the details below", modes, horizontal=True,
     ["Hyperparameters", "Per class", "Confusion matrix", "Per subject", "Training curves",
      "Folds"])
 with t_params:
-    searched = [p for p in tags.get("tsfmicro.searched", "").split(",") if p]
+    searched = [p for p in tags.get(Tag.SEARCHED, "").split(",") if p]
     st.dataframe(tables.params_table(params, searched), hide_index=True, width="stretch",
                  key="tr_params")
     st.caption("Every resolved model and training field; searched ones first.")
 with t_class:
-    per_class = ui.read(data.artifact_csv, uri, run_id, f"per_class_{mode}.csv")
+    per_class = ui.read(data.artifact_csv, uri, run_id, per_class_artifact(mode))
     if per_class is None:
         per_class = tables.per_class_from_metrics(metrics, mode)
     if per_class.empty:
@@ -81,7 +94,7 @@ with t_class:
         st.dataframe(per_class, hide_index=True, width="stretch", key="tr_per_class")
         st.altair_chart(charts.per_class_bars(per_class), key="tr_per_class_chart")
 with t_confusion:
-    confusion = ui.read(data.artifact_json, uri, run_id, f"confusion_{mode}.json")
+    confusion = ui.read(data.artifact_json, uri, run_id, confusion_artifact(mode))
     if confusion is None:
         st.info("No confusion matrix for this trial (only complete trials have one).")
     else:
@@ -89,7 +102,7 @@ with t_confusion:
         st.altair_chart(charts.confusion_heatmap(tables.confusion_long(confusion, normalized),
                                                  normalized), key="tr_confusion")
 with t_subject:
-    per_subject = ui.read(data.artifact_csv, uri, run_id, f"per_subject_{mode}.csv")
+    per_subject = ui.read(data.artifact_csv, uri, run_id, per_subject_artifact(mode))
     if per_subject is None:
         st.info("No per-subject results for this trial (only complete trials have them).")
     else:
@@ -98,7 +111,7 @@ with t_subject:
         st.caption("Each row is one LOSO fold: the held-out subject's own scores.")
 folds = ui.read(data.fold_runs, uri, info["experiment_id"], run_id)
 with t_curves:
-    curves = ui.read(data.artifact_csv, uri, run_id, "curves.csv")
+    curves = ui.read(data.artifact_csv, uri, run_id, CURVES_ARTIFACT)
     if curves is None and not folds.empty:  # not complete: read the fold runs' histories
         pairs = tuple(zip(folds["subject"], folds["run_id"], strict=True))
         curves = ui.read(data.fold_curves, uri, pairs)
@@ -113,7 +126,7 @@ with t_folds:
         st.info("No fold runs logged for this trial yet.")
     else:
         st.dataframe(folds, hide_index=True, width="stretch", key="tr_folds")
-    partial = ui.read(data.partial_history, uri, run_id, "partial_objective")
+    partial = ui.read(data.partial_history, uri, run_id, partial_metric(OBJECTIVE))
     if len(partial) > 1:
         st.caption("The objective pooled over the folds done so far (what ASHA compares):")
-        st.line_chart(partial, x="folds_done", y="partial_objective", height=220)
+        st.line_chart(partial, x=FOLDS_DONE, y=partial_metric(OBJECTIVE), height=220)
