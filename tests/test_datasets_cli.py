@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from tsfmicro import cli
+from tsfmicro.commands import datasets
 from tsfmicro.datasets.writers import frame_file, write_annotation
 
 ROWS = [
@@ -21,7 +22,7 @@ ROWS = [
 @pytest.fixture
 def ds_cli(monkeypatch, capsys):
     """Run the CLI with only this subcommand registered; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(cli, "_SUBCOMMANDS", ["tsfmicro.commands.datasets"])
+    monkeypatch.setattr(cli, "_subcommands", lambda: [datasets.add_parser])
 
     def run(*argv: str) -> tuple[int, str, str]:
         code = cli.main(["datasets", *map(str, argv)])

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from tsfmicro import cli
+from tsfmicro.commands import datasets, synth
 from tsfmicro.datasets.writers import write_annotation
 
 ROWS = [
@@ -21,9 +22,7 @@ SMALL = ["--frame-size", "128x96", "--workers", "1"]
 @pytest.fixture
 def run_cli(monkeypatch, capsys):
     """Run the CLI with the synth and datasets subcommands; (exit code, stdout, stderr)."""
-    monkeypatch.setattr(
-        cli, "_SUBCOMMANDS", ["tsfmicro.commands.synth", "tsfmicro.commands.datasets"]
-    )
+    monkeypatch.setattr(cli, "_subcommands", lambda: [synth.add_parser, datasets.add_parser])
 
     def run(*argv: object) -> tuple[int, str, str]:
         code = cli.main([str(a) for a in argv])

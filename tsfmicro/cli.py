@@ -2,26 +2,32 @@
 
 Each subcommand lives in the module that does the work and exposes
 `add_parser(subparsers)`; its handler imports heavy packages only when it runs,
-so `tsfmicro --help` stays fast.
+so `tsfmicro --help` stays fast. The library's own subcommands are imported here;
+those of the packages above the library (the search service, the dashboard) are
+found through the `tsfmicro.commands` entry points (pyproject.toml), as the library
+may not import them.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
+from collections.abc import Callable
 
-# Modules that each define add_parser(subparsers).
-_SUBCOMMANDS: list[str] = [
-    "tsfmicro.commands.train",
-    "tsfmicro.commands.model_info",
-    "tsfmicro.commands.predict",
-    "search.cli",
-    "tsfmicro.commands.datasets",
-    "tsfmicro.commands.synth",
-    "dashboards.cli",
-]
+COMMANDS_GROUP = "tsfmicro.commands"
+AddParser = Callable[[argparse._SubParsersAction], None]
+
+
+def _subcommands() -> list[AddParser]:
+    """add_parser of every subcommand: the library's, then the entry points' (by name)."""
+    from importlib.metadata import entry_points
+
+    from tsfmicro.commands import datasets, model_info, predict, synth, train
+
+    library = [train, model_info, predict, datasets, synth]
+    found = sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name)
+    return [m.add_parser for m in library] + [e.load() for e in found]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="TSFmicro micro-expression recognition: training, datasets, search.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in _SUBCOMMANDS:
-        importlib.import_module(module_name).add_parser(subparsers)
+    for add_parser in _subcommands():
+        add_parser(subparsers)
     return parser
 
 
