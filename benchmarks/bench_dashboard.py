@@ -28,11 +28,33 @@ import tempfile
 import time
 from pathlib import Path
 
+from search.schema import (
+    CI_HI,
+    CI_LO,
+    CURVE_METRICS,
+    FOLD_SECONDS,
+    FOLDS_DONE,
+    FOLDS_RESTORED,
+    KIND_FOLD,
+    KIND_TRIAL,
+    OBJECTIVE,
+    PARENT_RUN_TAG,
+    STATE_COMPLETE,
+    STATE_FAILED,
+    STATE_PRUNED,
+    FoldParam,
+    Tag,
+    class_metric,
+    experiment_name,
+    fold_mean_metric,
+    partial_metric,
+    score_metric,
+)
+from tsfmicro.metrics import METRICS
+from tsfmicro.vocab import EVAL_MODES, OPTIMISTIC_MODES
+
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("happiness", "repression", "disgust", "surprise", "others")
-MODES = ("final", "val", "oracle")
-METRICS = ("acc", "uf1", "uar")
-TAG = "tsfmicro."
 
 TIMING = r"""
 import json, os, sys, time
@@ -82,7 +104,7 @@ def fill(uri: str, trials: int, fold_runs: int, folds: int, seed: int = 0) -> fl
 
     rng = np.random.default_rng(seed)
     client = MlflowClient(uri)
-    exp_id = client.create_experiment("tsfmicro/bench-casme2/5class")
+    exp_id = client.create_experiment(experiment_name("bench-casme2", "5class"))
     base = {**ModelConfig().to_dict(), **TrainConfig(epochs=12, batch_size=16).to_dict()}
     started = time.perf_counter()
     clock = int(time.time() * 1000) - trials * 60_000
@@ -92,75 +114,77 @@ def fill(uri: str, trials: int, fold_runs: int, folds: int, seed: int = 0) -> fl
                    "spatial_depth": int(rng.integers(1, 5)),
                    "fusion": str(rng.choice(["late", "early", "t2s", "s2t"])),
                    "lr": float(10 ** rng.uniform(-4, np.log10(3e-3)))}
-        state = rng.choice(["complete", "pruned", "failed"], p=[0.88, 0.10, 0.02])
-        tags = {f"{TAG}kind": "trial", f"{TAG}search": search, f"{TAG}trial_id": f"{i:08x}",
-                f"{TAG}dataset": "bench-casme2", f"{TAG}protocol": "5class",
-                f"{TAG}preset": "tiny", f"{TAG}eval_mode": "final", f"{TAG}objective": "uf1",
-                f"{TAG}git_commit": "0" * 40, f"{TAG}state": str(state),
-                f"{TAG}searched": "temporal_depth,spatial_depth,fusion,lr",
-                f"{TAG}driver_host": "bench", f"{TAG}driver_pid": "1"}
-        if state != "complete":
-            tags[f"{TAG}reason"] = "stopped after 3 of 26 folds (bench)"
+        state = rng.choice([STATE_COMPLETE, STATE_PRUNED, STATE_FAILED], p=[0.88, 0.10, 0.02])
+        tags = {Tag.KIND: KIND_TRIAL, Tag.SEARCH: search, Tag.TRIAL_ID: f"{i:08x}",
+                Tag.DATASET: "bench-casme2", Tag.PROTOCOL: "5class",
+                Tag.PRESET: "tiny", Tag.EVAL_MODE: "final", Tag.OBJECTIVE: "uf1",
+                Tag.GIT_COMMIT: "0" * 40, Tag.STATE: str(state),
+                Tag.SEARCHED: "temporal_depth,spatial_depth,fusion,lr",
+                Tag.DRIVER_HOST: "bench", Tag.DRIVER_PID: "1"}
+        if state != STATE_COMPLETE:
+            tags[Tag.REASON] = "stopped after 3 of 26 folds (bench)"
         run = client.create_run(exp_id, start_time=clock + i * 60_000, tags=tags,
                                 run_name=f"{search}-{i:08x}")
         run_id = run.info.run_id
         params = [Param(k, str(v)) for k, v in sorted({**base, **sampled}.items())]
         stamp = clock + i * 60_000 + 50_000
         metrics = []
-        done = folds if state == "complete" else int(rng.integers(1, folds))
+        done = folds if state == STATE_COMPLETE else int(rng.integers(1, folds))
         for step in range(1, done + 1):  # partial curves by folds done
-            for name in ("objective", "folds_done", "folds_restored",
-                         *(f"{m}_{s}" for m in MODES for s in METRICS)):
-                metrics.append(Metric(f"partial_{name}", float(rng.random()), stamp, step))
-        if state == "complete":
+            for name in (OBJECTIVE, FOLDS_DONE, FOLDS_RESTORED,
+                         *(score_metric(m, s) for m in EVAL_MODES for s in METRICS)):
+                metrics.append(Metric(partial_metric(name), float(rng.random()), stamp, step))
+        if state == STATE_COMPLETE:
             quality = rng.uniform(0.2, 0.7)
-            for mode in MODES:
-                lift = 0.08 if mode == "oracle" else 0.0
+            for mode in EVAL_MODES:
+                lift = 0.08 if mode in OPTIMISTIC_MODES else 0.0
                 for m in METRICS:
                     v = float(np.clip(quality + lift + rng.normal(0, 0.03), 0, 1))
-                    metrics += [Metric(f"{mode}_{m}", v, stamp, 0),
-                                Metric(f"{mode}_{m}_ci_lo", max(0.0, v - 0.1), stamp, 0),
-                                Metric(f"{mode}_{m}_ci_hi", min(1.0, v + 0.1), stamp, 0),
-                                Metric(f"{mode}_fold_mean_{m}", v, stamp, 0)]
+                    metrics += [Metric(score_metric(mode, m), v, stamp, 0),
+                                Metric(score_metric(mode, m) + CI_LO, max(0.0, v - 0.1), stamp, 0),
+                                Metric(score_metric(mode, m) + CI_HI, min(1.0, v + 0.1), stamp, 0),
+                                Metric(fold_mean_metric(mode, m), v, stamp, 0)]
                 for c in CLASSES:
-                    metrics += [Metric(f"{mode}_recall_{c}", float(rng.random()), stamp, 0),
-                                Metric(f"{mode}_f1_{c}", float(rng.random()), stamp, 0)]
-            metrics += [Metric("objective", quality, stamp, 0),
-                        Metric("fold_seconds", 600.0, stamp, 0)]
+                    metrics += [Metric(class_metric(mode, "recall", c), float(rng.random()),
+                                       stamp, 0),
+                                Metric(class_metric(mode, "f1", c), float(rng.random()), stamp, 0)]
+            metrics += [Metric(OBJECTIVE, quality, stamp, 0),
+                        Metric(FOLD_SECONDS, 600.0, stamp, 0)]
         for begin in range(0, len(metrics), 900):
             client.log_batch(run_id, metrics=metrics[begin:begin + 900],
                              params=params if begin == 0 else [])
-        if state == "complete":
-            client.log_batch(run_id, tags=[RunTag(f"{TAG}optimistic_modes", "oracle")])
-        client.set_terminated(run_id, "FINISHED" if state != "failed" else "FAILED",
+        if state == STATE_COMPLETE:
+            client.log_batch(run_id, tags=[RunTag(Tag.OPTIMISTIC_MODES,
+                                                  ",".join(sorted(OPTIMISTIC_MODES)))])
+        client.set_terminated(run_id, "FINISHED" if state != STATE_FAILED else "FAILED",
                               end_time=stamp)
         for f in range(fold_runs):
             child = client.create_run(exp_id, start_time=stamp, tags={
-                **{k: v for k, v in tags.items() if k != f"{TAG}searched"},
-                "mlflow.parentRunId": run_id, f"{TAG}kind": "fold", f"{TAG}fold": f"sub{f:02d}",
-                f"{TAG}state": "complete"})
+                **{k: v for k, v in tags.items() if k != Tag.SEARCHED},
+                PARENT_RUN_TAG: run_id, Tag.KIND: KIND_FOLD, Tag.FOLD: f"sub{f:02d}",
+                Tag.STATE: STATE_COMPLETE})
             client.log_batch(child.info.run_id, metrics=[
                 Metric(n, float(rng.random()), stamp, e) for e in range(1, 13)
-                for n in ("train_loss", "train_acc", "test_acc")],
-                params=[Param("subject", f"sub{f:02d}"), Param("worker", "bench")])
+                for n in CURVE_METRICS],
+                params=[Param(FoldParam.SUBJECT, f"sub{f:02d}"), Param(FoldParam.WORKER, "bench")])
             client.set_terminated(child.info.run_id, "FINISHED", end_time=stamp)
         if (i + 1) % 100 == 0:
             print(f"  logged {i + 1}/{trials} trials", file=sys.stderr, flush=True)
     return time.perf_counter() - started
 
 
-def run_json(code: str, *args: str, env: dict[str, str]) -> dict:
-    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=ROOT,
+def run_json(code: str, *args: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT,
                           capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure(uri: str, env: dict[str, str]) -> dict:
+def measure(uri: str) -> dict:
     """Each figure from a fresh process; the query twice, since the store's first query after
     it opened (a server that just started, a database not in the page cache) costs more."""
-    return {"query1": run_json(TIMING, uri, env=env),
-            "query2": run_json(TIMING, uri, env=env),
-            "page": run_json(PAGE, uri, str(ROOT / "dashboards" / "app.py"), env=env)}
+    return {"query1": run_json(TIMING, uri),
+            "query2": run_json(TIMING, uri),
+            "page": run_json(PAGE, uri, str(ROOT / "dashboards" / "app.py"))}
 
 
 def report(where: str, result: dict) -> None:
@@ -186,9 +210,6 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="build the store in this folder and keep it")
     args = parser.parse_args()
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
-    sys.path.insert(0, str(ROOT))
     with tempfile.TemporaryDirectory(prefix="tsfmicro-bench-dash-") as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -198,16 +219,15 @@ def main() -> int:
         size = (folder / "mlflow.db").stat().st_size / 1e6
         print(f"filled {args.trials} trial runs (+{args.fold_runs} fold runs each) in "
               f"{seconds:.0f} s; database {size:.0f} MB")
-        report("SQLite store", measure(uri, env))
+        report("SQLite store", measure(uri))
         if args.server:
-            sys.path.insert(0, str(ROOT / "tests"))
-            from services import mlflow_server
+            from tests.services import mlflow_server
 
             server = folder / "server"
             server.mkdir(exist_ok=True)
             (server / "server.db").write_bytes((folder / "mlflow.db").read_bytes())
             with mlflow_server(server) as http:
-                report(f"mlflow server ({http})", measure(http, env))
+                report(f"mlflow server ({http})", measure(http))
     return 0
 
 
