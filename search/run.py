@@ -4,9 +4,10 @@
     from search.run import run_search
     outcome = run_search(SearchConfig(name="my-search"))
 
-A search's settings are saved beside its Tune results, so `resume_search(name)`
-continues an interrupted search with its completed trials (and the completed
-folds of unfinished trials) kept.
+A search's settings are saved beside its Tune results, so
+`run_search(load_settings(name, storage_path), resume=True)` continues an
+interrupted search with its completed trials (and the completed folds of
+unfinished trials) kept.
 """
 
 from __future__ import annotations
@@ -326,11 +327,6 @@ def close_search_runs(client: Any, experiment_id: str, search: str, reason: str)
     for run in runs:
         end_run(client, run.info.run_id, "KILLED", reason, state=STATE_KILLED)
     return [r.info.run_id for r in runs]
-
-
-def resume_search(name: str, storage_path: str = "runs/search", **kwargs: Any) -> SearchOutcome:
-    cfg = load_settings(name, storage_path)
-    return run_search(cfg, resume=True, **kwargs)
 
 
 def _scheduler(cfg: SearchConfig, n_folds: int) -> Any:
