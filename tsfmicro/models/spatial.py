@@ -1,4 +1,5 @@
-"""The spatial branch ("where"): a shallow ViT on the downsized onset frame.
+"""The spatial branch ("where"): a shallow ViT on the downsized onset frame (the apex in the
+`spatial_only_apex` ablation).
 
 The onset (B, 3, S, S) is resized to the final grid (S/16, 14 at 224 px), a
 1x1 conv turns each pixel into a token of the last temporal width, a learned
