@@ -3,7 +3,8 @@
 Each variant is a small module registered under its `ModelConfig.fusion` name, as timm
 registers its model variants. A variant says which branches it uses and which extra parts it
 needs; `TSFmicro` builds only those and calls `fusion(model, onset, apex)` for the fused
-tokens (B, g*g, C) that go to the head.
+tokens (B, g*g, C) that go to the head (`model` is that TSFmicro: a variant reads its branches
+and parts by name, and this module does not import the model's, so the two stay one-way).
 
 The extra parts (the onset stem of `early`, the upsampler of `s2t`) are built by the variant
 but held by the model, so the state-dict keys stay `temporal.*`, `spatial.*`, `onset_stem.*`,
@@ -30,15 +31,12 @@ measured differences):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from torch import Tensor, nn
 
 from tsfmicro.config import FUSIONS, ModelConfig
 from tsfmicro.models.layers import BatchNorm2d, ConvStem
-
-if TYPE_CHECKING:
-    from tsfmicro.models.tsfmicro import TSFmicro
 
 FUSION_VARIANTS: dict[str, type[Fusion]] = {}
 
@@ -77,7 +75,7 @@ class Fusion(nn.Module):
         """Extra parts the model holds for this variant, by attribute name."""
         return {}
 
-    def forward(self, model: TSFmicro, onset: Tensor, apex: Tensor) -> Tensor:
+    def forward(self, model: nn.Module, onset: Tensor, apex: Tensor) -> Tensor:
         """Fused tokens (B, g*g, C) from the model's parts and the two frames."""
         raise NotImplementedError
 
@@ -95,7 +93,7 @@ class LateFusion(Fusion):
     """T-S (late), the paper's model: the temporal map (S/16 x S/16 x C) and the spatial
     tokens, after the spatial branch's final LayerNorm, are summed."""
 
-    def forward(self, model: TSFmicro, onset: Tensor, apex: Tensor) -> Tensor:
+    def forward(self, model: nn.Module, onset: Tensor, apex: Tensor) -> Tensor:
         return tokens(model.temporal(apex - onset)) + model.spatial(onset)
 
 
@@ -110,7 +108,7 @@ class EarlyFusion(Fusion):
     def build_parts(cfg: ModelConfig) -> dict[str, nn.Module]:
         return {"onset_stem": ConvStem(cfg.temporal_widths[0])}
 
-    def forward(self, model: TSFmicro, onset: Tensor, apex: Tensor) -> Tensor:
+    def forward(self, model: nn.Module, onset: Tensor, apex: Tensor) -> Tensor:
         stem = model.temporal.stem(apex - onset) + model.onset_stem(onset)  # (B, S/2, S/2, C0)
         return tokens(model.temporal.forward_stages(stem))
 
@@ -121,7 +119,7 @@ class TemporalToSpatial(Fusion):
     spatial tokens after the ViT blocks and before the spatial branch's final LayerNorm
     (so, unlike `late`, the sum is normalised)."""
 
-    def forward(self, model: TSFmicro, onset: Tensor, apex: Tensor) -> Tensor:
+    def forward(self, model: nn.Module, onset: Tensor, apex: Tensor) -> Tensor:
         return model.spatial(onset, add_after_blocks=tokens(model.temporal(apex - onset)))
 
 
@@ -131,7 +129,7 @@ class TemporalToSpatialPre(Fusion):
     onset tokens (after the position embedding), before the ViT blocks, so the transformer
     mixes the sum."""
 
-    def forward(self, model: TSFmicro, onset: Tensor, apex: Tensor) -> Tensor:
+    def forward(self, model: nn.Module, onset: Tensor, apex: Tensor) -> Tensor:
         return model.spatial(onset, add_before_blocks=tokens(model.temporal(apex - onset)))
 
 
@@ -159,7 +157,7 @@ class SpatialToTemporal(Fusion):
     """S to T: the spatial tokens, as a (C, g, g) map, are upsampled x8 by `model.s2t` and
     added to the temporal stem output; then the temporal stages run on the sum."""
 
-    def forward(self, model: TSFmicro, onset: Tensor, apex: Tensor) -> Tensor:
+    def forward(self, model: nn.Module, onset: Tensor, apex: Tensor) -> Tensor:
         b, g = onset.shape[0], self.grid
         spatial = model.spatial(onset).transpose(1, 2).reshape(b, -1, g, g)  # (B, C, g, g)
         up = model.s2t(spatial).permute(0, 2, 3, 1)  # (B, S/2, S/2, C0)
@@ -193,7 +191,7 @@ class TemporalOnly(Fusion):
 
     uses_spatial = False
 
-    def forward(self, model: TSFmicro, onset: Tensor, apex: Tensor) -> Tensor:
+    def forward(self, model: nn.Module, onset: Tensor, apex: Tensor) -> Tensor:
         return tokens(model.temporal(apex - onset))
 
 
@@ -204,7 +202,7 @@ class SpatialOnly(Fusion):
 
     uses_temporal = False
 
-    def forward(self, model: TSFmicro, onset: Tensor, apex: Tensor) -> Tensor:
+    def forward(self, model: nn.Module, onset: Tensor, apex: Tensor) -> Tensor:
         return model.spatial(onset)
 
 
@@ -214,7 +212,7 @@ class SpatialOnlyApex(Fusion):
 
     uses_temporal = False
 
-    def forward(self, model: TSFmicro, onset: Tensor, apex: Tensor) -> Tensor:
+    def forward(self, model: nn.Module, onset: Tensor, apex: Tensor) -> Tensor:
         return model.spatial(apex)
 
 
