@@ -19,6 +19,8 @@ from dashboard_support import (
     app_test,
 )
 
+from search.schema import KIND_TRIAL, STATE_FAILED, Tag, score_metric
+
 from services import free_port, mlflow_server
 
 pytestmark = pytest.mark.slow
@@ -139,11 +141,11 @@ def test_not_ranked_trials_are_listed_with_their_reason(dash_store, tmp_path, mo
     client = store.client()
     exp = client.get_experiment_by_name(EXPERIMENT)
     run = client.create_run(exp.experiment_id, tags={
-        "tsfmicro.kind": "trial", "tsfmicro.search": SEARCH, "tsfmicro.trial_id": "deadbeef",
-        "tsfmicro.dataset": "synthetic-casme2", "tsfmicro.protocol": "5class",
-        "tsfmicro.state": "failed",
-        "tsfmicro.reason": "Traceback ...\nRuntimeError: CUDA out of memory (test)"})
-    client.log_metric(run.info.run_id, "final_uf1", 0.99)  # a partial score must not rank
+        Tag.KIND: KIND_TRIAL, Tag.SEARCH: SEARCH, Tag.TRIAL_ID: "deadbeef",
+        Tag.DATASET: "synthetic-casme2", Tag.PROTOCOL: "5class", Tag.STATE: STATE_FAILED,
+        Tag.REASON: "Traceback ...\nRuntimeError: CUDA out of memory (test)"})
+    # a partial score must not rank
+    client.log_metric(run.info.run_id, score_metric("final", "uf1"), 0.99)
     client.set_terminated(run.info.run_id, "FAILED")
 
     at = app_test(store.uri, monkeypatch).run()
