@@ -16,7 +16,7 @@ from torch import nn
 from tsfmicro.config import TrainConfig, preset
 from tsfmicro.errors import ConfigError
 from tsfmicro.models import build_model
-from tsfmicro.models.layers import BatchNorm1d, BatchNorm2d, DropPath, drop_noise, sample_mask
+from tsfmicro.models.layers import BatchNorm1d, BatchNorm2d, DropPath, attach_step_inputs
 from tsfmicro.toy import make_toy_pairs
 from tsfmicro.training.data import PairSet, normalize, to_unit_float
 from tsfmicro.training.fold import train_fold
@@ -126,7 +126,7 @@ def test_masked_batch_norm(cls, shape):
     plain, masked = cls(4), cls(4)
     masked.load_state_dict(plain.state_dict())
     # all rows real: torch's BatchNorm exactly (output and running statistics)
-    with sample_mask(torch.ones(shape[0])):
+    with attach_step_inputs(masked).holding(mask=torch.ones(shape[0])):
         out = masked(x)
     torch.testing.assert_close(out, plain(x), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(masked.running_mean, plain.running_mean)
@@ -135,19 +135,20 @@ def test_masked_batch_norm(cls, shape):
     real = cls(4)
     expected = real(x[:4])
     padded, junk = cls(4), torch.cat([x[:4], torch.full_like(x[4:], 1e3)])
-    with sample_mask(torch.tensor([1.0, 1, 1, 1, 0, 0])):
+    step = attach_step_inputs(padded)
+    with step.holding(mask=torch.tensor([1.0, 1, 1, 1, 0, 0])):
         got = padded(junk)[:4]
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(padded.running_var, real.running_var)
     # no real row: the running statistics stay as they were
     before = {k: v.clone() for k, v in padded.state_dict().items()}
-    with sample_mask(torch.zeros(shape[0])):
+    with step.holding(mask=torch.zeros(shape[0])):
         assert torch.isfinite(padded(x)).all()
     for k, v in padded.state_dict().items():
         assert torch.equal(v, before[k]), k
     # eval mode ignores the mask
     padded.eval()
-    with sample_mask(torch.zeros(shape[0])):
+    with step.holding(mask=torch.zeros(shape[0])):
         torch.testing.assert_close(
             padded(x),
             nn.functional.batch_norm(
@@ -160,7 +161,7 @@ def test_drop_path_takes_its_draws_from_the_given_noise():
     layer = DropPath(0.5, calls=2).train()
     x = torch.ones(4, 3)
     noise = torch.tensor([[0.1, 0.9, 0.2, 0.7], [0.6, 0.4, 0.55, 0.3]])
-    with drop_noise(noise):
+    with attach_step_inputs(layer).holding(noise=noise):
         first, second = layer(x), layer(x)
         with pytest.raises(RuntimeError, match="more than 2 DropPath draws"):
             layer(x)

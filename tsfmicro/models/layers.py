@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -18,50 +17,65 @@ from torch import Tensor, nn
 LN_EPS = 1e-6
 
 
-class _Noise:
-    """Uniform draws (calls, B) for the DropPath calls of one forward pass, used in call order."""
+class StepInputs:
+    """The training-only inputs of one forward pass, held by the model that owns the layers for
+    the length of that pass (TSFmicro.forward's `drop_noise` and `sample_mask`):
 
-    def __init__(self, uniform: Tensor) -> None:
-        self.uniform = uniform
+    - `noise` (calls, B), uniform in [0, 1): DropPath takes one row per call, in call order,
+      instead of drawing from torch's global RNG. Training draws these rows from the fold's own
+      generator, so folds trained one by one and folds trained stacked drop the same residual
+      branches.
+    - `mask` (B,): BatchNorm in training mode computes its batch statistics over the rows whose
+      mask is 1 only, so the padded rows of a stacked step do not exist for it.
+
+    One holder is shared by every DropPath and BatchNorm of a model (`attach_step_inputs`);
+    each model has its own, so folds trained at once in threads never share one."""
+
+    def __init__(self) -> None:
+        self.noise: Tensor | None = None
         self.used = 0
+        self.mask: Tensor | None = None
 
-    def next(self) -> Tensor:
-        if self.used >= self.uniform.shape[0]:
+    def hold(self, noise: Tensor | None, mask: Tensor | None) -> tuple:
+        """Hold `noise` and `mask` for one forward pass; returns what to `release` after."""
+        previous = (self.noise, self.used, self.mask)
+        self.noise, self.used, self.mask = noise, 0, mask
+        return previous
+
+    def release(self, previous: tuple) -> None:
+        self.noise, self.used, self.mask = previous
+
+    @contextlib.contextmanager
+    def holding(self, noise: Tensor | None = None, mask: Tensor | None = None) -> Iterator[None]:
+        """`hold` inside, `release` after (for layers used on their own, as in tests)."""
+        previous = self.hold(noise, mask)
+        try:
+            yield
+        finally:
+            self.release(previous)
+
+    def next_noise(self) -> Tensor | None:
+        """The next DropPath row, or None when no noise is held."""
+        if self.noise is None:
+            return None
+        if self.used >= self.noise.shape[0]:
             raise RuntimeError(
-                f"the forward pass made more than {self.uniform.shape[0]} DropPath draws; "
+                f"the forward pass made more than {self.noise.shape[0]} DropPath draws; "
                 "size the noise with drop_path_calls(model)"
             )
-        row = self.uniform[self.used]
+        row = self.noise[self.used]
         self.used += 1
         return row
 
 
-_NOISE: ContextVar[_Noise | None] = ContextVar("tsfmicro_drop_noise", default=None)
-_SAMPLE_MASK: ContextVar[Tensor | None] = ContextVar("tsfmicro_sample_mask", default=None)
-
-
-@contextlib.contextmanager
-def drop_noise(uniform: Tensor) -> Iterator[None]:
-    """Inside, DropPath takes its randomness from `uniform` (calls, B) in [0, 1), one row per
-    call in call order, instead of torch's global RNG. Training draws these rows from the fold's
-    own generator, so folds trained one by one and folds trained together (fold-batched) drop
-    the same residual branches."""
-    token = _NOISE.set(_Noise(uniform))
-    try:
-        yield
-    finally:
-        _NOISE.reset(token)
-
-
-@contextlib.contextmanager
-def sample_mask(mask: Tensor) -> Iterator[None]:
-    """Inside, BatchNorm in training mode computes its batch statistics over the samples whose
-    `mask` (B,) is 1 only: the padded rows of a fold-batched step do not exist for it."""
-    token = _SAMPLE_MASK.set(mask)
-    try:
-        yield
-    finally:
-        _SAMPLE_MASK.reset(token)
+def attach_step_inputs(module: nn.Module, step: StepInputs | None = None) -> StepInputs:
+    """Give every DropPath and BatchNorm of `module` the same StepInputs holder (a new one by
+    default) and return it."""
+    step = step or StepInputs()
+    for m in module.modules():
+        if isinstance(m, DropPath | _MaskableBatchNorm):
+            m.step = step
+    return step
 
 
 def drop_path_calls(model: nn.Module) -> int:
@@ -72,7 +86,11 @@ def drop_path_calls(model: nn.Module) -> int:
 class DropPath(nn.Module):
     """Stochastic depth: zero a whole residual branch per sample with probability p.
 
-    `calls` is how many times the owner calls it per forward pass (for `drop_path_calls`)."""
+    `calls` is how many times the owner calls it per forward pass (for `drop_path_calls`).
+    Its randomness comes from the StepInputs noise when the model holds one, else from torch's
+    global RNG."""
+
+    step: StepInputs | None = None  # set by attach_step_inputs
 
     def __init__(self, p: float = 0.0, calls: int = 1) -> None:
         super().__init__()
@@ -84,11 +102,11 @@ class DropPath(nn.Module):
             return x
         keep = 1.0 - self.p
         shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        noise = _NOISE.get()
+        noise = self.step.next_noise() if self.step is not None else None
         if noise is None:
             mask = x.new_empty(shape).bernoulli_(keep)
         else:
-            mask = (noise.next() < keep).to(x.dtype).reshape(shape)
+            mask = (noise < keep).to(x.dtype).reshape(shape)
         return x * mask / keep
 
     def extra_repr(self) -> str:
@@ -124,14 +142,16 @@ class ConvFFN(nn.Module):
 
 
 class _MaskableBatchNorm:
-    """BatchNorm that, inside `sample_mask`, normalises with the statistics of the unmasked
-    samples and updates its running statistics from them alone (torch's maths: biased variance
-    to normalise, unbiased variance in the running average). A step in which no sample is
-    unmasked leaves the running statistics as they were. Same parameters and state-dict keys
-    as torch's BatchNorm."""
+    """BatchNorm that, given a sample mask (StepInputs.mask), normalises with the statistics
+    of the unmasked samples and updates its running statistics from them alone (torch's maths:
+    biased variance to normalise, unbiased variance in the running average). A step in which
+    no sample is unmasked leaves the running statistics as they were. Same parameters and
+    state-dict keys as torch's BatchNorm."""
+
+    step: StepInputs | None = None  # set by attach_step_inputs
 
     def forward(self, x: Tensor) -> Tensor:
-        mask = _SAMPLE_MASK.get()
+        mask = self.step.mask if self.step is not None else None
         if mask is None or not self.training:
             return super().forward(x)
         return _masked_batch_norm(self, x, mask)

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from tsfmicro.config import ModelConfig
 from tsfmicro.errors import InputError
 from tsfmicro.models.fusion import fusion_variant
-from tsfmicro.models.layers import BatchNorm1d, init_weights
+from tsfmicro.models.layers import BatchNorm1d, attach_step_inputs, init_weights
 from tsfmicro.models.spatial import SpatialBranch
 from tsfmicro.models.temporal import TemporalBranch
 
@@ -75,6 +75,8 @@ class TSFmicro(nn.Module):
         self.head = Head(cfg.spatial_width, cfg.head_width, cfg.num_classes)
         self.apply(init_weights)
         self.fusion = variant(cfg)  # no parameters: how the parts above meet
+        # training-only inputs of a forward pass, shared by its DropPath and BatchNorm layers
+        self.step_inputs = attach_step_inputs(self)
 
     def check_inputs(self, onset: Tensor, apex: Tensor) -> None:
         """Raise InputError unless both are float (B, 3, S, S) tensors of the configured size."""
@@ -106,9 +108,27 @@ class TSFmicro(nn.Module):
     def forward_head(self, tokens: Tensor, pre_logits: bool = False) -> Tensor:
         return self.head(tokens, pre_logits=pre_logits)
 
-    def forward(self, onset: Tensor, apex: Tensor) -> Tensor:
-        """Logits (B, num_classes)."""
-        return self.forward_head(self.forward_features(onset, apex))
+    def forward(
+        self,
+        onset: Tensor,
+        apex: Tensor,
+        *,
+        drop_noise: Tensor | None = None,
+        sample_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Logits (B, num_classes).
+
+        Training-only inputs (tsfmicro.training passes them; see layers.StepInputs):
+        `drop_noise` (drop_path_calls(model), B) uniform draws that DropPath uses instead of
+        torch's RNG, and `sample_mask` (B,) of the real rows for BatchNorm's batch statistics.
+        """
+        if drop_noise is None and sample_mask is None:
+            return self.forward_head(self.forward_features(onset, apex))
+        held = self.step_inputs.hold(drop_noise, sample_mask)
+        try:
+            return self.forward_head(self.forward_features(onset, apex))
+        finally:
+            self.step_inputs.release(held)
 
 
 def build_model(cfg: ModelConfig, seed: int | None = None) -> TSFmicro:

@@ -28,7 +28,7 @@ from tsfmicro import metrics as M
 from tsfmicro.config import ModelConfig, TrainConfig
 from tsfmicro.errors import ConfigError, InputError
 from tsfmicro.models import TSFmicro, build_model
-from tsfmicro.models.layers import drop_noise, drop_path_calls
+from tsfmicro.models.layers import drop_path_calls
 from tsfmicro.training.augment import AugmentParams, augment_pair, draw_params
 from tsfmicro.training.data import PairSet, normalize, to_unit_float
 
@@ -318,8 +318,12 @@ def _fit(
             target = train_labels[idx]
             if graphs:  # the previous step's graph outputs are no longer read
                 torch.compiler.cudagraph_mark_step_begin()
-            with autocast, drop_noise(noise.to(device)):
-                logits = forward(_layout(normalize(onset), cfg), _layout(normalize(apex), cfg))
+            with autocast:
+                logits = forward(
+                    _layout(normalize(onset), cfg),
+                    _layout(normalize(apex), cfg),
+                    drop_noise=noise.to(device),
+                )
             loss = F.cross_entropy(logits.float(), target, weight=weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -13,7 +13,7 @@ with the same seeds:
   the same order as `train_fold`;
 - folds have different training-set sizes, so a step's batch is padded to the batch size; the
   padded rows are masked out of the loss, the accuracy and BatchNorm's statistics
-  (`tsfmicro.models.layers.sample_mask`);
+  (TSFmicro.forward's `sample_mask`, `tsfmicro.models.layers.StepInputs`);
 - a fold whose epoch has fewer steps than the longest fold's sits the extra steps out: its
   parameters, optimiser moments and running statistics stay as they are;
 - the optimiser is AdamW applied per fold with each fold's own step count.
@@ -38,7 +38,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from tsfmicro.config import ModelConfig, TrainConfig
 from tsfmicro.errors import ConfigError
 from tsfmicro.models import build_model
-from tsfmicro.models.layers import drop_noise, drop_path_calls, sample_mask
+from tsfmicro.models.layers import drop_path_calls
 from tsfmicro.training.augment import AugmentParams, augment_pair
 from tsfmicro.training.data import PairSet, normalize, to_unit_float
 from tsfmicro.training.fold import (
@@ -194,8 +194,8 @@ class _Stack:
         self.labels = data.labels.to(device)
 
         def forward(params, buffers, onset, apex, noise, mask):  # one fold, inside vmap
-            with drop_noise(noise), sample_mask(mask):
-                return functional_call(self.template, (params, buffers), (onset, apex))
+            step = {"drop_noise": noise, "sample_mask": mask}
+            return functional_call(self.template, (params, buffers), (onset, apex), step)
 
         def evaluate(params, buffers, onset, apex):
             return functional_call(self.template, (params, buffers), (onset, apex))
