@@ -12,10 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from search.config import DEFAULT_STORAGE
 from search.schema import CHAMPION, DEFAULT_TRACKING_URI, model_name
-from tsfmicro.vocab import EVAL_MODES, FOLD_GROUPS
-
-DEFAULT_STORAGE = "runs/search"
+from tsfmicro.vocab import EVAL_MODES, FOLD_GROUPS, SCORES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -85,7 +84,7 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
         choices=EVAL_MODES,
         help="evaluation mode of the objective (default final; oracle is optimistic)",
     )
-    r.add_argument("--objective", choices=["uf1", "acc", "uar"], help="maximised (default uf1)")
+    r.add_argument("--objective", choices=list(SCORES), help="maximised (default uf1)")
     r.add_argument("--seed", type=int)
     r.add_argument("--time-budget", type=float, help="seconds; stop starting trials after this")
     r.add_argument("--no-register", action="store_true", help="skip refit and registration")
@@ -357,7 +356,7 @@ def _add_leaderboard(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--experiment", help="MLflow experiment (default: all tsfmicro experiments)")
     p.add_argument("--search", help="only this search's trials")
     p.add_argument("--eval-mode", default="final", choices=EVAL_MODES)
-    p.add_argument("--metric", default="uf1", choices=["uf1", "acc", "uar"])
+    p.add_argument("--metric", default="uf1", choices=list(SCORES))
     p.set_defaults(handler=run_leaderboard)
 
 

@@ -12,12 +12,12 @@ from search.schema import DEFAULT_TRACKING_URI
 from search.space import DEFAULT_SPACE, SearchSpace
 from tsfmicro.config import PRESETS, TrainConfig
 from tsfmicro.errors import ConfigError
-from tsfmicro.vocab import EVAL_MODES, FOLD_GROUPS, EvalMode, FoldGroup
+from tsfmicro.vocab import EVAL_MODES, FOLD_GROUPS, SCORES, EvalMode, FoldGroup, Score
 
 Sampler = Literal["tpe", "gp", "random", "grid"]
 Scheduler = Literal["none", "asha"]
-Objective = Literal["uf1", "acc", "uar"]
 
+DEFAULT_STORAGE = "runs/search"  # where Tune keeps searches unless told otherwise
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -141,11 +141,11 @@ class SearchConfig:
     scheduler: Scheduler = "none"  # "asha" stops weak trials after some folds (then PRUNED)
     resources: Resources = field(default_factory=Resources)
     time_budget_s: float | None = None  # stop launching trials after this long
-    storage_path: str = "runs/search"  # Tune results (shared storage on a multi-node cluster)
+    storage_path: str = DEFAULT_STORAGE  # Tune results (shared storage on a multi-node cluster)
     tracking_uri: str = DEFAULT_TRACKING_URI
     seed: int = 0  # sampler seed and base training seed
     eval_mode: EvalMode = "final"  # which evaluation mode the objective reads
-    objective: Objective = "uf1"  # maximised
+    objective: Score = "uf1"  # maximised
     register: bool = True  # refit the best configuration and register it afterwards
     ray_address: str | None = None  # None: a local Ray; "auto" or host:port for a cluster
     fold_retries: int = 2  # retries of a fold task whose worker died
@@ -167,7 +167,7 @@ class SearchConfig:
         need(self.sampler in get_args(Sampler), "sampler", f"one of {get_args(Sampler)}")
         need(self.scheduler in get_args(Scheduler), "scheduler", f"one of {get_args(Scheduler)}")
         need(self.eval_mode in EVAL_MODES, "eval_mode", f"one of {EVAL_MODES}")
-        need(self.objective in get_args(Objective), "objective", f"one of {get_args(Objective)}")
+        need(self.objective in SCORES, "objective", f"one of {SCORES}")
         need(
             self.time_budget_s is None or self.time_budget_s > 0,
             "time_budget_s",

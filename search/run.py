@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from search.config import SearchConfig
+from search.config import DEFAULT_STORAGE, SearchConfig
 from search.data import dataset_label, load_search_pairs
 from search.schema import (
     FOLD_SECONDS,
@@ -367,7 +367,7 @@ def _trial_summary(result: Any) -> dict[str, Any]:
 
 
 def register_search(
-    name: str, storage_path: str = "runs/search", say: Any = None
+    name: str, storage_path: str = DEFAULT_STORAGE, say: Any = None
 ) -> dict[str, Any]:
     """Refit and register the best complete trial of a finished search (from its MLflow runs)."""
     from mlflow import MlflowClient

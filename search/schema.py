@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tsfmicro.vocab import EVAL_MODES
+from tsfmicro.vocab import CURVES_FILE, EVAL_MODES
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -147,7 +147,7 @@ class FoldParam:
 
 # ---- artifacts of a complete trial run ----------------------------------------------------------
 
-CURVES_ARTIFACT = "curves.csv"  # written by tsfmicro.training.evaluation.LosoResult.save
+CURVES_ARTIFACT = CURVES_FILE  # written by tsfmicro.training.evaluation.LosoResult.save
 
 
 def per_class_artifact(mode: str) -> str:

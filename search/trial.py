@@ -25,6 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from search.schema import (
+    FOLD_SECONDS,
+    FOLDS_DONE,
+    FOLDS_RESTORED,
+    N_FOLDS,
+    OBJECTIVE,
+    report_key,
+)
 from tsfmicro.config import ModelConfig, TrainConfig
 from tsfmicro.training.evaluation import available_modes, pooled_scores
 from tsfmicro.training.fold import FoldResult
@@ -90,17 +98,17 @@ def trial_metrics(folds: dict[str, FoldResult], setup: TrialSetup) -> dict[str, 
     all over the folds finished so far."""
     done = [folds[s] for s in setup.subjects if s in folds]
     metrics: dict[str, Any] = {
-        "folds_done": len(done),
-        "n_folds": len(setup.subjects),
-        "fold_seconds": float(sum(f.seconds for f in done)),
+        FOLDS_DONE: len(done),
+        N_FOLDS: len(setup.subjects),
+        FOLD_SECONDS: float(sum(f.seconds for f in done)),
     }
     for mode in available_modes(done):
         scores = pooled_scores(
             done, mode, setup.labels, setup.num_classes, setup.base_train.val_metric
         )
         for name, value in scores.items():
-            metrics[f"{mode}/{name}"] = float(value)
-    metrics["objective"] = metrics[f"{setup.eval_mode}/{setup.objective}"]
+            metrics[report_key(mode, name)] = float(value)
+    metrics[OBJECTIVE] = metrics[report_key(setup.eval_mode, setup.objective)]
     return metrics
 
 
@@ -141,7 +149,7 @@ def loso_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     restored = len(folds)  # folds kept from an earlier attempt of this trial
     todo = [s for s in setup.subjects if s not in folds]
     if not todo:  # restored with every fold done: report once more and finish
-        tune.report({**trial_metrics(folds, setup), "folds_restored": restored})
+        tune.report({**trial_metrics(folds, setup), FOLDS_RESTORED: restored})
         return
 
     fold_task = ray.remote(run_folds).options(
@@ -172,7 +180,7 @@ def loso_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         launch()
         with tempfile.TemporaryDirectory(prefix="tsfmicro-folds-") as tmp:
             save_folds(folds, Path(tmp))
-            metrics = {**trial_metrics(folds, setup), "folds_restored": restored}
+            metrics = {**trial_metrics(folds, setup), FOLDS_RESTORED: restored}
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 

@@ -133,11 +133,6 @@ def test_training_pairs_on_disk_are_chosen_cached_and_reread(copy, tmp_path, mon
         training_pairs(samples.assign(clip_dir=""), cache_dir=tmp_path)
 
 
-def _ranges(samples) -> list[int]:
-    return [jitter_range("casme2", int(o), int(a)) for o, a in zip(samples.onset, samples.apex,
-                                                                  strict=True)]
-
-
 def _decoded(row, r: int) -> dict[int, np.ndarray]:
     from tsfmicro.fileio import load_frame
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from tsfmicro.errors import ConfigError
+from tsfmicro.vocab import SCORES, Score
 
 # Fusion variants (tsfmicro/models/fusion.py registers one module per name; docs/model.md maps
 # them to the paper's names and the reference code's classes).
@@ -239,7 +240,6 @@ def preset(name: str, **overrides: Any) -> ModelConfig:
 
 
 ClassWeighting = Literal["none", "balanced"]
-SelectMetric = Literal["uf1", "acc", "uar"]
 # How the training step's forward and backward run (TrainConfig.compile):
 #   off         eager PyTorch
 #   inductor    torch.compile (Inductor kernels; the first fold of a process compiles)
@@ -269,7 +269,7 @@ class TrainConfig:
     rotation_deg: float = 3.0  # uniform rotation in [-r, r] degrees
     crop_padding: int = 15  # random crop with this zero padding at 224 px (scaled to image size)
     val_subjects: int = 0  # inner validation: this many training subjects held out per fold
-    val_metric: SelectMetric = "uf1"  # what picks the epoch in the "val" evaluation mode
+    val_metric: Score = "uf1"  # what picks the epoch in the "val" evaluation mode
     seed: int = 0  # run seed; each fold derives its own seed from it and the fold's subject
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:N"
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
@@ -302,9 +302,9 @@ class TrainConfig:
         need(_is_int(self.crop_padding) and self.crop_padding >= 0, "crop_padding", "must be >= 0")
         need(_is_int(self.val_subjects) and self.val_subjects >= 0, "val_subjects", "must be >= 0")
         need(
-            self.val_metric in get_args(SelectMetric),
+            self.val_metric in SCORES,
             "val_metric",
-            f"must be one of {', '.join(get_args(SelectMetric))}",
+            f"must be one of {', '.join(SCORES)}",
         )
         need(_is_int(self.seed), "seed", "must be an integer")
         need(

@@ -1,4 +1,5 @@
-"""The project's shared vocabulary: evaluation modes and fold groupings, named once.
+"""The project's shared vocabulary: scores, evaluation modes, fold groupings and the files of a
+run, named once.
 
 Plain names with no heavy imports, so command-line parsers, the search service and the
 dashboard can read them without loading torch. What the names do lives elsewhere: the modes
@@ -8,6 +9,10 @@ in `tsfmicro.training.evaluation`, the fold groupings in `tsfmicro.training.runn
 from __future__ import annotations
 
 from typing import Literal, get_args
+
+# The pooled scores (tsfmicro.metrics): what an inner validation split or a search maximises.
+Score = Literal["uf1", "acc", "uar"]
+SCORES: tuple[str, ...] = get_args(Score)
 
 # Evaluation modes of a LOSO run (tsfmicro.training.evaluation).
 EvalMode = Literal["final", "val", "oracle"]
@@ -23,3 +28,10 @@ MODE_NOTES = {
 # How the folds given to one process train together (tsfmicro.training.runners).
 FoldGroup = Literal["sequential", "stacked", "streams"]
 FOLD_GROUPS: tuple[str, ...] = get_args(FoldGroup)
+
+# The files a LOSO run writes to its folder (LosoResult.save), and a search logs as artifacts.
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.parquet"
+CURVES_FILE = "curves.csv"
+EPOCH_PROBS_FILE = "epoch_probs.npz"

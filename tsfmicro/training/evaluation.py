@@ -32,7 +32,16 @@ from tsfmicro.config import ModelConfig, TrainConfig
 from tsfmicro.errors import ConfigError, InputError
 from tsfmicro.training.data import PairSet
 from tsfmicro.training.fold import FoldResult
-from tsfmicro.vocab import EVAL_MODES, MODE_NOTES, OPTIMISTIC_MODES
+from tsfmicro.vocab import (
+    CONFIG_FILE,
+    CURVES_FILE,
+    EPOCH_PROBS_FILE,
+    EVAL_MODES,
+    METRICS_FILE,
+    MODE_NOTES,
+    OPTIMISTIC_MODES,
+    PREDICTIONS_FILE,
+)
 
 
 def available_modes(folds: Sequence[FoldResult]) -> tuple[str, ...]:
@@ -250,14 +259,14 @@ class LosoResult:
             "seconds": self.seconds,
             **self.info,
         }
-        _write_json(out / "config.json", config)
-        _write_json(out / "metrics.json", {m: r.to_dict() for m, r in reports.items()})
+        _write_json(out / CONFIG_FILE, config)
+        _write_json(out / METRICS_FILE, {m: r.to_dict() for m, r in reports.items()})
         pd.concat([self.predictions(m) for m in self.modes], ignore_index=True).to_parquet(
-            out / "predictions.parquet", index=False
+            out / PREDICTIONS_FILE, index=False
         )
-        self.curves().to_csv(out / "curves.csv", index=False)
+        self.curves().to_csv(out / CURVES_FILE, index=False)
         np.savez_compressed(
-            out / "epoch_probs.npz",
+            out / EPOCH_PROBS_FILE,
             **{f"test_probs/{f.subject}": f.test_probs for f in self.folds},
             **{f"test_index/{f.subject}": f.test_index for f in self.folds},
         )
