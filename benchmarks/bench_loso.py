@@ -8,7 +8,7 @@
 (b) our cached path, folds one after another: uint8 crops decoded once into tensors (the
     training pair chosen once, when the set is built: tsfmicro.datasets.train_pairs), batched
     augmentation on the device (tsfmicro.training.fold), bf16 autocast on CUDA, and
-    TrainConfig.compile as given by --compile.
+    MachineConfig.compile as given by --compile.
 (c) our multi-fold paths, each timed, the fastest reported as (c):
     - spread: one fold per task, several tasks at once, fold_cpus CPUs and fold_gpus GPUs each
       (fractions share a GPU): what a search trial does by default;
@@ -219,21 +219,22 @@ def run_baseline(pairs, files, subjects, model_cfg, train_cfg, device: torch.dev
             "final_acc": correct / tested, "folds": len(subjects)}
 
 
-def run_cached(pairs, subjects, model_cfg, train_cfg) -> dict:
+def run_cached(pairs, subjects, model_cfg, train_cfg, machine) -> dict:
     """Our cached path, folds one after another: the library's run_loso on these subjects."""
     from tsfmicro.training.loso import run_loso
+    from tsfmicro.training.runners import Runner
 
     start = time.perf_counter()
-    folds = run_loso(pairs, model_cfg, train_cfg, subjects=subjects).folds
+    folds = run_loso(pairs, model_cfg, train_cfg, Runner(machine=machine), subjects=subjects).folds
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "sample_steps": _steps(folds),
             "final_acc": _final_acc(pairs, folds), "folds": len(folds),
             "fold_seconds": round(sum(f.seconds for f in folds), 1),
-            "compile": train_cfg.compile}
+            "compile": machine.compile}
 
 
-def run_multi(pairs, model_cfg, train_cfg, fold_cpus: float, fold_gpus: float, fold_batch: int,
-              backend: str, group: str = "stacked") -> dict:
+def run_multi(pairs, model_cfg, train_cfg, machine, fold_cpus: float, fold_gpus: float,
+              fold_batch: int, backend: str, group: str = "stacked") -> dict:
     """Every fold as tasks of `fold_batch` folds trained together (`group`: stacked or
     streams), as many tasks at once as the resources fit."""
     from tsfmicro.training.evaluation import LosoResult
@@ -244,16 +245,15 @@ def run_multi(pairs, model_cfg, train_cfg, fold_cpus: float, fold_gpus: float, f
     slots = int(min(len(groups), _slots(fold_cpus, fold_gpus)))
     threads = max(1, int(fold_cpus))
     if backend == "ray":
-        seconds, done = _on_ray(pairs, groups, model_cfg, train_cfg, fold_cpus, fold_gpus, threads,
-                                group)
+        seconds, done = _on_ray(pairs, groups, model_cfg, train_cfg, machine, fold_cpus,
+                                fold_gpus, threads, group)
     else:
-        seconds, done = _on_processes(pairs, groups, model_cfg, train_cfg, slots, threads, group)
+        seconds, done = _on_processes(pairs, groups, model_cfg, train_cfg, machine, slots,
+                                      threads, group)
     folds = [f for group in done for f in group]
     result = LosoResult.from_folds(pairs, folds, model_cfg, train_cfg, seconds)
     busy = sum(f.seconds for f in folds)
-    lanes = slots * Runner.for_task(group, fold_batch, threads, train_cfg.device).at_once(
-        fold_batch
-    )
+    lanes = slots * Runner.for_task(group, fold_batch, threads, machine).at_once(fold_batch)
     return {"seconds": seconds, "sample_steps": _steps(result.folds),
             # the folds' own wall times added up, and how much of (folds at once) x wall time
             # they fill
@@ -261,10 +261,10 @@ def run_multi(pairs, model_cfg, train_cfg, fold_cpus: float, fold_gpus: float, f
             "final_acc": result.evaluate("final", n_boot=10).acc, "folds": len(folds),
             "backend": backend, "slots": slots, "folds_per_task": fold_batch,
             "tasks": len(groups), "fold_cpus": fold_cpus, "fold_gpus": fold_gpus,
-            "group": group if fold_batch > 1 else None, "compile": train_cfg.compile}
+            "group": group if fold_batch > 1 else None, "compile": machine.compile}
 
 
-def _on_ray(pairs, groups, model_cfg, train_cfg, fold_cpus, fold_gpus, threads, group):
+def _on_ray(pairs, groups, model_cfg, train_cfg, machine, fold_cpus, fold_gpus, threads, group):
     import ray
 
     from search.trial import run_folds
@@ -282,7 +282,7 @@ def _on_ray(pairs, groups, model_cfg, train_cfg, fold_cpus, fold_gpus, threads, 
         slots = int(min(len(groups), _slots(fold_cpus, fold_gpus)))
         _start_workers(lambda: ray.get([ready.remote() for _ in range(slots)]), slots)
         start = time.perf_counter()
-        done = ray.get([task.remote(ref, g, model_cfg, train_cfg, threads, group)
+        done = ray.get([task.remote(ref, g, model_cfg, train_cfg, threads, group, machine)
                         for g in groups])
         return time.perf_counter() - start, done
     finally:
@@ -298,11 +298,11 @@ def _worker_start(pairs, threads: int) -> None:
     _WORKER["pairs"], _WORKER["threads"] = pairs, threads
 
 
-def _worker_folds(subjects, model_cfg, train_cfg, group):
+def _worker_folds(subjects, model_cfg, train_cfg, machine, group):
     from tsfmicro.training.loso import run_loso
     from tsfmicro.training.runners import Runner
 
-    runner = Runner.for_task(group, len(subjects), _WORKER["threads"], train_cfg.device)
+    runner = Runner.for_task(group, len(subjects), _WORKER["threads"], machine)
     return run_loso(_WORKER["pairs"], model_cfg, train_cfg, runner, subjects=subjects).folds
 
 
@@ -331,7 +331,7 @@ def _start_workers(submit, slots: int, rounds: int = 20) -> None:
     raise RuntimeError(f"{len(seen)} of {slots} workers started after {rounds} rounds")
 
 
-def _on_processes(pairs, groups, model_cfg, train_cfg, slots, threads, group):
+def _on_processes(pairs, groups, model_cfg, train_cfg, machine, slots, threads, group):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -343,7 +343,8 @@ def _on_processes(pairs, groups, model_cfg, train_cfg, slots, threads, group):
         _start_workers(lambda: [f.result() for f in
                                 [pool.submit(_worker_ready) for _ in range(slots)]], slots)
         start = time.perf_counter()
-        futures = [pool.submit(_worker_folds, g, model_cfg, train_cfg, group) for g in groups]
+        futures = [pool.submit(_worker_folds, g, model_cfg, train_cfg, machine, group)
+                   for g in groups]
         done = [f.result() for f in futures]
         return time.perf_counter() - start, done
 
@@ -432,7 +433,7 @@ def main() -> int:
                         help="time (a) on this many epochs of each sampled fold and extrapolate "
                         "(default: all; its cost per epoch is the same every epoch)")
     parser.add_argument("--compile", default="off",
-                        help="TrainConfig.compile of (b) and the spread path: off, inductor, "
+                        help="MachineConfig.compile of (b) and the spread path: off, inductor, "
                         "cudagraphs, aot_eager")
     parser.add_argument("--backend", choices=["auto", "ray", "processes"], default="auto",
                         help="what runs the (c) tasks (auto: Ray when installed)")
@@ -447,7 +448,7 @@ def main() -> int:
                         "check that the benchmark runs; its figures compare nothing")
     args = parser.parse_args()
 
-    from tsfmicro.config import TrainConfig, preset
+    from tsfmicro.config import MachineConfig, TrainConfig, preset
     from tsfmicro.flops import model_cost
 
     annotation = args.annotation
@@ -472,8 +473,9 @@ def main() -> int:
         except ImportError:
             backend = "processes"
     model_cfg = preset(args.preset, num_classes=5)
-    train_cfg = TrainConfig(epochs=args.epochs, batch_size=32, device=args.device,
-                            compile=args.compile, train_pairs=args.train_pairs)
+    train_cfg = TrainConfig(epochs=args.epochs, batch_size=32, train_pairs=args.train_pairs)
+    machine = MachineConfig(device=args.device, compile=args.compile)
+    eager = machine.replace(compile="off")
     torch.set_num_threads(max(1, int(args.fold_cpus)))
     report: dict = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -530,26 +532,24 @@ def main() -> int:
             fold_batch = math.ceil(len(subjects) / slots)
         fold_batch = fold_batch or len(subjects)
         if "a" in paths:
-            baseline_cfg = train_cfg.replace(compile="off",
-                                             epochs=args.baseline_epochs or args.epochs)
+            baseline_cfg = train_cfg.replace(epochs=args.baseline_epochs or args.epochs)
             record("a_baseline", run_baseline(pairs, files, sampled, model_cfg, baseline_cfg,
                                               device))
         if "b" in paths:
-            record("b_cached", run_cached(pairs, sampled, model_cfg, train_cfg))
+            record("b_cached", run_cached(pairs, sampled, model_cfg, train_cfg, machine))
         if "c_spread" in paths:
-            record("c_spread", run_multi(pairs, model_cfg, train_cfg, args.fold_cpus, fold_gpus,
-                                         1, backend))
+            record("c_spread", run_multi(pairs, model_cfg, train_cfg, machine, args.fold_cpus,
+                                         fold_gpus, 1, backend))
         if "c_batched" in paths:
-            record("c_batched", run_multi(pairs, model_cfg, train_cfg.replace(compile="off"),
-                                          args.fold_cpus, fold_gpus, fold_batch, backend))
+            record("c_batched", run_multi(pairs, model_cfg, train_cfg, eager, args.fold_cpus,
+                                          fold_gpus, fold_batch, backend))
         if "c_streams" in paths:
-            streams_cfg = train_cfg.replace(compile="off")
             if device.type == "cuda":
-                record("c_streams", run_multi(pairs, model_cfg, streams_cfg, args.fold_cpus,
+                record("c_streams", run_multi(pairs, model_cfg, train_cfg, eager, args.fold_cpus,
                                               fold_gpus, fold_batch, backend, "streams"))
             else:  # one task with every CPU, a fold per CPU at a time
                 cpus = float(os.cpu_count() or 1)
-                record("c_streams", run_multi(pairs, model_cfg, streams_cfg, cpus, 0.0,
+                record("c_streams", run_multi(pairs, model_cfg, train_cfg, eager, cpus, 0.0,
                                               len(subjects), backend, "streams"))
     print(json.dumps(report, indent=2))
     return 0

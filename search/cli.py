@@ -73,7 +73,8 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="fix a field for every trial (e.g. epochs=30, class_weighting=balanced)",
+        help="fix a field for every trial (e.g. epochs=30, class_weighting=balanced), or a "
+        "machine setting (device=cuda, compile=inductor, amp=false)",
     )
     r = p.add_argument_group("search")
     r.add_argument("--trials", type=int, help="number of trials (default 4)")
@@ -162,7 +163,7 @@ def build_search_config(args: argparse.Namespace) -> Any:
 
     from search.config import DataSpec, Resources, SearchConfig, default_train
     from search.space import DEFAULT_SPACE, SearchSpace
-    from tsfmicro.config import TrainConfig
+    from tsfmicro.config import MACHINE_FIELDS, MachineConfig, split_train_record
     from tsfmicro.errors import ConfigError
 
     base: dict[str, Any] = {}
@@ -213,15 +214,21 @@ def build_search_config(args: argparse.Namespace) -> Any:
     if args.space is not None:
         space = SearchSpace.from_yaml(args.space)
     extra = dict(_parse_param(text) for text in args.param)
+    # settings files written before the recipe/machine split hold machine fields in "train"
+    train, moved = split_train_record({**default_train().to_dict(), **(base.get("train") or {})})
+    machine = {**moved.to_dict(), **(base.get("machine") or {})}
     for text in args.set:
         name, sep, value = text.partition("=")
         if not sep:
             raise ConfigError(f"--set {text!r}: expected NAME=VALUE")
-        extra[name] = _scalar(value)
+        if name in MACHINE_FIELDS:  # a machine setting: never part of the space
+            machine[name] = _scalar(value)
+        else:
+            extra[name] = _scalar(value)
     if extra:
         space = space.extend(SearchSpace.from_dict(extra, "--param/--set"))
-    train = TrainConfig.from_dict({**default_train().to_dict(), **(base.get("train") or {})})
-    values = {k: v for k, v in base.items() if k not in ("data", "resources", "space", "train")}
+    skip = ("data", "resources", "space", "train", "machine")
+    values = {k: v for k, v in base.items() if k not in skip}
     for flag, key in [
         ("preset", "preset"),
         ("trials", "trials"),
@@ -251,6 +258,7 @@ def build_search_config(args: argparse.Namespace) -> Any:
         resources=Resources(**resources),
         space=space,
         train=train,
+        machine=MachineConfig.from_dict(machine),
         **values,
     )
 

@@ -10,7 +10,7 @@ from typing import Any, Literal, get_args
 
 from search.schema import DEFAULT_TRACKING_URI
 from search.space import DEFAULT_SPACE, SearchSpace
-from tsfmicro.config import PRESETS, TrainConfig
+from tsfmicro.config import PRESETS, MachineConfig, TrainConfig, split_train_record
 from tsfmicro.errors import ConfigError
 from tsfmicro.vocab import EVAL_MODES, FOLD_GROUPS, SCORES, EvalMode, FoldGroup, Score
 
@@ -136,6 +136,8 @@ class SearchConfig:
     preset: str = "tiny"  # base model; the space's parameters override its fields
     space: SearchSpace = DEFAULT_SPACE
     train: TrainConfig = field(default_factory=default_train)  # base training recipe
+    # where the folds run and how (device, precision, compile): never sampled
+    machine: MachineConfig = field(default_factory=MachineConfig)
     trials: int = 4
     sampler: Sampler = "tpe"
     scheduler: Scheduler = "none"  # "asha" stops weak trials after some folds (then PRUNED)
@@ -203,7 +205,12 @@ class SearchConfig:
         values = dict(data)
         values["data"] = DataSpec(**values.get("data", {}))
         values["resources"] = Resources(**values.get("resources", {}))
-        values["train"] = TrainConfig.from_dict(values.get("train", default_train().to_dict()))
+        # settings written before the recipe/machine split hold the machine fields in "train"
+        train, moved = split_train_record(values.get("train", default_train().to_dict()))
+        values["train"] = train
+        values["machine"] = MachineConfig.from_dict(
+            {**moved.to_dict(), **(values.get("machine") or {})}
+        )
         values["space"] = (
             SearchSpace.from_dict(values["space"]) if "space" in values else (DEFAULT_SPACE)
         )

@@ -31,7 +31,7 @@ from search.schema import (
     score_metric,
 )
 from search.tracking import end_run
-from tsfmicro.config import ModelConfig, TrainConfig
+from tsfmicro.config import DEFAULT_MACHINE, MachineConfig, ModelConfig, TrainConfig
 from tsfmicro.metrics import METRICS
 from tsfmicro.training.data import PairSet
 from tsfmicro.vocab import EVAL_MODES
@@ -45,21 +45,24 @@ def refit(
     train_cfg: TrainConfig,
     fold_cpus: float,
     fold_gpus: float,
+    machine: MachineConfig = DEFAULT_MACHINE,
 ) -> dict:
     """Train on every sample, as a Ray task with a fold's resources; returns the state dict."""
     import ray
 
-    def task(data: PairSet, m: ModelConfig, t: TrainConfig, threads: int) -> dict:
+    def task(
+        data: PairSet, m: ModelConfig, t: TrainConfig, mc: MachineConfig, threads: int
+    ) -> dict:
         import torch
 
         from tsfmicro.training.fold import train_full
 
         torch.set_num_threads(threads)
-        model = train_full(data, m, t)
+        model = train_full(data, m, t, mc)
         return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
     remote = ray.remote(task).options(num_cpus=fold_cpus, num_gpus=fold_gpus, name="refit")
-    return ray.get(remote.remote(pairs, model_cfg, train_cfg, max(1, int(fold_cpus))))
+    return ray.get(remote.remote(pairs, model_cfg, train_cfg, machine, max(1, int(fold_cpus))))
 
 
 def trial_run_metrics(client: Any, experiment_id: str, search: str, trial_id: str) -> tuple:
@@ -95,7 +98,14 @@ def register_best(
         f"refitting the best trial {best['trial_id']} ({cfg.eval_mode} {cfg.objective} "
         f"{best['metrics'][OBJECTIVE]:.3f}) on all {len(pairs.subject_ids())} subjects"
     )
-    state = refit(pairs, model_cfg, train_cfg, cfg.resources.fold_cpus, cfg.resources.fold_gpus)
+    state = refit(
+        pairs,
+        model_cfg,
+        train_cfg,
+        cfg.resources.fold_cpus,
+        cfg.resources.fold_gpus,
+        cfg.machine,
+    )
     return publish(
         tracking_uri=cfg.tracking_uri,
         experiment_id=outcome.experiment_id,

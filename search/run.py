@@ -229,6 +229,7 @@ def run_search(
         fold_batch=cfg.resources.fold_batch or len(subjects),
         fold_group=cfg.resources.fold_group,
         fold_retries=cfg.fold_retries,
+        machine=cfg.machine,
     )
     bundles = fold_placement(
         cfg.resources.trial_cpus, cfg.resources.fold_cpus, cfg.resources.fold_gpus, parallelism
@@ -255,6 +256,7 @@ def run_search(
         git_commit=git_commit(),
         bootstrap=cfg.bootstrap,
         train_pairs_moved=moved,
+        machine=cfg.machine,
     )
     tracker = MlflowTracker(ctx)
 

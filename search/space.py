@@ -1,7 +1,8 @@
 """The search space: which ModelConfig/TrainConfig fields a search samples, and how.
 
 A space is data. In YAML, each key names a field of `ModelConfig` or
-`TrainConfig`; its value is either a constant or a distribution:
+`TrainConfig` (the model and the recipe; machine settings, `MachineConfig`, are
+never part of a space); its value is either a constant or a distribution:
 
     temporal_depth: {type: int, low: 2, high: 8}
     spatial_depth: {type: int, low: 1, high: 4}
@@ -21,15 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from tsfmicro.config import ModelConfig, TrainConfig
+from tsfmicro.config import MACHINE_FIELDS, ModelConfig, TrainConfig
 from tsfmicro.errors import ConfigError
 
 ParamType = Literal["int", "float", "categorical"]
 
 MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
-# Fields a search must not sample: they describe the data or the machine, not the model.
-NOT_SEARCHABLE = frozenset({"num_classes", "image_size", "device", "seed", "eval_batch_size"})
+# Fields a search must not sample: they describe the data or the run, not the model.
+NOT_SEARCHABLE = frozenset({"num_classes", "image_size", "seed"})
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,13 @@ class SearchSpace:
 
 def _check_field(name: str) -> None:
     if name in NOT_SEARCHABLE:
-        raise ConfigError(f"search space: {name!r} is set by the data or machine, not searched")
+        raise ConfigError(f"search space: {name!r} is set by the data or the run, not searched")
+    if name in MACHINE_FIELDS:
+        raise ConfigError(
+            f"search space: {name!r} is a machine setting (MachineConfig), not part of the "
+            f"recipe or the model: fix it for the whole search with --set {name}=VALUE or in "
+            "the settings' machine section"
+        )
     if name not in MODEL_FIELDS | TRAIN_FIELDS:
         raise ConfigError(
             f"search space: unknown field {name!r}; fields are those of ModelConfig "

@@ -58,7 +58,7 @@ from search.schema import (
     score_metric,
 )
 from search.trial import load_folds
-from tsfmicro.config import ModelConfig, TrainConfig
+from tsfmicro.config import DEFAULT_MACHINE, MachineConfig, ModelConfig, TrainConfig
 from tsfmicro.metrics import METRICS
 from tsfmicro.runinfo import pid_alive
 from tsfmicro.training.evaluation import LosoResult, select_epoch
@@ -145,6 +145,7 @@ class SearchContext:
     git_commit: str | None
     bootstrap: int
     train_pairs_moved: int = 0  # samples whose training pair is not the annotated one
+    machine: MachineConfig = DEFAULT_MACHINE  # where the folds ran (logged with the params)
 
 
 class MlflowTracker(Callback):
@@ -235,7 +236,7 @@ class MlflowTracker(Callback):
         from search.space import resolve_configs
 
         model_cfg, train_cfg = resolve_configs(self.ctx.base_model, self.ctx.base_train, sampled)
-        values = {**model_cfg.to_dict(), **train_cfg.to_dict()}
+        values = {**model_cfg.to_dict(), **train_cfg.to_dict(), **self.ctx.machine.to_dict()}
         params = [Param(k, str(v)[:6000]) for k, v in sorted(values.items())]
         self.client.log_batch(run_id, params=params)
 

@@ -33,7 +33,7 @@ from search.schema import (
     OBJECTIVE,
     report_key,
 )
-from tsfmicro.config import ModelConfig, TrainConfig
+from tsfmicro.config import DEFAULT_MACHINE, MachineConfig, ModelConfig, TrainConfig
 from tsfmicro.training.evaluation import available_modes, pooled_scores
 from tsfmicro.training.fold import FoldResult
 from tsfmicro.training.loso import run_loso
@@ -71,6 +71,7 @@ class TrialSetup:
     fold_retries: int
     fold_batch: int = 1  # folds per task, trained together
     fold_group: str = "stacked"  # how: models stacked, or a thread and CUDA stream per fold
+    machine: MachineConfig = DEFAULT_MACHINE  # device, precision, compile of the folds
 
 
 def save_folds(folds: dict[str, FoldResult], directory: Path) -> None:
@@ -119,13 +120,14 @@ def run_folds(
     train_cfg: TrainConfig,
     threads: int,
     group: str = "stacked",
+    machine: MachineConfig = DEFAULT_MACHINE,
 ) -> list[FoldResult]:
     """Body of a fold-group task: the library's LOSO engine on these folds, with the runner a
     task of `threads` CPUs uses for `group` (Runner.for_task); each fold labelled with the node
     it ran on."""
     import ray
 
-    runner = Runner.for_task(group, len(subjects), threads, train_cfg.device)
+    runner = Runner.for_task(group, len(subjects), threads, machine)
     folds = run_loso(data, model_cfg, train_cfg, runner, subjects=subjects).folds
     node = ray.get_runtime_context().get_node_id()
     for fold in folds:
@@ -168,7 +170,9 @@ def loso_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         while groups and len(pending) < setup.fold_parallelism:
             chosen = groups.pop(0)
             pending[
-                fold_task.remote(data_ref, chosen, model_cfg, train_cfg, threads, setup.fold_group)
+                fold_task.remote(
+                    data_ref, chosen, model_cfg, train_cfg, threads, setup.fold_group, setup.machine
+                )
             ] = chosen
 
     launch()

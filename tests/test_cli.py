@@ -104,7 +104,7 @@ def test_train_reads_a_yaml_config_and_flags_override_it(tmp_path, capsys):
     [
         (["--temporal-depth", "0"], "ModelConfig.temporal_depth"),
         (["--epochs", "0"], "TrainConfig.epochs"),
-        (["--device", "tpu"], "TrainConfig.device"),
+        (["--device", "tpu"], "MachineConfig.device"),
     ],
 )
 def test_bad_values_are_one_line_errors(args, words, capsys):
@@ -143,14 +143,37 @@ def test_model_info_json_reports_paper_cost():
 def test_train_on_a_dataset_copy_through_the_face_cache(tmp_path, capsys):
     from tsfmicro.synth import SynthConfig, write_dataset
 
-    write_dataset(SynthConfig(dataset="casme2", subjects=2, clips_per_subject=5,
-                              pair_frames=True), tmp_path / "c")
+    write_dataset(
+        SynthConfig(dataset="casme2", subjects=2, clips_per_subject=5, pair_frames=True),
+        tmp_path / "c",
+    )
     configs = {}
     for flags in ((), ("--annotated-pairs",)):
         out = tmp_path / f"run{len(flags)}"
-        assert main(["train", "--dataset", "casme2", "--root", str(tmp_path / "c"), "--preset",
-                     "micro", "--epochs", "1", "--cache-dir", str(tmp_path / "cache"),
-                     "--bootstrap", "20", "--out", str(out), "--quiet", *flags]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--dataset",
+                    "casme2",
+                    "--root",
+                    str(tmp_path / "c"),
+                    "--preset",
+                    "micro",
+                    "--epochs",
+                    "1",
+                    "--cache-dir",
+                    str(tmp_path / "cache"),
+                    "--bootstrap",
+                    "20",
+                    "--out",
+                    str(out),
+                    "--quiet",
+                    *flags,
+                ]
+            )
+            == 0
+        )
         configs[flags] = json.loads((out / "config.json").read_text())
     config = configs[()]
     assert config["dataset"] == "casme2-5class" and config["n_samples"] == 10

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tsfmicro.config import TrainConfig, preset
+from tsfmicro.config import MachineConfig, TrainConfig, preset
 from tsfmicro.errors import ConfigError
 from tsfmicro.toy import make_toy_pairs
 from tsfmicro.training.fold import train_fold
@@ -19,7 +19,8 @@ from tsfmicro.training.stacked import train_stacked
 
 MICRO = preset("micro", num_classes=3, drop_path=0.3)
 # 4 subjects x 6 samples: every fold trains on 18 samples, batches of 8, 8 and 2.
-STEPS = TrainConfig(epochs=2, batch_size=8, device="cpu", class_weighting="balanced")
+STEPS = TrainConfig(epochs=2, batch_size=8, class_weighting="balanced")
+CPU = MachineConfig(device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +38,12 @@ def _graphs() -> int:
 def test_compiled_step_trains_the_same_folds_and_compiles_once(toy):
     torch._dynamo.reset()
     subjects = toy.subject_ids()
-    eager = [train_fold(toy, s, MICRO, STEPS) for s in subjects]
-    traced_cfg = STEPS.replace(compile="aot_eager")
+    eager = [train_fold(toy, s, MICRO, STEPS, CPU) for s in subjects]
+    traced = CPU.replace(compile="aot_eager")
     before = _graphs()
-    first = train_fold(toy, subjects[0], MICRO, traced_cfg)
+    first = train_fold(toy, subjects[0], MICRO, STEPS, traced)
     after_first = _graphs()
-    rest = [train_fold(toy, s, MICRO, traced_cfg) for s in subjects[1:]]
+    rest = [train_fold(toy, s, MICRO, STEPS, traced) for s in subjects[1:]]
     # The first fold captured the step (a full batch, then the last batch of 2 with a dynamic
     # batch dimension); the other folds' new models reuse it.
     assert after_first > before
@@ -54,16 +55,16 @@ def test_compiled_step_trains_the_same_folds_and_compiles_once(toy):
 
 
 def test_compile_settings_that_cannot_work_are_refused(toy):
-    with pytest.raises(ConfigError, match="TrainConfig.compile"):
-        TrainConfig(compile="jit")
+    with pytest.raises(ConfigError, match="MachineConfig.compile"):
+        MachineConfig(compile="jit")
     with pytest.raises(ConfigError, match="'cudagraphs' needs a CUDA device"):
-        TrainConfig(compile="cudagraphs", device="cpu")
+        MachineConfig(compile="cudagraphs", device="cpu")
     subjects = toy.subject_ids()[:2]
     with pytest.raises(ConfigError, match="stacked training"):
-        train_stacked(toy, subjects, MICRO, STEPS.replace(compile="aot_eager"))
+        train_stacked(toy, subjects, MICRO, STEPS, CPU.replace(compile="aot_eager"))
     if not torch.cuda.is_available():  # "auto" resolves to the CPU here
         with pytest.raises(ConfigError, match="needs a CUDA device; this fold runs on cpu"):
-            train_fold(toy, subjects[0], MICRO, STEPS.replace(compile="cudagraphs", device="auto"))
+            train_fold(toy, subjects[0], MICRO, STEPS, MachineConfig(compile="cudagraphs"))
 
 
 @pytest.mark.slow
@@ -72,9 +73,9 @@ def test_compile_settings_that_cannot_work_are_refused(toy):
 def test_compiled_step_on_cuda_trains_the_same_folds(toy, mode):
     """Inductor kernels (and CUDA graphs replaying them) against eager CUDA, fp32 (amp off, so
     the comparison is not swamped by bf16 rounding): probabilities within 2e-3 after 2 epochs."""
-    cfg = STEPS.replace(device="cuda", amp=False)
+    gpu = MachineConfig(device="cuda", amp=False)
     for subject in toy.subject_ids()[:2]:
-        eager = train_fold(toy, subject, MICRO, cfg)
-        compiled = train_fold(toy, subject, MICRO, cfg.replace(compile=mode))
+        eager = train_fold(toy, subject, MICRO, STEPS, gpu)
+        compiled = train_fold(toy, subject, MICRO, STEPS, gpu.replace(compile=mode))
         np.testing.assert_allclose(compiled.test_probs, eager.test_probs, atol=2e-3, rtol=0)
         np.testing.assert_allclose(compiled.train_loss, eager.train_loss, atol=2e-3, rtol=0)

@@ -2,7 +2,15 @@
 
 import pytest
 
-from tsfmicro.config import PRESETS, ModelConfig, TrainConfig, preset, stage_depths
+from tsfmicro.config import (
+    PRESETS,
+    MachineConfig,
+    ModelConfig,
+    TrainConfig,
+    preset,
+    split_train_record,
+    stage_depths,
+)
 from tsfmicro.errors import ConfigError
 
 
@@ -61,10 +69,23 @@ def test_bad_model_values_name_the_field(field, value, words):
 def test_bad_train_values_name_the_field():
     with pytest.raises(ConfigError, match="epochs"):
         TrainConfig(epochs=0)
-    with pytest.raises(ConfigError, match="device"):
-        TrainConfig(device="gpu0")
+    with pytest.raises(ConfigError, match="MachineConfig.device"):
+        MachineConfig(device="gpu0")
     with pytest.raises(ConfigError, match="class_weighting"):
         TrainConfig(class_weighting="inverse")
+
+
+def test_the_recipe_and_the_machine_are_apart():
+    """A record from before the split (one dict with both) still reads; the recipe alone
+    refuses a machine field and says where it belongs."""
+    recipe, machine = split_train_record({"epochs": 3, "device": "cpu", "compile": "aot_eager"})
+    assert recipe == TrainConfig(epochs=3)
+    assert machine == MachineConfig(device="cpu", compile="aot_eager")
+    assert not {"device", "amp", "compile"} & set(TrainConfig().to_dict())
+    with pytest.raises(ConfigError, match="device: machine settings"):
+        TrainConfig.from_dict({"epochs": 3, "device": "cpu"})
+    with pytest.raises(ConfigError, match="unknown MachineConfig field"):
+        MachineConfig.from_dict({"lr": 0.1})
 
 
 def test_round_trip_and_unknown_fields():

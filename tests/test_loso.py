@@ -4,16 +4,19 @@ import numpy as np
 import pytest
 import torch
 
-from tsfmicro.config import TrainConfig, preset
+from tsfmicro.config import MachineConfig, TrainConfig, preset
 from tsfmicro.errors import ConfigError, InputError
 from tsfmicro.toy import make_toy_pairs
 from tsfmicro.training.data import PairSet
 from tsfmicro.training.evaluation import LosoResult, pooled_scores
 from tsfmicro.training.fold import FoldResult, fold_seed, train_fold
 from tsfmicro.training.loso import run_loso
+from tsfmicro.training.runners import Runner
 
 MICRO = preset("micro", num_classes=3)
-QUICK = TrainConfig(epochs=2, batch_size=16, device="cpu")
+QUICK = TrainConfig(epochs=2, batch_size=16)
+CPU = MachineConfig(device="cpu")
+ON_CPU = Runner(machine=CPU)
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +26,7 @@ def toy():
 
 @pytest.fixture(scope="module")
 def quick_run(toy):
-    return run_loso(toy, MICRO, QUICK.replace(val_subjects=1))
+    return run_loso(toy, MICRO, QUICK.replace(val_subjects=1), ON_CPU)
 
 
 def test_no_subject_in_two_roles_and_every_sample_predicted_once(toy, quick_run):
@@ -57,10 +60,10 @@ def test_coverage_check_rejects_missing_and_leaking_folds(toy, quick_run):
 def test_a_fold_is_reproducible_whatever_runs_before_it(toy, quick_run):
     subject = quick_run.folds[2].subject
     torch.manual_seed(999)  # disturb the global RNG: the fold must not depend on it
-    again = train_fold(toy, subject, MICRO, QUICK.replace(val_subjects=1))
+    again = train_fold(toy, subject, MICRO, QUICK.replace(val_subjects=1), CPU)
     assert np.array_equal(again.test_probs, quick_run.folds[2].test_probs)
     assert again.seed == fold_seed(QUICK.seed, subject)
-    other = train_fold(toy, subject, MICRO, QUICK.replace(val_subjects=1, seed=1))
+    other = train_fold(toy, subject, MICRO, QUICK.replace(val_subjects=1, seed=1), CPU)
     assert not np.allclose(other.test_probs, again.test_probs)
 
 
@@ -68,9 +71,10 @@ def test_channels_last_layout_trains_the_same_fold(toy, quick_run):
     """The NHWC layout is a speed choice only: same seeds, same predictions up to float32
     rounding (tolerance 1e-4 on probabilities after 2 epochs)."""
     fold = quick_run.folds[1]
-    assert QUICK.channels_last  # the default the quick run used
-    plain = train_fold(toy, fold.subject, MICRO, QUICK.replace(val_subjects=1,
-                                                                channels_last=False))
+    assert CPU.channels_last  # the default the quick run used
+    plain = train_fold(
+        toy, fold.subject, MICRO, QUICK.replace(val_subjects=1), CPU.replace(channels_last=False)
+    )
     assert np.allclose(plain.test_probs, fold.test_probs, atol=1e-4)
     assert np.allclose(plain.train_loss, fold.train_loss, rtol=1e-4)
 
@@ -151,13 +155,13 @@ def test_save_writes_predictions_metrics_and_config(quick_run, tmp_path):
 
 def test_bad_input_is_reported_clearly(toy):
     with pytest.raises(ConfigError, match="class-count mismatch"):
-        run_loso(toy, preset("micro", num_classes=5), QUICK)
+        run_loso(toy, preset("micro", num_classes=5), QUICK, ON_CPU)
     with pytest.raises(InputError, match="ModelConfig.image_size is 64"):
-        run_loso(toy, preset("tiny", num_classes=3), QUICK)
+        run_loso(toy, preset("tiny", num_classes=3), QUICK, ON_CPU)
     with pytest.raises(InputError, match="no samples"):
-        train_fold(toy, "nobody", MICRO, QUICK)
+        train_fold(toy, "nobody", MICRO, QUICK, CPU)
     with pytest.raises(ConfigError, match="leaves no training subject"):
-        train_fold(toy, toy.subject_ids()[0], MICRO, QUICK.replace(val_subjects=3))
+        train_fold(toy, toy.subject_ids()[0], MICRO, QUICK.replace(val_subjects=3), CPU)
     with pytest.raises(InputError, match=r"labels must be in 0\.\.2"):
         PairSet(toy.onset, toy.apex, toy.labels + 1, toy.subjects, toy.keys, toy.class_names)
     with pytest.raises(InputError, match="uint8"):
@@ -166,7 +170,11 @@ def test_bad_input_is_reported_clearly(toy):
 
 def test_balanced_class_weighting_runs(toy):
     fold = train_fold(
-        toy, toy.subject_ids()[0], MICRO, QUICK.replace(class_weighting="balanced", epochs=1)
+        toy,
+        toy.subject_ids()[0],
+        MICRO,
+        QUICK.replace(class_weighting="balanced", epochs=1),
+        CPU,
     )
     assert np.isfinite(fold.train_loss).all()
 
@@ -174,9 +182,9 @@ def test_balanced_class_weighting_runs(toy):
 @pytest.mark.slow
 def test_micro_model_learns_motion_but_not_shuffled_labels():
     data = make_toy_pairs(subjects=6, per_subject=12, classes=3, size=32, seed=0)
-    cfg = TrainConfig(epochs=20, device="cpu")
-    real = run_loso(data, MICRO, cfg).evaluate("final", n_boot=200)
-    shuffled = run_loso(data.shuffled_labels(1), MICRO, cfg).evaluate("final", n_boot=200)
+    cfg = TrainConfig(epochs=20)
+    real = run_loso(data, MICRO, cfg, ON_CPU).evaluate("final", n_boot=200)
+    shuffled = run_loso(data.shuffled_labels(1), MICRO, cfg, ON_CPU).evaluate("final", n_boot=200)
     assert real.uf1 > 0.8, real.uf1
     assert shuffled.uf1 < 0.5, shuffled.uf1  # chance is 1/3
 
@@ -184,7 +192,7 @@ def test_micro_model_learns_motion_but_not_shuffled_labels():
 @pytest.mark.slow
 def test_tiny_preset_learns_the_toy_task():
     data = make_toy_pairs(subjects=4, per_subject=12, classes=3, size=64, seed=0)
-    result = run_loso(data, preset("tiny", num_classes=3), TrainConfig(epochs=30, device="cpu"))
+    result = run_loso(data, preset("tiny", num_classes=3), TrainConfig(epochs=30), ON_CPU)
     report = result.evaluate("final", n_boot=200)
     assert report.uf1 > 0.7, report.uf1
 

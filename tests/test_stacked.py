@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from tsfmicro.config import TrainConfig, preset
+from tsfmicro.config import MachineConfig, TrainConfig, preset
 from tsfmicro.errors import ConfigError
 from tsfmicro.models import build_model
 from tsfmicro.models.layers import BatchNorm1d, BatchNorm2d, DropPath, attach_step_inputs
@@ -25,6 +25,7 @@ from tsfmicro.training.runners import Runner
 from tsfmicro.training.stacked import StackedAdamW, train_stacked
 
 MICRO = preset("micro", num_classes=3, drop_path=0.3)
+CPU = MachineConfig(device="cpu")
 PROB_TOL = 2e-4
 
 
@@ -51,8 +52,8 @@ def uneven():
 @pytest.mark.parametrize(
     "train_cfg",
     [
-        TrainConfig(epochs=3, batch_size=8, device="cpu", class_weighting="balanced"),
-        TrainConfig(epochs=2, batch_size=8, device="cpu", val_subjects=1, augment=False),
+        TrainConfig(epochs=3, batch_size=8, class_weighting="balanced"),
+        TrainConfig(epochs=2, batch_size=8, val_subjects=1, augment=False),
     ],
     ids=["weighted-augmented", "validation-split"],
 )
@@ -60,10 +61,10 @@ def test_stacked_matches_folds_trained_one_by_one(uneven, train_cfg):
     subjects = uneven.subject_ids()
     sizes = {s: int((uneven.subjects != s).sum()) for s in subjects}
     assert len(set(sizes.values())) == len(subjects)  # every fold a different size
-    single = [train_fold(uneven, s, MICRO, train_cfg, keep_model=True) for s in subjects]
+    single = [train_fold(uneven, s, MICRO, train_cfg, CPU, keep_model=True) for s in subjects]
     stats = []
     batched = train_stacked(
-        uneven, subjects, MICRO, train_cfg, keep_model=True, on_epoch=stats.append
+        uneven, subjects, MICRO, train_cfg, CPU, keep_model=True, on_epoch=stats.append
     )
     assert [f.subject for f in batched] == subjects
     assert len(stats) == len(subjects) * train_cfg.epochs
@@ -102,10 +103,10 @@ def _assert_same_models(data: PairSet, one: dict, many: dict) -> None:
 
 
 def test_run_loso_in_groups_covers_every_sample_and_matches(uneven):
-    cfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
-    one_by_one = run_loso(uneven, MICRO, cfg)
-    grouped = run_loso(uneven, MICRO, cfg, Runner("stacked", 2))  # groups of 2, 2 and 1
-    together = run_loso(uneven, MICRO, cfg, Runner("stacked", 0))
+    cfg = TrainConfig(epochs=1, batch_size=8)
+    one_by_one = run_loso(uneven, MICRO, cfg, Runner(machine=CPU))
+    grouped = run_loso(uneven, MICRO, cfg, Runner("stacked", 2, machine=CPU))  # 2, 2 and 1
+    together = run_loso(uneven, MICRO, cfg, Runner("stacked", 0, machine=CPU))
     assert together.info["fold_size"] == 5 and grouped.info["fold_size"] == 2
     assert together.info["fold_group"] == grouped.info["fold_group"] == "stacked"
     for result in (grouped, together):
@@ -116,7 +117,7 @@ def test_run_loso_in_groups_covers_every_sample_and_matches(uneven):
     with pytest.raises(ConfigError, match="Runner.size"):
         Runner("stacked", -1)
     with pytest.raises(ConfigError, match="twice"):
-        train_stacked(uneven, ["s00", "s00"], MICRO, cfg)
+        train_stacked(uneven, ["s00", "s00"], MICRO, cfg, CPU)
 
 
 @pytest.mark.parametrize("cls, shape", [(BatchNorm2d, (6, 4, 5, 5)), (BatchNorm1d, (6, 4, 7))])
@@ -199,10 +200,11 @@ def test_stacked_adamw_is_torch_adamw_per_fold_with_idle_steps():
 def test_stacked_matches_folds_trained_one_by_one_on_cuda(uneven):
     """The same check on a GPU, fp32 (amp off): cuDNN and cuBLAS pick their own kernels for
     stacked and single folds, so the tolerance is 2e-3 in probability."""
-    cfg = TrainConfig(epochs=2, batch_size=8, device="cuda", amp=False)
+    cfg = TrainConfig(epochs=2, batch_size=8)
+    gpu = MachineConfig(device="cuda", amp=False)
     subjects = uneven.subject_ids()
-    single = [train_fold(uneven, s, MICRO, cfg) for s in subjects]
-    batched = train_stacked(uneven, subjects, MICRO, cfg)
+    single = [train_fold(uneven, s, MICRO, cfg, gpu) for s in subjects]
+    batched = train_stacked(uneven, subjects, MICRO, cfg, gpu)
     for one, many in zip(single, batched, strict=True):
         assert many.device.startswith("cuda")
         np.testing.assert_allclose(many.test_probs, one.test_probs, atol=2e-3, rtol=0)

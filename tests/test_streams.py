@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tsfmicro.config import TrainConfig, preset
+from tsfmicro.config import MachineConfig, TrainConfig, preset
 from tsfmicro.errors import ConfigError
 from tsfmicro.toy import make_toy_pairs
 from tsfmicro.training.fold import train_fold
@@ -22,6 +22,7 @@ from tsfmicro.training.runners import Runner
 from tsfmicro.training.streams import train_streams
 
 MICRO = preset("micro", num_classes=3, drop_path=0.3)
+CPU = MachineConfig(device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +42,15 @@ def _same(a, b) -> None:
 @pytest.mark.parametrize(
     "train_cfg",
     [
-        TrainConfig(epochs=2, batch_size=8, device="cpu", class_weighting="balanced"),
-        TrainConfig(epochs=2, batch_size=8, device="cpu", val_subjects=1, augment=False),
+        TrainConfig(epochs=2, batch_size=8, class_weighting="balanced"),
+        TrainConfig(epochs=2, batch_size=8, val_subjects=1, augment=False),
     ],
     ids=["weighted-augmented", "validation-split"],
 )
 def test_folds_in_threads_equal_folds_trained_one_by_one(toy, train_cfg):
     subjects = toy.subject_ids()
     before = torch.random.get_rng_state()
-    single = [train_fold(toy, s, MICRO, train_cfg, keep_model=True) for s in subjects]
+    single = [train_fold(toy, s, MICRO, train_cfg, CPU, keep_model=True) for s in subjects]
     seen: list[tuple[str, int]] = []
     threads: set[str] = set()
 
@@ -60,7 +61,7 @@ def test_folds_in_threads_equal_folds_trained_one_by_one(toy, train_cfg):
     # the subjects in another order: the results come back in the order asked for
     order = subjects[::-1]
     together = train_streams(
-        toy, order, MICRO, train_cfg, concurrent=3, on_epoch=on_epoch, keep_model=True
+        toy, order, MICRO, train_cfg, CPU, concurrent=3, on_epoch=on_epoch, keep_model=True
     )
     assert [f.subject for f in together] == order
     for fold in together:
@@ -74,10 +75,10 @@ def test_folds_in_threads_equal_folds_trained_one_by_one(toy, train_cfg):
 
 
 def test_run_loso_with_fold_streams_gives_the_sequential_run(toy):
-    cfg = TrainConfig(epochs=2, batch_size=8, device="cpu")
-    sequential = run_loso(toy, MICRO, cfg)
+    cfg = TrainConfig(epochs=2, batch_size=8)
+    sequential = run_loso(toy, MICRO, cfg, Runner(machine=CPU))
     finished = []
-    streamed = run_loso(toy, MICRO, cfg, Runner("streams", 2), on_fold=finished.append)
+    streamed = run_loso(toy, MICRO, cfg, Runner("streams", 2, machine=CPU), on_fold=finished.append)
     assert streamed.info["fold_group"] == "streams" and streamed.info["fold_size"] == 2
     assert sorted(f.subject for f in finished) == toy.subject_ids()
     for a, b in zip(sequential.folds, streamed.folds, strict=True):
@@ -86,14 +87,14 @@ def test_run_loso_with_fold_streams_gives_the_sequential_run(toy):
 
 
 def test_fold_streams_refuses_bad_settings(toy):
-    cfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    cfg = TrainConfig(epochs=1, batch_size=8)
     subjects = toy.subject_ids()
     with pytest.raises(ConfigError, match="concurrent"):
-        train_streams(toy, subjects, MICRO, cfg, concurrent=0)
+        train_streams(toy, subjects, MICRO, cfg, CPU, concurrent=0)
     with pytest.raises(ConfigError, match="twice"):
-        train_streams(toy, [subjects[0], subjects[0]], MICRO, cfg)
+        train_streams(toy, [subjects[0], subjects[0]], MICRO, cfg, CPU)
     with pytest.raises(ConfigError, match="compile"):
-        train_streams(toy, subjects, MICRO, cfg.replace(compile="inductor"), concurrent=2)
+        train_streams(toy, subjects, MICRO, cfg, CPU.replace(compile="inductor"), concurrent=2)
     with pytest.raises(ConfigError, match="Runner.size"):
         Runner("streams", -1)
     with pytest.raises(ConfigError, match="fold group 'threads'"):
@@ -104,10 +105,11 @@ def test_fold_streams_refuses_bad_settings(toy):
 def test_folds_on_cuda_streams_match_folds_trained_one_by_one():
     """The same check on a GPU, fp32 (amp off), every fold of the set on its own stream."""
     data = make_toy_pairs(subjects=4, per_subject=6, classes=3, size=32, seed=5)
-    cfg = TrainConfig(epochs=2, batch_size=8, device="cuda", amp=False)
+    cfg = TrainConfig(epochs=2, batch_size=8)
+    gpu = MachineConfig(device="cuda", amp=False)
     subjects = data.subject_ids()
-    single = [train_fold(data, s, MICRO, cfg) for s in subjects]
-    together = train_streams(data, subjects, MICRO, cfg)
+    single = [train_fold(data, s, MICRO, cfg, gpu) for s in subjects]
+    together = train_streams(data, subjects, MICRO, cfg, gpu)
     for one, many in zip(single, together, strict=True):
         assert many.device.startswith("cuda")
         np.testing.assert_allclose(many.test_probs, one.test_probs, atol=1e-4, rtol=0)

@@ -27,10 +27,13 @@ def copy(tmp_path_factory) -> tuple[Path, Path]:
     from tsfmicro.pairs import load_pairs
 
     root = tmp_path_factory.mktemp("synth-learning")
-    write_dataset(SynthConfig(dataset="casme2", subjects=8, clips_per_subject=10,
-                              difficulty="easy", seed=0), root / "copy")
-    pairs = load_pairs("casme2", root / "copy", image_size=64, cache_dir=root / "cache",
-                       progress=False)
+    write_dataset(
+        SynthConfig(dataset="casme2", subjects=8, clips_per_subject=10, difficulty="easy", seed=0),
+        root / "copy",
+    )
+    pairs = load_pairs(
+        "casme2", root / "copy", image_size=64, cache_dir=root / "cache", progress=False
+    )
     assert len(pairs) == 80 and len(pairs.subject_ids()) == 8 and pairs.num_classes == 5
     return root / "copy", root / "cache"
 
@@ -39,17 +42,19 @@ def loso_uf1(copy: Path, cache: Path, fusion: str, epochs: int, shuffle_seed: in
     """Pooled final-epoch UF1 of a LOSO evaluation of the tiny preset (runs in a worker)."""
     import torch
 
-    from tsfmicro.config import TrainConfig, preset
+    from tsfmicro.config import MachineConfig, TrainConfig, preset
     from tsfmicro.pairs import load_pairs
     from tsfmicro.training.loso import run_loso
+    from tsfmicro.training.runners import Runner
 
     torch.set_num_threads(1)
     pairs = load_pairs("casme2", copy, image_size=64, cache_dir=cache, progress=False)
     if shuffle_seed is not None:
         pairs = pairs.shuffled_labels(shuffle_seed)
-    recipe = TrainConfig(epochs=epochs, batch_size=16, weight_decay=0.05, device="cpu")
+    recipe = TrainConfig(epochs=epochs, batch_size=16, weight_decay=0.05)
     model = preset("tiny", num_classes=5, fusion=fusion)
-    return run_loso(pairs, model, recipe).evaluate("final", n_boot=100).uf1
+    on_cpu = Runner(machine=MachineConfig(device="cpu"))
+    return run_loso(pairs, model, recipe, on_cpu).evaluate("final", n_boot=100).uf1
 
 
 def both(copy: tuple[Path, Path], *runs: tuple[str, int, int | None]) -> list[float]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import tsfmicro.datasets.train_pairs as train_pairs_module
-from tsfmicro.config import TrainConfig, preset
+from tsfmicro.config import MachineConfig, TrainConfig, preset
 from tsfmicro.datasets import frame_path, load_dataset
 from tsfmicro.datasets.train_pairs import (
     candidate_frames,
@@ -28,6 +28,7 @@ from tsfmicro.training.fold import train_fold
 from tsfmicro.training.stacked import train_stacked
 
 MICRO = preset("micro", num_classes=3)
+CPU = MachineConfig(device="cpu")
 
 
 def test_range_follows_the_reference_rule_per_dataset():
@@ -184,13 +185,13 @@ def test_training_uses_the_training_pair_and_batched_agrees():
         toy, train_onset=toy.onset.roll(3, dims=-1), train_apex=toy.apex.roll(3, dims=-1)
     )
     same = dataclasses.replace(toy, train_onset=toy.onset.clone(), train_apex=toy.apex.clone())
-    cfg = TrainConfig(epochs=2, batch_size=6, device="cpu")
+    cfg = TrainConfig(epochs=2, batch_size=6)
     subject = toy.subject_ids()[0]
-    base = train_fold(toy, subject, MICRO, cfg)
-    assert np.array_equal(train_fold(same, subject, MICRO, cfg).test_probs, base.test_probs)
-    jittered = train_fold(swapped, subject, MICRO, cfg)
+    base = train_fold(toy, subject, MICRO, cfg, CPU)
+    assert np.array_equal(train_fold(same, subject, MICRO, cfg, CPU).test_probs, base.test_probs)
+    jittered = train_fold(swapped, subject, MICRO, cfg, CPU)
     assert np.abs(jittered.test_probs - base.test_probs).max() > 1e-4  # same frames: equal
-    off = train_fold(swapped, subject, MICRO, dataclasses.replace(cfg, train_pairs=False))
+    off = train_fold(swapped, subject, MICRO, dataclasses.replace(cfg, train_pairs=False), CPU)
     assert np.array_equal(off.test_probs, base.test_probs)
     # evaluation reads the annotated pair: training frames as the plain set's, annotated frames
     # rolled, gives the plain set's model and other held-out predictions
@@ -201,12 +202,12 @@ def test_training_uses_the_training_pair_and_batched_agrees():
         train_onset=toy.onset,
         train_apex=toy.apex,
     )
-    kept = train_fold(evaluated, subject, MICRO, cfg, keep_model=True)
-    plain = train_fold(toy, subject, MICRO, cfg, keep_model=True)
+    kept = train_fold(evaluated, subject, MICRO, cfg, CPU, keep_model=True)
+    plain = train_fold(toy, subject, MICRO, cfg, CPU, keep_model=True)
     for name, value in plain.state_dict.items():
         assert torch.equal(kept.state_dict[name], value), name
     assert not np.array_equal(kept.test_probs, plain.test_probs)  # deterministic otherwise
-    batched = train_stacked(swapped, toy.subject_ids(), MICRO, cfg)
-    single = [train_fold(swapped, s, MICRO, cfg) for s in toy.subject_ids()]
+    batched = train_stacked(swapped, toy.subject_ids(), MICRO, cfg, CPU)
+    single = [train_fold(swapped, s, MICRO, cfg, CPU) for s in toy.subject_ids()]
     for one, many in zip(single, batched, strict=True):
         np.testing.assert_allclose(many.test_probs, one.test_probs, atol=2e-4, rtol=0)

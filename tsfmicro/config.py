@@ -240,7 +240,7 @@ def preset(name: str, **overrides: Any) -> ModelConfig:
 
 
 ClassWeighting = Literal["none", "balanced"]
-# How the training step's forward and backward run (TrainConfig.compile):
+# How the training step's forward and backward run (MachineConfig.compile):
 #   off         eager PyTorch
 #   inductor    torch.compile (Inductor kernels; the first fold of a process compiles)
 #   cudagraphs  torch.compile mode "reduce-overhead": Inductor kernels replayed as CUDA graphs,
@@ -253,7 +253,8 @@ COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How one LOSO fold is trained. Defaults follow the published recipe where it is known."""
+    """The training recipe of one LOSO fold: what a paper would state. Defaults follow the
+    published recipe where it is known. Where and how fast it runs is MachineConfig's."""
 
     epochs: int = 50  # fixed epoch budget; the paper text says 50 (its scripts ran 174 or 199)
     batch_size: int = 32
@@ -271,11 +272,6 @@ class TrainConfig:
     val_subjects: int = 0  # inner validation: this many training subjects held out per fold
     val_metric: Score = "uf1"  # what picks the epoch in the "val" evaluation mode
     seed: int = 0  # run seed; each fold derives its own seed from it and the fold's subject
-    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:N"
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = True  # NHWC memory layout for images and convolutions (same maths)
-    compile: CompileMode = "off"  # torch.compile for the training step; see COMPILE_MODES
-    eval_batch_size: int = 256
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, message: str) -> None:
@@ -307,11 +303,49 @@ class TrainConfig:
             f"must be one of {', '.join(SCORES)}",
         )
         need(_is_int(self.seed), "seed", "must be an integer")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            moved = [k for k in unknown if k in MACHINE_FIELDS]
+            hint = f" ({', '.join(moved)}: machine settings, MachineConfig's)" if moved else ""
+            raise ConfigError(f"unknown TrainConfig field(s): {', '.join(unknown)}{hint}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class MachineConfig:
+    """Where and how a run executes: machine settings, apart from the recipe. They change the
+    speed and the float rounding (bf16 autocast more than the rest), never what is trained, and
+    a search space cannot touch them. `tsfmicro.training.runners.Runner` carries one."""
+
+    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:N"
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True  # NHWC memory layout for images and convolutions (same maths)
+    compile: CompileMode = "off"  # torch.compile for the training step; see COMPILE_MODES
+    eval_batch_size: int = 256  # samples per forward pass when predicting
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, message: str) -> None:
+            if not ok:
+                raise ConfigError(f"MachineConfig.{name}: {message}, got {getattr(self, name)!r}")
+
         need(
-            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+            isinstance(self.device, str)
+            and (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")),
             "device",
             "must be 'auto', 'cpu', 'cuda' or 'cuda:N'",
         )
+        need(isinstance(self.amp, bool), "amp", "must be true or false")
+        need(isinstance(self.channels_last, bool), "channels_last", "must be true or false")
         need(
             self.compile in COMPILE_MODES,
             "compile",
@@ -328,16 +362,29 @@ class TrainConfig:
             "must be >= 1",
         )
 
-    def replace(self, **changes: Any) -> TrainConfig:
+    def replace(self, **changes: Any) -> MachineConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any]) -> MachineConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
+            raise ConfigError(f"unknown MachineConfig field(s): {', '.join(unknown)}")
         return cls(**data)
+
+
+DEFAULT_MACHINE = MachineConfig()  # CUDA when there is one, bf16 autocast there, eager
+MACHINE_FIELDS = frozenset(f.name for f in dataclasses.fields(MachineConfig))
+
+
+def split_train_record(data: dict[str, Any]) -> tuple[TrainConfig, MachineConfig]:
+    """A training configuration as records before the recipe/machine split stored it (one
+    dict with both), or as they store it now (recipe only): the recipe and the machine
+    settings it held (defaults where it held none)."""
+    machine = {k: v for k, v in data.items() if k in MACHINE_FIELDS}
+    recipe = {k: v for k, v in data.items() if k not in MACHINE_FIELDS}
+    return TrainConfig.from_dict(recipe), MachineConfig.from_dict(machine)

@@ -135,13 +135,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
-    """ModelConfig and TrainConfig from an optional YAML file, then the flags."""
-    from tsfmicro.config import ModelConfig, TrainConfig, preset
+def build_configs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """ModelConfig, TrainConfig (the recipe) and MachineConfig from an optional YAML file,
+    then the flags. A file's `train` section may still hold machine settings (device, amp,
+    channels_last, compile, eval_batch_size), as files did before the recipe/machine split."""
+    from tsfmicro.config import MachineConfig, ModelConfig, preset, split_train_record
     from tsfmicro.errors import ConfigError
 
     file_model: dict[str, Any] = {}
     file_train: dict[str, Any] = {}
+    file_machine: dict[str, Any] = {}
     preset_name = args.preset
     if args.config is not None:
         import yaml
@@ -150,10 +153,13 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
             loaded = yaml.safe_load(args.config.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{args.config}: not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict) or set(loaded) - {"model", "train", "preset"}:
-            raise ConfigError(f"{args.config}: expected top-level keys model, train, preset")
+        if not isinstance(loaded, dict) or set(loaded) - {"model", "train", "machine", "preset"}:
+            raise ConfigError(
+                f"{args.config}: expected top-level keys model, train, machine, preset"
+            )
         file_model = dict(loaded.get("model") or {})
         file_train = dict(loaded.get("train") or {})
+        file_machine = dict(loaded.get("machine") or {})
         preset_name = loaded.get("preset", preset_name)
     flags_model = {
         "fusion": args.fusion,
@@ -170,17 +176,21 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
         "class_weighting": args.class_weighting,
         "val_subjects": args.val_subjects,
         "seed": args.seed,
-        "device": args.device,
         "augment": False if args.no_augment else None,
         "train_pairs": False if args.annotated_pairs else None,
-        "compile": args.compile,
     }
+    flags_machine = {"device": args.device, "compile": args.compile}
     model_values = {**file_model, **{k: v for k, v in flags_model.items() if v is not None}}
     train_values = {**file_train, **{k: v for k, v in flags_train.items() if v is not None}}
     base = preset(preset_name).to_dict()
     model_cfg = ModelConfig.from_dict({**base, **model_values})
-    train_cfg = TrainConfig.from_dict({**TrainConfig().to_dict(), **train_values})
-    return model_cfg, train_cfg
+    train_cfg, moved = split_train_record(train_values)
+    machine_values = {
+        **moved.to_dict(),
+        **file_machine,
+        **{k: v for k, v in flags_machine.items() if v is not None},
+    }
+    return model_cfg, train_cfg, MachineConfig.from_dict(machine_values)
 
 
 def load_training_pairs(args: argparse.Namespace, image_size: int, seed: int) -> Any:
@@ -204,8 +214,10 @@ def load_training_pairs(args: argparse.Namespace, image_size: int, seed: int) ->
     )
 
 
-def runner_from_args(args: argparse.Namespace) -> Any:
-    """The runner that --fold-group, --fold-batch and --fold-streams ask for."""
+def runner_from_args(args: argparse.Namespace, machine: Any = None) -> Any:
+    """The runner that --fold-group, --fold-batch and --fold-streams ask for, with the machine
+    settings `machine` (MachineConfig; default: the defaults)."""
+    from tsfmicro.config import DEFAULT_MACHINE
     from tsfmicro.errors import ConfigError
     from tsfmicro.training.runners import Runner
 
@@ -224,7 +236,7 @@ def runner_from_args(args: argparse.Namespace) -> Any:
         raise ConfigError(
             f"--fold-group sequential trains one fold at a time (--fold-batch {size})"
         )
-    return Runner(group, size)
+    return Runner(group, size, machine=machine or DEFAULT_MACHINE)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -236,8 +248,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model_cfg, train_cfg = build_configs(args)
-    runner = runner_from_args(args)
+    model_cfg, train_cfg, machine = build_configs(args)
+    runner = runner_from_args(args, machine)
     data = load_training_pairs(args, model_cfg.image_size, train_cfg.seed)
     model_cfg = model_cfg.replace(num_classes=data.num_classes)
     if args.shuffle_labels:
@@ -248,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     log(
         f"run {info['run_id']}: {data.name}, {len(data)} samples, "
         f"{len(data.subject_ids())} subjects; preset {args.preset}, fusion {model_cfg.fusion}, "
-        f"{train_cfg.epochs} epochs, seed {train_cfg.seed}, device {train_cfg.device}"
+        f"{train_cfg.epochs} epochs, seed {train_cfg.seed}, device {machine.device}"
     )
 
     folds_total = len(data.subject_ids())

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tsfmicro import metrics as M
-from tsfmicro.config import ModelConfig, TrainConfig
+from tsfmicro.config import DEFAULT_MACHINE, MachineConfig, ModelConfig, TrainConfig
 from tsfmicro.errors import ConfigError, InputError
 from tsfmicro.models import TSFmicro, build_model
 from tsfmicro.models.layers import drop_path_calls
@@ -170,6 +170,7 @@ def train_fold(
     test_subject: str,
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
+    machine: MachineConfig = DEFAULT_MACHINE,
     *,
     on_epoch: Callable[[EpochStats], None] | None = None,
     keep_model: bool = False,
@@ -177,7 +178,8 @@ def train_fold(
     stream: Any = None,
 ) -> FoldResult:
     """Train a fresh model on every subject but `test_subject` (and any inner validation
-    subjects), recording test (and validation) probabilities after every epoch.
+    subjects), recording test (and validation) probabilities after every epoch, on the device
+    and with the settings of `machine`.
 
     The hooks of folds trained at once in threads (tsfmicro.training.streams): `init_lock` is
     held while the model is initialised from torch's global RNG (seeded per fold, so two
@@ -188,7 +190,7 @@ def train_fold(
     seed, generator = split.seed, split.generator
     train_index, test_index, val_index = split.train_index, split.test_index, split.val_index
     val_subjects = split.val_subjects
-    device = resolve_device(train_cfg.device)
+    device = resolve_device(machine.device)
     start = time.perf_counter()
     with init_lock or contextlib.nullcontext(), seeded(seed, device):
         model = build_model(model_cfg).to(device)
@@ -204,6 +206,7 @@ def train_fold(
             test_index,
             val_index,
             train_cfg,
+            machine,
             generator,
             device,
             test_subject,
@@ -234,13 +237,14 @@ def train_full(
     data: PairSet,
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
+    machine: MachineConfig = DEFAULT_MACHINE,
     on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> TSFmicro:
     """Train one model on every sample (the refit of a chosen configuration)."""
     check_compatible(data, model_cfg)
     seed = fold_seed(train_cfg.seed, "__all__")
     generator = torch.Generator().manual_seed(seed)
-    device = resolve_device(train_cfg.device)
+    device = resolve_device(machine.device)
     everything = np.arange(len(data))
     empty = np.zeros(0, dtype=np.int64)
     with seeded(seed, device):
@@ -252,6 +256,7 @@ def train_full(
             empty,
             empty,
             train_cfg,
+            machine,
             generator,
             device,
             "__all__",
@@ -277,6 +282,7 @@ def _fit(
     test_index: np.ndarray,
     val_index: np.ndarray,
     cfg: TrainConfig,
+    machine: MachineConfig,
     generator: torch.Generator,
     device: torch.device,
     subject: str,
@@ -284,7 +290,7 @@ def _fit(
     start: float,
 ) -> dict[str, np.ndarray]:
     k = data.num_classes
-    if cfg.channels_last:
+    if machine.channels_last:
         model.to(memory_format=torch.channels_last)
     labels = data.labels.to(device)
     onset_frames, apex_frames = data.training_frames(cfg.train_pairs)
@@ -293,9 +299,9 @@ def _fit(
     train_labels = labels[torch.as_tensor(train_index, device=device)]
     weight = class_weights(train_labels, k, cfg.class_weighting)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    autocast = autocast_for(device, cfg.amp)
-    forward = step_forward(model, cfg, device)
-    graphs = cfg.compile == "cudagraphs"
+    autocast = autocast_for(device, machine.amp)
+    forward = step_forward(model, machine, device)
+    graphs = machine.compile == "cudagraphs"
     n = len(train_index)
     drop_calls = drop_path_calls(model)
     history: dict[str, list] = {"test": [], "val": [], "loss": [], "acc": []}
@@ -320,8 +326,8 @@ def _fit(
                 torch.compiler.cudagraph_mark_step_begin()
             with autocast:
                 logits = forward(
-                    _layout(normalize(onset), cfg),
-                    _layout(normalize(apex), cfg),
+                    _layout(normalize(onset), machine),
+                    _layout(normalize(apex), machine),
                     drop_noise=noise.to(device),
                 )
             loss = F.cross_entropy(logits.float(), target, weight=weight)
@@ -330,8 +336,8 @@ def _fit(
             optimizer.step()
             loss_sum += loss.detach() * len(idx)
             correct += (logits.detach().argmax(1) == target).sum()
-        test_probs = predict_probs(model, data, test_index, device, cfg)
-        val_probs = predict_probs(model, data, val_index, device, cfg)
+        test_probs = predict_probs(model, data, test_index, device, machine)
+        val_probs = predict_probs(model, data, val_index, device, machine)
         history["test"].append(test_probs)
         history["val"].append(val_probs)
         history["loss"].append(float(loss_sum) / max(n, 1))
@@ -402,7 +408,11 @@ def epoch_stats(
 
 
 def predict_probs(
-    model: TSFmicro, data: PairSet, index: np.ndarray, device: torch.device, cfg: TrainConfig
+    model: TSFmicro,
+    data: PairSet,
+    index: np.ndarray,
+    device: torch.device,
+    machine: MachineConfig,
 ) -> np.ndarray:
     """Softmax probabilities (n, K) of the samples at `index`, in eval mode."""
     k = data.num_classes
@@ -410,11 +420,11 @@ def predict_probs(
         return np.zeros((0, k), dtype=np.float32)
     model.eval()
     out = []
-    with torch.inference_mode(), autocast_for(device, cfg.amp):
-        for begin in range(0, len(index), cfg.eval_batch_size):
-            idx = torch.as_tensor(index[begin : begin + cfg.eval_batch_size])
-            onset = _layout(normalize(to_unit_float(data.onset[idx].to(device))), cfg)
-            apex = _layout(normalize(to_unit_float(data.apex[idx].to(device))), cfg)
+    with torch.inference_mode(), autocast_for(device, machine.amp):
+        for begin in range(0, len(index), machine.eval_batch_size):
+            idx = torch.as_tensor(index[begin : begin + machine.eval_batch_size])
+            onset = _layout(normalize(to_unit_float(data.onset[idx].to(device))), machine)
+            apex = _layout(normalize(to_unit_float(data.apex[idx].to(device))), machine)
             out.append(torch.softmax(model(onset, apex).float(), dim=1).cpu())
     return torch.cat(out).numpy()
 
@@ -427,20 +437,20 @@ _COMPILE_OPTIONS: dict[str, dict[str, str]] = {
 
 
 def step_forward(
-    model: torch.nn.Module, cfg: TrainConfig, device: torch.device
+    model: torch.nn.Module, machine: MachineConfig, device: torch.device
 ) -> Callable[..., Tensor]:
     """What the training step calls for the logits: the model itself, or the model under
-    torch.compile (`TrainConfig.compile`). The compiled module shares the model's parameters,
+    torch.compile (`MachineConfig.compile`). The compiled module shares the model's parameters,
     and a new model of the same architecture reuses the compiled code (its parameters are
     graph inputs), so only the first fold of a process pays for compilation; a last batch of
     another size compiles once more, with a dynamic batch dimension. Evaluation stays eager."""
-    if cfg.compile == "off":
+    if machine.compile == "off":
         return model
-    if cfg.compile == "cudagraphs" and device.type != "cuda":
+    if machine.compile == "cudagraphs" and device.type != "cuda":
         raise ConfigError(
-            f"TrainConfig.compile='cudagraphs' needs a CUDA device; this fold runs on {device}"
+            f"MachineConfig.compile='cudagraphs' needs a CUDA device; this fold runs on {device}"
         )
-    return torch.compile(model, **_COMPILE_OPTIONS[cfg.compile])
+    return torch.compile(model, **_COMPILE_OPTIONS[machine.compile])
 
 
 def class_weights(labels: torch.Tensor, k: int, mode: str) -> torch.Tensor | None:
@@ -452,9 +462,9 @@ def class_weights(labels: torch.Tensor, k: int, mode: str) -> torch.Tensor | Non
     return weight.to(labels.device)
 
 
-def _layout(images: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+def _layout(images: torch.Tensor, machine: MachineConfig) -> torch.Tensor:
     """(B, 3, S, S) images in the memory layout the model was put in."""
-    if cfg.channels_last:
+    if machine.channels_last:
         return images.contiguous(memory_format=torch.channels_last)
     return images
 

@@ -50,6 +50,7 @@ def run_loso(
     info = {
         "fold_group": runner.group,
         "fold_size": runner.at_once(len(chosen)),
+        "machine": runner.machine.to_dict(),
         "train_pairs_moved": data.moved_training_pairs() if train_cfg.train_pairs else 0,
     }
     return LosoResult.from_folds(

@@ -16,11 +16,11 @@ rule a search task follows.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from tsfmicro.config import ModelConfig, TrainConfig
+from tsfmicro.config import DEFAULT_MACHINE, MachineConfig, ModelConfig, TrainConfig
 from tsfmicro.errors import ConfigError
 from tsfmicro.training.data import PairSet
 from tsfmicro.training.fold import (
@@ -38,33 +38,39 @@ from tsfmicro.vocab import FOLD_GROUPS, FoldGroup
 
 @dataclass(frozen=True)
 class Runner:
-    """Where and how many folds train at once in this process (machine settings, not part of
-    the recipe: the same seed gives the same folds whichever runner trains them, exactly for
-    sequential and streams on the CPU, to a tolerance for stacked)."""
+    """Where and how many folds train at once in this process: the machine side of a run, not
+    part of the recipe. The same seed gives the same folds whichever runner trains them,
+    exactly for sequential and streams on the CPU, to a tolerance for stacked."""
 
     group: FoldGroup = "sequential"  # how folds train together (see the module docstring)
     size: int = 1  # folds at once (stacked: per stack; streams: threads); 0: all given folds
     threads: int = 0  # torch CPU threads for the process; 0 leaves torch's setting as it is
+    machine: MachineConfig = field(default=DEFAULT_MACHINE)  # device, precision, compile
 
     def __post_init__(self) -> None:
         if self.group not in FOLD_GROUPS:
             raise ConfigError(f"fold group {self.group!r} is not one of {', '.join(FOLD_GROUPS)}")
+        if not isinstance(self.machine, MachineConfig):
+            raise ConfigError(f"Runner.machine must be a MachineConfig, got {self.machine!r}")
         for name in ("size", "threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"Runner.{name} must be a whole number >= 0, got {value!r}")
 
     @classmethod
-    def for_task(cls, group: str, folds: int, threads: int, device: str) -> Runner:
-        """The runner of a search task that trains `folds` folds with `threads` CPUs on
-        `device` (a TrainConfig.device): one fold alone is sequential; "stacked" stacks them
-        all; "streams" runs all at once on a GPU, and as many at once as the task has CPUs on
-        the CPU (one torch thread each)."""
+    def for_task(
+        cls, group: str, folds: int, threads: int, machine: MachineConfig = DEFAULT_MACHINE
+    ) -> Runner:
+        """The runner of a search task that trains `folds` folds with `threads` CPUs and the
+        settings of `machine`: one fold alone is sequential; "stacked" stacks them all;
+        "streams" runs all at once on a GPU, and as many at once as the task has CPUs on the
+        CPU (one torch thread each)."""
+        threads = max(1, threads)
         if folds <= 1 or group == "sequential":
-            return cls("sequential", 1, max(1, threads))
-        if group == "streams" and resolve_device(device).type != "cuda":
-            return cls("streams", max(1, min(threads, folds)), max(1, threads))
-        return cls(group, 0, max(1, threads))  # type: ignore[arg-type]
+            return cls("sequential", 1, threads, machine)
+        if group == "streams" and resolve_device(machine.device).type != "cuda":
+            return cls("streams", max(1, min(threads, folds)), threads, machine)
+        return cls(group, 0, threads, machine)  # type: ignore[arg-type]
 
     def at_once(self, folds: int) -> int:
         """How many of `folds` folds train at the same time."""
@@ -97,6 +103,7 @@ class Runner:
                 subjects,
                 model_cfg,
                 train_cfg,
+                self.machine,
                 concurrent=at_once,
                 on_epoch=on_epoch,
                 on_fold=on_fold,
@@ -107,13 +114,14 @@ class Runner:
         else:
             at_once = 1
 
-            def train(data, chosen, model_cfg, train_cfg, *, on_epoch, keep_model):
+            def train(data, chosen, model_cfg, train_cfg, machine, *, on_epoch, keep_model):
                 return [
                     train_fold(
                         data,
                         chosen[0],
                         model_cfg,
                         train_cfg,
+                        machine,
                         on_epoch=on_epoch,
                         keep_model=keep_model,
                     )
@@ -126,6 +134,7 @@ class Runner:
                 subjects[begin : begin + at_once],
                 model_cfg,
                 train_cfg,
+                self.machine,
                 on_epoch=on_epoch,
                 keep_model=keep_model,
             )

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 
-from tsfmicro.config import ModelConfig, TrainConfig
+from tsfmicro.config import DEFAULT_MACHINE, MachineConfig, ModelConfig, TrainConfig
 from tsfmicro.errors import ConfigError
 from tsfmicro.models import build_model
 from tsfmicro.models.layers import drop_path_calls
@@ -67,6 +67,7 @@ def train_stacked(
     subjects: Sequence[str],
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
+    machine: MachineConfig = DEFAULT_MACHINE,
     *,
     on_epoch: Callable[[EpochStats], None] | None = None,
     keep_model: bool = False,
@@ -79,23 +80,29 @@ def train_stacked(
     if len(subjects) == 1:
         return [
             train_fold(
-                data, subjects[0], model_cfg, train_cfg, on_epoch=on_epoch, keep_model=keep_model
+                data,
+                subjects[0],
+                model_cfg,
+                train_cfg,
+                machine,
+                on_epoch=on_epoch,
+                keep_model=keep_model,
             )
         ]
-    if train_cfg.compile != "off":
+    if machine.compile != "off":
         raise ConfigError(
-            f"TrainConfig.compile={train_cfg.compile!r} applies to folds trained one by one; "
+            f"MachineConfig.compile={machine.compile!r} applies to folds trained one by one; "
             f"stacked training ({len(subjects)} folds stacked) runs eager: set compile "
             "to 'off' or train one fold at a time"
         )
-    device = resolve_device(train_cfg.device)
+    device = resolve_device(machine.device)
     start = time.perf_counter()
     splits = [fold_split(data, s, train_cfg) for s in subjects]
     models = []
     for split in splits:
         with seeded(split.seed, device):
             models.append(build_model(model_cfg).to(device))
-    trainer = _Stack(models, data, splits, train_cfg, device)
+    trainer = _Stack(models, data, splits, train_cfg, machine, device)
     history = trainer.fit(on_epoch, start)
     seconds = time.perf_counter() - start
     states = trainer.state_dicts() if keep_model else [None] * len(splits)
@@ -176,6 +183,7 @@ class _Stack:
         data: PairSet,
         splits: list[FoldSplit],
         cfg: TrainConfig,
+        machine: MachineConfig,
         device: torch.device,
     ) -> None:
         self.template = models[0]
@@ -183,6 +191,7 @@ class _Stack:
         stacked, self.buffers = stack_module_state(models)
         self.params, self.flat, flat_grad = _flat_params(stacked)
         self.data, self.splits, self.cfg, self.device = data, splits, cfg, device
+        self.machine = machine
         self.drop_calls = drop_path_calls(self.template)
         self.k = data.num_classes
         self.optimizer = StackedAdamW(self.flat, flat_grad, cfg.weight_decay)
@@ -211,7 +220,7 @@ class _Stack:
         sizes = np.array([len(s.train_index) for s in splits])
         steps = -(-sizes // batch)
         weight = self._weights()
-        autocast = autocast_for(self.device, cfg.amp)
+        autocast = autocast_for(self.device, self.machine.amp)
         history: dict[str, list] = {"test": [], "val": [], "loss": [], "acc": []}
         per_fold: dict[str, list[list]] = {key: [[] for _ in splits] for key in history}
         for epoch in range(cfg.epochs):
@@ -349,9 +358,9 @@ class _Stack:
         padded = torch.zeros(len(indices), longest, dtype=torch.long)
         for f, idx in enumerate(indices):
             padded[f, : len(idx)] = torch.as_tensor(idx, dtype=torch.long)
-        chunk = max(1, self.cfg.eval_batch_size // len(indices))
+        chunk = max(1, self.machine.eval_batch_size // len(indices))
         probs = []
-        with autocast_for(self.device, self.cfg.amp):
+        with autocast_for(self.device, self.machine.amp):
             for begin in range(0, longest, chunk):
                 index = padded[:, begin : begin + chunk].to(self.device)
                 onset, apex = self._images(index, None, train=False)

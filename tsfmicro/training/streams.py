@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from tsfmicro.config import ModelConfig, TrainConfig
+from tsfmicro.config import DEFAULT_MACHINE, MachineConfig, ModelConfig, TrainConfig
 from tsfmicro.errors import ConfigError
 from tsfmicro.training.data import PairSet
 from tsfmicro.training.fold import (
@@ -42,6 +42,7 @@ def train_streams(
     subjects: Sequence[str],
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
+    machine: MachineConfig = DEFAULT_MACHINE,
     *,
     concurrent: int | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
@@ -59,13 +60,13 @@ def train_streams(
         concurrent = len(subjects)
     if not isinstance(concurrent, int) or isinstance(concurrent, bool) or concurrent < 1:
         raise ConfigError(f"concurrent folds must be a whole number >= 1, got {concurrent!r}")
-    if train_cfg.compile != "off" and min(concurrent, len(subjects)) > 1:
+    if machine.compile != "off" and min(concurrent, len(subjects)) > 1:
         raise ConfigError(
-            f"TrainConfig.compile={train_cfg.compile!r} applies to folds trained one by one; "
+            f"MachineConfig.compile={machine.compile!r} applies to folds trained one by one; "
             f"folds trained at once in threads ({concurrent}) run eager: set compile to 'off' "
             "or train one fold at a time"
         )
-    device = resolve_device(train_cfg.device)
+    device = resolve_device(machine.device)
     workers = min(concurrent, len(subjects))
     callback_lock = threading.Lock()
     report = None
@@ -88,6 +89,7 @@ def train_streams(
             subject,
             model_cfg,
             train_cfg,
+            machine,
             on_epoch=report,
             keep_model=keep_model,
             init_lock=_INIT_LOCK,
