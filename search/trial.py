@@ -50,7 +50,7 @@ _ARRAYS = (
     "train_loss",
     "train_acc",
 )
-_SCALARS = ("seed", "seconds", "train_samples", "device", "val_subjects", "worker")
+_SCALARS = ("seed", "seconds", "train_samples", "device", "val_subjects", "worker", "started")
 
 
 @dataclass(frozen=True)

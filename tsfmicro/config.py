@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Self, get_args
 
 from tsfmicro.errors import ConfigError
 from tsfmicro.vocab import SCORES, Score
@@ -58,8 +58,46 @@ def stage_depths(total: int) -> tuple[int, int, int, int]:
     return tuple(depths)  # type: ignore[return-value]
 
 
+class _Config:
+    """What every configuration record shares: a check that names the field, a validated copy,
+    and a round trip through plain dicts (JSON, YAML) that refuses unknown keys by name."""
+
+    def _need(self, ok: bool, name: str, message: str) -> None:
+        if not ok:
+            raise ConfigError(
+                f"{type(self).__name__}.{name}: {message}, got {getattr(self, name)!r}"
+            )
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Build from a plain dict (e.g. JSON); unknown keys are an error that names them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown {cls.__name__} field(s): {', '.join(unknown)}{cls._unknown_hint(unknown)}"
+            )
+        return cls(**cls._values(dict(data)))
+
+    @classmethod
+    def _unknown_hint(cls, unknown: list[str]) -> str:
+        return ""
+
+    @classmethod
+    def _values(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Field values from their JSON form (lists back to tuples, ...)."""
+        return values
+
+
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Config):
     """Architecture of one TSFmicro model. Defaults are the published configuration."""
 
     num_classes: int = 5  # output classes of the protocol (CASME II 5-class by default)
@@ -81,9 +119,7 @@ class ModelConfig:
     decomposed_stages: int = 2  # how many leading stages use the decomposed (row/column) form
 
     def __post_init__(self) -> None:
-        def need(ok: bool, name: str, message: str) -> None:
-            if not ok:
-                raise ConfigError(f"ModelConfig.{name}: {message}, got {getattr(self, name)!r}")
+        need = self._need
 
         need(self.fusion in FUSIONS, "fusion", f"must be one of {', '.join(FUSIONS)}")
         need(
@@ -158,25 +194,12 @@ class ModelConfig:
     def stage_depths(self) -> tuple[int, int, int, int]:
         return stage_depths(self.temporal_depth)
 
-    def replace(self, **changes: Any) -> ModelConfig:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Build from a plain dict (e.g. JSON); unknown keys are an error that names them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown ModelConfig field(s): {', '.join(unknown)}")
-        values = dict(data)
+    def _values(cls, values: dict[str, Any]) -> dict[str, Any]:
         for name in ("temporal_widths", "temporal_heads"):
             if name in values:
                 values[name] = tuple(values[name])
-        return cls(**values)
+        return values
 
 
 def _is_int(value: Any) -> bool:
@@ -252,7 +275,7 @@ COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Config):
     """The training recipe of one LOSO fold: what a paper would state. Defaults follow the
     published recipe where it is known. Where and how fast it runs is MachineConfig's."""
 
@@ -274,9 +297,7 @@ class TrainConfig:
     seed: int = 0  # run seed; each fold derives its own seed from it and the fold's subject
 
     def __post_init__(self) -> None:
-        def need(ok: bool, name: str, message: str) -> None:
-            if not ok:
-                raise ConfigError(f"TrainConfig.{name}: {message}, got {getattr(self, name)!r}")
+        need = self._need
 
         need(_is_int(self.epochs) and self.epochs >= 1, "epochs", "must be an integer >= 1")
         need(_is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "must be >= 1")
@@ -304,25 +325,14 @@ class TrainConfig:
         )
         need(_is_int(self.seed), "seed", "must be an integer")
 
-    def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            moved = [k for k in unknown if k in MACHINE_FIELDS]
-            hint = f" ({', '.join(moved)}: machine settings, MachineConfig's)" if moved else ""
-            raise ConfigError(f"unknown TrainConfig field(s): {', '.join(unknown)}{hint}")
-        return cls(**data)
+    def _unknown_hint(cls, unknown: list[str]) -> str:
+        moved = [k for k in unknown if k in MACHINE_FIELDS]
+        return f" ({', '.join(moved)}: machine settings, MachineConfig's)" if moved else ""
 
 
 @dataclass(frozen=True)
-class MachineConfig:
+class MachineConfig(_Config):
     """Where and how a run executes: machine settings, apart from the recipe. They change the
     speed and the float rounding (bf16 autocast more than the rest), never what is trained, and
     a search space cannot touch them. `tsfmicro.training.runners.Runner` carries one."""
@@ -334,9 +344,7 @@ class MachineConfig:
     eval_batch_size: int = 256  # samples per forward pass when predicting
 
     def __post_init__(self) -> None:
-        def need(ok: bool, name: str, message: str) -> None:
-            if not ok:
-                raise ConfigError(f"MachineConfig.{name}: {message}, got {getattr(self, name)!r}")
+        need = self._need
 
         need(
             isinstance(self.device, str)
@@ -361,20 +369,6 @@ class MachineConfig:
             "eval_batch_size",
             "must be >= 1",
         )
-
-    def replace(self, **changes: Any) -> MachineConfig:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MachineConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown MachineConfig field(s): {', '.join(unknown)}")
-        return cls(**data)
 
 
 DEFAULT_MACHINE = MachineConfig()  # CUDA when there is one, bf16 autocast there, eager

@@ -125,6 +125,31 @@ def load_pairs(
     )
 
 
+# The options of a named data source, read by attribute from whatever holds them: a search's
+# DataSpec, or the train command's parsed flags (load_source_pairs).
+SOURCE_FIELDS = (
+    "root",
+    "protocol",
+    "annotation",
+    "layout",
+    "cache_dir",
+    "toy_subjects",
+    "toy_per_subject",
+    "toy_classes",
+)
+
+
+def load_source_pairs(
+    source: Any, *, image_size: int, seed: int = 0, progress: bool = True
+) -> PairSet:
+    """load_named_pairs with the dataset name (`source.dataset`) and its options (the
+    SOURCE_FIELDS attributes of `source`) read from one object."""
+    options = {name: getattr(source, name) for name in SOURCE_FIELDS}
+    return load_named_pairs(
+        source.dataset, image_size=image_size, seed=seed, progress=progress, **options
+    )
+
+
 def load_named_pairs(
     dataset: str,
     *,

@@ -196,22 +196,9 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 def load_training_pairs(args: argparse.Namespace, image_size: int, seed: int) -> Any:
     """The PairSet named by the data flags: the toy task, or a dataset copy through the
     face-crop cache."""
-    from tsfmicro.pairs import load_named_pairs
+    from tsfmicro.pairs import load_source_pairs
 
-    return load_named_pairs(
-        args.dataset,
-        image_size=image_size,
-        root=args.root,
-        protocol=args.protocol,
-        annotation=args.annotation,
-        layout=args.layout,
-        cache_dir=args.cache_dir,
-        toy_subjects=args.toy_subjects,
-        toy_per_subject=args.toy_per_subject,
-        toy_classes=args.toy_classes,
-        seed=seed,
-        progress=not args.quiet,
-    )
+    return load_source_pairs(args, image_size=image_size, seed=seed, progress=not args.quiet)
 
 
 def runner_from_args(args: argparse.Namespace, machine: Any = None) -> Any:

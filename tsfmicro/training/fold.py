@@ -66,6 +66,7 @@ class FoldResult:
     train_samples: int  # training samples per epoch
     device: str
     worker: str = ""  # where the fold ran, when a runner records it (e.g. a Ray node id)
+    started: float = 0.0  # Unix time its training started (0: not recorded)
     state_dict: dict[str, torch.Tensor] | None = None  # only with keep_model=True
 
     @property
@@ -191,7 +192,7 @@ def train_fold(
     train_index, test_index, val_index = split.train_index, split.test_index, split.val_index
     val_subjects = split.val_subjects
     device = resolve_device(machine.device)
-    start = time.perf_counter()
+    started, start = time.time(), time.perf_counter()
     with init_lock or contextlib.nullcontext(), seeded(seed, device):
         model = build_model(model_cfg).to(device)
     on_stream: contextlib.AbstractContextManager = contextlib.nullcontext()
@@ -230,6 +231,7 @@ def train_fold(
         train_samples=len(train_index),
         device=str(device),
         state_dict=cpu_state(model) if keep_model else None,
+        started=started,
     )
 
 

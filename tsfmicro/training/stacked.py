@@ -96,7 +96,7 @@ def train_stacked(
             "to 'off' or train one fold at a time"
         )
     device = resolve_device(machine.device)
-    start = time.perf_counter()
+    started, start = time.time(), time.perf_counter()
     splits = [fold_split(data, s, train_cfg) for s in subjects]
     models = []
     for split in splits:
@@ -122,6 +122,7 @@ def train_stacked(
             train_samples=len(split.train_index),
             device=str(device),
             state_dict=states[f],
+            started=started,
         )
         for f, split in enumerate(splits)
     ]
