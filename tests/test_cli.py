@@ -113,6 +113,34 @@ def test_bad_values_are_one_line_errors(args, words, capsys):
     assert words in err and "Traceback" not in err
 
 
+def test_train_out_is_checked_before_any_training(tmp_path, capsys):
+    """An output folder that holds files is refused (nothing in it touched) unless --force; an
+    --out that cannot be created fails at once, naming it; no training happens before."""
+    quick = ["train", "--preset", "micro", "--epochs", "1", "--toy-subjects", "2",
+             "--toy-per-subject", "3", "--bootstrap", "5", "--quiet"]
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("keep me")
+    assert main([*quick, "--out", str(used)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {used} already holds files" in err and "--force" in err
+    assert sorted(p.name for p in used.iterdir()) == ["notes.txt"]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main([*quick, "--out", str(blocker / "run")]) == 2
+    assert f"--out {blocker / 'run'} cannot be written to" in capsys.readouterr().err
+    assert main([*quick, "--out", str(used), "--force"]) == 0
+    assert (used / "notes.txt").read_text() == "keep me" and (used / "metrics.json").is_file()
+    assert not [p for p in used.iterdir() if p.name.endswith(".tmp")]  # nothing half-written
+
+
+def test_bootstrap_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--bootstrap", "0"])
+    assert exc.value.code == 2
+    assert "--bootstrap: must be at least 1, got 0" in capsys.readouterr().err
+
+
 def test_bad_yaml_is_reported_with_the_file_name(tmp_path, capsys):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("model:\n  retnet_depth: 3\n")

@@ -1,4 +1,5 @@
-"""Low-level file I/O shared by the layers above: decoding frame image files.
+"""Low-level file I/O shared by the layers above: decoding frame image files, and writing a
+file whole or not at all.
 
 Both `tsfmicro.faces` and `tsfmicro.datasets` read frames through this module. It is a
 bottom layer: it imports nothing from tsfmicro except `tsfmicro.errors`, so any part of the
@@ -7,13 +8,17 @@ library may use it without an import circle.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 import cv2
 import numpy as np
 
-from tsfmicro.errors import DataError
+from tsfmicro.errors import DataError, InputError
 
 # What to do with a one-channel frame: replicate it to RGB, or fail (Policies.grayscale).
 GrayscalePolicy = Literal["to_rgb", "error"]
@@ -68,3 +73,24 @@ def _to_rgb(path: Path, image: np.ndarray) -> tuple[np.ndarray, bool]:
     if image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB), False
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), False
+
+
+@contextlib.contextmanager
+def written_whole(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write to; once the block ends without error the
+    temporary file replaces `path` in one step, else it is removed. So a reader (or a rerun
+    after a crash) finds the whole old file, the whole new one, or none: never half of one. A
+    full disk or a folder that cannot be written to gives an InputError naming the file."""
+    final = Path(path)
+    temp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    try:
+        yield temp
+        os.replace(temp, final)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM):
+            raise InputError(f"cannot write {final}: {exc.strerror}") from exc
+        raise
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tsfmicro.errors import InputError
+from tsfmicro.errors import ConfigError, InputError
 
 METRICS = ("acc", "uf1", "uar")
 
@@ -106,6 +106,10 @@ def subject_bootstrap(
     Each replicate draws as many subjects as there are, with replacement, and
     pools all samples of the drawn subjects (a subject drawn twice counts twice).
     """
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 1:
+        raise ConfigError(f"bootstrap replicates must be a whole number >= 1, got {n_boot!r}")
+    if not 0.0 < level < 1.0:
+        raise ConfigError(f"interval level must be between 0 and 1, got {level!r}")
     subjects = np.asarray(subjects)
     names, inverse = np.unique(subjects, return_inverse=True)
     k = num_classes

@@ -123,16 +123,56 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     out = p.add_argument_group("output")
     out.add_argument(
-        "--out", type=Path, help=f"output folder (default: {DEFAULT_OUT}/train-<run id>)"
+        "--out",
+        type=Path,
+        help=f"output folder (default: {DEFAULT_OUT}/train-<run id>); an existing folder "
+        "that holds files is refused unless --force",
+    )
+    out.add_argument(
+        "--force",
+        action="store_true",
+        help="write into --out even if it holds files (the run's own files are replaced)",
     )
     out.add_argument(
         "--bootstrap",
-        type=int,
+        type=_positive_int,
         default=1000,
         help="subject-bootstrap replicates for the intervals (default 1000)",
     )
     out.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def prepare_out(out_dir: Path, force: bool) -> None:
+    """Refuse an output folder that already holds files (unless `force`), and check before
+    any training that the folder can be created and written to."""
+    import tempfile
+
+    from tsfmicro.errors import ConfigError, InputError
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file, not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise ConfigError(
+            f"--out {out_dir} already holds files (an earlier run's?); choose another folder "
+            "or pass --force to write into it"
+        )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise InputError(f"--out {out_dir} cannot be written to: {exc.strerror}") from exc
 
 
 def build_configs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
@@ -237,12 +277,13 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     model_cfg, train_cfg, machine = build_configs(args)
     runner = runner_from_args(args, machine)
+    info = run_info()
+    out_dir = args.out or DEFAULT_OUT / f"train-{info['run_id']}"
+    prepare_out(out_dir, args.force)
     data = load_training_pairs(args, model_cfg.image_size, train_cfg.seed)
     model_cfg = model_cfg.replace(num_classes=data.num_classes)
     if args.shuffle_labels:
         data = data.shuffled_labels(train_cfg.seed)
-    info = run_info()
-    out_dir = args.out or DEFAULT_OUT / f"train-{info['run_id']}"
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     log(
         f"run {info['run_id']}: {data.name}, {len(data)} samples, "

@@ -30,6 +30,7 @@ import pandas as pd
 from tsfmicro import metrics as M
 from tsfmicro.config import ModelConfig, TrainConfig
 from tsfmicro.errors import ConfigError, InputError
+from tsfmicro.fileio import written_whole
 from tsfmicro.training.data import PairSet
 from tsfmicro.training.fold import FoldResult
 from tsfmicro.vocab import (
@@ -261,15 +262,17 @@ class LosoResult:
         }
         _write_json(out / CONFIG_FILE, config)
         _write_json(out / METRICS_FILE, {m: r.to_dict() for m, r in reports.items()})
-        pd.concat([self.predictions(m) for m in self.modes], ignore_index=True).to_parquet(
-            out / PREDICTIONS_FILE, index=False
-        )
-        self.curves().to_csv(out / CURVES_FILE, index=False)
-        np.savez_compressed(
-            out / EPOCH_PROBS_FILE,
-            **{f"test_probs/{f.subject}": f.test_probs for f in self.folds},
-            **{f"test_index/{f.subject}": f.test_index for f in self.folds},
-        )
+        predictions = pd.concat([self.predictions(m) for m in self.modes], ignore_index=True)
+        with written_whole(out / PREDICTIONS_FILE) as temp:
+            predictions.to_parquet(temp, index=False)
+        with written_whole(out / CURVES_FILE) as temp:
+            self.curves().to_csv(temp, index=False)
+        with written_whole(out / EPOCH_PROBS_FILE) as temp, open(temp, "wb") as handle:
+            np.savez_compressed(
+                handle,
+                **{f"test_probs/{f.subject}": f.test_probs for f in self.folds},
+                **{f"test_index/{f.subject}": f.test_index for f in self.folds},
+            )
         return reports
 
 
@@ -280,9 +283,8 @@ def _last_argmax(values: np.ndarray) -> int:
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
-    tmp.replace(path)
+    with written_whole(path) as temp:
+        temp.write_text(json.dumps(payload, indent=2, default=_json_default))
 
 
 def _json_default(value: Any) -> Any:
