@@ -9,6 +9,7 @@ tensors, converted to float on the training device.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,6 +114,37 @@ class PairSet:
     def subject_ids(self) -> list[str]:
         """Distinct subjects, sorted: one LOSO fold each."""
         return sorted(set(self.subjects.tolist()))
+
+    def take(self, index: np.ndarray) -> PairSet:
+        """The samples at `index` (in that order), every per-sample field alike."""
+        index = np.asarray(index, dtype=np.int64)
+        rows = torch.as_tensor(index)
+
+        def pick(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t[rows]
+
+        return dataclasses.replace(
+            self,
+            onset=self.onset[rows],
+            apex=self.apex[rows],
+            labels=self.labels[rows],
+            subjects=self.subjects[index],
+            keys=self.keys[index],
+            train_onset=pick(self.train_onset),
+            train_apex=pick(self.train_apex),
+        )
+
+    def only_subjects(self, subjects: Sequence[str]) -> PairSet:
+        """The samples of these subjects, in their original order; unknown names are an
+        InputError that lists them."""
+        wanted = [str(s) for s in subjects]
+        unknown = sorted(set(wanted) - set(self.subject_ids()))
+        if unknown:
+            raise InputError(
+                f"{self.name!r} has no subject(s) {', '.join(map(repr, unknown))} "
+                f"(it has {', '.join(self.subject_ids())})"
+            )
+        return self.take(np.flatnonzero(np.isin(self.subjects.astype(str), wanted)))
 
     def shuffled_labels(self, seed: int) -> PairSet:
         """The same set with labels permuted at random (a chance-level control)."""
