@@ -39,6 +39,35 @@ from tsfmicro.vocab import EVAL_MODES
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 
 
+def _refit_task(
+    data: PairSet,
+    m: ModelConfig,
+    t: TrainConfig,
+    mc: MachineConfig,
+    threads: int,
+    predict_on: PairSet | None = None,
+) -> Any:
+    """The refit recipe: train_full on every sample of `data`. Returns the state dict or,
+    given `predict_on`, that set's class probabilities (eval mode) and the training seconds."""
+    import time
+
+    import numpy as np
+    import torch
+
+    from tsfmicro.training.fold import predict_probs, resolve_device, train_full
+
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    model = train_full(data, m, t, mc)
+    if predict_on is None:
+        return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    seconds = time.perf_counter() - started
+    probs = predict_probs(
+        model, predict_on, np.arange(len(predict_on)), resolve_device(mc.device), mc
+    )
+    return probs, seconds
+
+
 def refit(
     pairs: PairSet,
     model_cfg: ModelConfig,
@@ -50,19 +79,29 @@ def refit(
     """Train on every sample, as a Ray task with a fold's resources; returns the state dict."""
     import ray
 
-    def task(
-        data: PairSet, m: ModelConfig, t: TrainConfig, mc: MachineConfig, threads: int
-    ) -> dict:
-        import torch
-
-        from tsfmicro.training.fold import train_full
-
-        torch.set_num_threads(threads)
-        model = train_full(data, m, t, mc)
-        return {k: v.detach().cpu() for k, v in model.state_dict().items()}
-
-    remote = ray.remote(task).options(num_cpus=fold_cpus, num_gpus=fold_gpus, name="refit")
+    remote = ray.remote(_refit_task).options(num_cpus=fold_cpus, num_gpus=fold_gpus, name="refit")
     return ray.get(remote.remote(pairs, model_cfg, train_cfg, machine, max(1, int(fold_cpus))))
+
+
+def refit_predict(
+    pairs: PairSet,
+    test: PairSet,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    fold_cpus: float,
+    fold_gpus: float,
+    machine: MachineConfig = DEFAULT_MACHINE,
+) -> tuple[Any, float]:
+    """refit's recipe on `pairs`, then `test`'s class probabilities (n, K) in eval mode, in
+    the same Ray task (a nested search's outer fold); returns (probabilities, seconds of
+    training)."""
+    import ray
+
+    remote = ray.remote(_refit_task).options(
+        num_cpus=fold_cpus, num_gpus=fold_gpus, name="refit_predict"
+    )
+    threads = max(1, int(fold_cpus))
+    return ray.get(remote.remote(pairs, model_cfg, train_cfg, machine, threads, test))
 
 
 def trial_run_metrics(client: Any, experiment_id: str, search: str, trial_id: str) -> tuple:
