@@ -43,8 +43,24 @@ class DataSpec:
     toy_classes: int = 3
     data_dir: str | None = None  # where synthetic copies are written (default: cache/synth)
     cache_dir: str | None = None  # face-crop cache (default: $TSFMICRO_CACHE or ~/.cache)
+    # Permute the labels (PairSet.shuffled_labels with the search's seed): a chance-level
+    # control. The dataset gets a name of its own (search.data.dataset_label), so such a
+    # search never shares an experiment or a leaderboard with the real labels.
+    shuffle_labels: bool = False
+    # Only these subjects (after any label shuffling, so a subset keeps the labels the whole
+    # set had); None: every subject. A nested search's inner searches use it.
+    subjects: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.subjects is not None:
+            names = tuple(str(s) for s in self.subjects)  # a JSON or YAML list
+            object.__setattr__(self, "subjects", names)
+            repeated = sorted({s for s in names if names.count(s) > 1})
+            if not names or repeated:
+                raise ConfigError(
+                    "DataSpec.subjects must name at least one subject, each once"
+                    + (f" (repeated: {', '.join(repeated)})" if repeated else "")
+                )
         adapters = {"casme2", "samm", "casme3", "mmew", "composite"}
         if self.dataset not in adapters | {"synthetic", "toy"}:
             raise ConfigError(
@@ -56,6 +72,17 @@ class DataSpec:
         for name in ("synth_subjects", "synth_clips", "toy_subjects", "toy_per_subject"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"DataSpec.{name} must be >= 1, got {getattr(self, name)}")
+
+    def known_subjects(self) -> int | None:
+        """How many subjects the search will have, where the settings alone say so (the named
+        subjects, the toy task's or the synthetic benchmark's count); None for a real copy."""
+        if self.subjects is not None:
+            return len(self.subjects)
+        if self.dataset == "toy":
+            return self.toy_subjects
+        if self.dataset == "synthetic":
+            return self.synth_subjects
+        return None
 
 
 # GPUs per fold task when the cluster has GPUs and none was asked for: four folds share a
@@ -129,6 +156,35 @@ def default_train() -> TrainConfig:
     return TrainConfig(epochs=12, batch_size=16, weight_decay=0.05)
 
 
+NESTED_NAME_MAX = 90  # a nested search's name; its inner searches are <name>-outer<k>
+
+
+def outer_fold_problem(subjects: int, outer_folds: int | None, val_subjects: int = 0) -> str:
+    """Why a nested search cannot split `subjects` subjects into `outer_folds` outer folds
+    (None: one per subject) whose inner searches each run a LOSO with `val_subjects` inner
+    validation subjects; "" when it can. Every inner LOSO fold needs a training subject
+    besides the held-out one and the validation ones, so each outer-training part needs at
+    least 2 + val_subjects subjects."""
+    k = subjects if outer_folds is None else outer_folds
+    if subjects < 3:
+        return (
+            f"the data has {subjects} subject(s); a nested LOSO needs at least 3 (an outer "
+            "test subject and 2 for the inner LOSO)"
+        )
+    if k > subjects:
+        return f"--outer-folds {k} is more than the {subjects} subjects of the data"
+    largest = -(-subjects // k)  # the biggest outer test group (numpy.array_split sizes)
+    need = 2 + val_subjects
+    if subjects - largest < need:
+        return (
+            f"{k} outer folds of {subjects} subjects leave {subjects - largest} subject(s) for "
+            f"an inner search, which needs at least {need} (2"
+            + (f" + {val_subjects} inner validation" if val_subjects else "")
+            + "); use fewer outer folds or more subjects"
+        )
+    return ""
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     name: str  # the search's name: Tune experiment folder, MLflow tag, --resume handle
@@ -153,6 +209,11 @@ class SearchConfig:
     fold_retries: int = 2  # retries of a fold task whose worker died
     trial_retries: int = 1  # retries of a failed trial
     bootstrap: int = 1000  # subject-bootstrap replicates for the intervals
+    # Nested LOSO (search.nested, docs/search.md): the whole search redone inside each outer
+    # fold on the outer-training subjects, its champion refitted and scored on the held-out
+    # ones. outer_folds: groups of subjects (None: one subject each, a true nested LOSO).
+    nested: bool = False
+    outer_folds: int | None = None
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, message: str) -> None:
@@ -190,6 +251,38 @@ class SearchConfig:
         )
         if self.sampler == "grid":
             self.space.grid()  # raises if a parameter has no finite grid
+        need(
+            self.outer_folds is None or self.nested,
+            "outer_folds",
+            "is for a nested search only (--nested)",
+        )
+        need(
+            self.outer_folds is None or self.outer_folds >= 2,
+            "outer_folds",
+            "must be at least 2 (or unset: one outer fold per subject)",
+        )
+        if self.nested:
+            need(
+                len(self.name) <= NESTED_NAME_MAX,
+                "name",
+                f"of a nested search has at most {NESTED_NAME_MAX} characters (its inner "
+                "searches add -outerN)",
+            )
+            known = self.data.known_subjects()
+            problem = known is not None and outer_fold_problem(
+                known, self.outer_folds, self.max_val_subjects()
+            )
+            if problem:
+                raise ConfigError(f"SearchConfig.nested: {problem}")
+
+    def max_val_subjects(self) -> int:
+        """The most inner-validation subjects any trial can ask for (base recipe, a constant
+        or the top of a searched range)."""
+        values = [self.train.val_subjects, dict(self.space.constants).get("val_subjects", 0)]
+        for p in self.space.params:
+            if p.name == "val_subjects":
+                values += list(p.choices) if p.type == "categorical" else [p.high]
+        return int(max(int(v or 0) for v in values))
 
     def replace(self, **changes: Any) -> SearchConfig:
         return dataclasses.replace(self, **changes)

@@ -19,16 +19,20 @@ from search.config import DataSpec
 from tsfmicro.datasets import get_protocol
 from tsfmicro.training.data import PairSet
 
+SHUFFLED_SUFFIX = "-shuffled"  # the dataset name of a search on permuted labels
+
 
 def dataset_label(spec: DataSpec) -> tuple[str, str]:
-    """(dataset, protocol) names for the experiment and the registered model."""
+    """(dataset, protocol) names for the experiment and the registered model; a search on
+    shuffled labels has its own dataset name (`toy-shuffled`), hence its own experiment."""
+    suffix = SHUFFLED_SUFFIX if spec.shuffle_labels else ""
     if spec.dataset == "toy":
-        return "toy", f"{spec.toy_classes}class"
+        return "toy" + suffix, f"{spec.toy_classes}class"
     if spec.dataset == "synthetic":
-        return f"synthetic-{spec.synth_dataset}", get_protocol(
+        return f"synthetic-{spec.synth_dataset}{suffix}", get_protocol(
             spec.synth_dataset, spec.protocol
         ).name
-    return spec.dataset, get_protocol(spec.dataset, spec.protocol).name
+    return spec.dataset + suffix, get_protocol(spec.dataset, spec.protocol).name
 
 
 def default_data_dir() -> Path:
@@ -91,7 +95,23 @@ def ensure_synthetic(spec: DataSpec, progress: bool = True) -> Path:
 def load_search_pairs(
     spec: DataSpec, image_size: int, seed: int = 0, progress: bool = True
 ) -> PairSet:
-    from tsfmicro.pairs import load_named_pairs, load_pairs
+    """The search's samples; with `spec.shuffle_labels`, their labels permuted with `seed`;
+    with `spec.subjects`, only those subjects' samples (taken after the shuffle, so they keep
+    the labels they have in the whole set). An unknown subject is a ConfigError naming it."""
+    from tsfmicro.errors import ConfigError, InputError
+
+    pairs = _load_pairs(spec, image_size, seed, progress)
+    pairs = pairs.shuffled_labels(seed) if spec.shuffle_labels else pairs
+    if spec.subjects is None:
+        return pairs
+    try:
+        return pairs.only_subjects(spec.subjects)
+    except InputError as exc:
+        raise ConfigError(f"DataSpec.subjects: {exc}") from None
+
+
+def _load_pairs(spec: DataSpec, image_size: int, seed: int, progress: bool) -> PairSet:
+    from tsfmicro.pairs import load_pairs, load_source_pairs
 
     if spec.dataset == "synthetic":
         root = ensure_synthetic(spec, progress=progress)
@@ -105,17 +125,4 @@ def load_search_pairs(
         )
         name = "-".join(dataset_label(spec))
         return dataclasses.replace(pairs, name=name)
-    return load_named_pairs(
-        spec.dataset,
-        image_size=image_size,
-        root=spec.root,
-        protocol=spec.protocol,
-        annotation=spec.annotation,
-        layout=spec.layout,
-        cache_dir=spec.cache_dir,
-        toy_subjects=spec.toy_subjects,
-        toy_per_subject=spec.toy_per_subject,
-        toy_classes=spec.toy_classes,
-        seed=seed,
-        progress=progress,
-    )
+    return load_source_pairs(spec, image_size=image_size, seed=seed, progress=progress)

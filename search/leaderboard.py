@@ -19,11 +19,22 @@ from search.schema import (
     OBJECTIVE,
     STATE_COMPLETE,
     Tag,
+    TieMetric,
     run_filter,
     score_metric,
 )
 from tsfmicro.metrics import METRICS
 from tsfmicro.vocab import EVAL_MODES, OPTIMISTIC_MODES
+
+# Each trial against its search's champion (search.honest): the leaderboard's columns.
+TIE_COLUMNS = (
+    TieMetric.DIFF,
+    TieMetric.DIFF + CI_LO,
+    TieMetric.DIFF + CI_HI,
+    TieMetric.SHARE,
+    TieMetric.SUBJECTS,
+)
+TIED = "tied_with_best"  # the column: True, False, or None where the search has no estimates
 
 HYPERPARAMETERS = (
     "temporal_depth",
@@ -69,6 +80,10 @@ def leaderboard(
     rows = []
     for run in runs:
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+        if not search and Tag.NESTED_IN in tags:
+            # an inner search of a nested one (search.nested): scored on a subset of the
+            # subjects, so not ranked with whole searches; --search <its name> shows it
+            continue
         row: dict[str, Any] = {
             "experiment": names[run.info.experiment_id],
             "experiment_id": run.info.experiment_id,
@@ -100,6 +115,11 @@ def leaderboard(
                     if key in metrics:
                         row[key] = metrics[key]
         row[FOLD_SECONDS] = metrics.get(FOLD_SECONDS)
+        tied = metrics.get(TieMetric.TIED)
+        row[TIED] = None if tied is None else bool(tied)
+        for key in TIE_COLUMNS:
+            row[key] = metrics.get(key)
+        row["shuffled_labels"] = tags.get(Tag.SHUFFLED_LABELS) == "true"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -131,11 +151,13 @@ def format_leaderboard(
     else:
         shown = complete.sort_values(key, ascending=False).head(limit)
         params = [p for p in HYPERPARAMETERS if p in shown.columns and shown[p].nunique() > 0]
+        with_ties = _has_ties(board)
         header = (
             f"{'#':>2} {'trial':<10}"
             + "".join(f"{p[:14]:>15}" for p in params)
             + "".join(f"{m.upper():>22}" for m in METRICS)
             + (f"{'oracle UF1':>12}" if mode != "oracle" else "")
+            + (f"  {'Δ vs search best [95% CI]':<31}" if with_ties else "")
         )
         lines += [header, "-" * len(header)]
         for rank, (_, row) in enumerate(shown.iterrows(), start=1):
@@ -148,20 +170,148 @@ def format_leaderboard(
             )
             oracle_uf1 = row.get(score_metric("oracle", "uf1"), float("nan"))
             oracle = f"{oracle_uf1:>12.3f}" if mode != "oracle" else ""
-            lines.append(f"{rank:>2} {str(row['trial']):<10}{cells}{scores}{oracle}")
+            tie = f"  {tie_text(row)}" if with_ties else ""
+            lines.append(f"{rank:>2} {str(row['trial']):<10}{cells}{scores}{oracle}{tie}")
         if mode != "oracle":
             lines.append(
                 "oracle UF1: per-subject best epoch (optimistic, for comparison with "
                 "published figures)"
             )
+        if with_ties:
+            lines.append(TIE_NOTE)
     others = board[board["state"] != STATE_COMPLETE]
     for _, row in others.iterrows():
         reason = (row.get("reason") or "").splitlines()[-1:] or [""]
-        lines.append(f"   {row['trial']}: {row['state']} {reason[0][:100]}")
+        tie = ""
+        if _value(row.get(TieMetric.DIFF)) is not None:
+            tie = f" (on its {int(row[TieMetric.SUBJECTS])} subjects: Δ {tie_text(row)})"
+        lines.append(f"   {row['trial']}: {row['state']} {reason[0][:100]}{tie}")
     return "\n".join(lines)
+
+
+TIE_NOTE = (
+    "Δ vs search best: the trial's objective (its search's mode and metric) minus its "
+    "search champion's, paired subject bootstrap; tied: the 95% interval contains 0"
+)
+
+
+def _has_ties(board: pd.DataFrame) -> bool:
+    return TieMetric.DIFF in board and board[TieMetric.DIFF].notna().any()
+
+
+def _value(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if number != number else number
+
+
+def tie_text(row: Any) -> str:
+    """'-0.031 [-0.12,+0.05] tied', '+0.000 [+0.00,+0.00] best', '' without figures."""
+    diff = _value(row.get(TieMetric.DIFF))
+    lo, hi = _value(row.get(TieMetric.DIFF + CI_LO)), _value(row.get(TieMetric.DIFF + CI_HI))
+    if diff is None or lo is None or hi is None:
+        return ""
+    mark = "best" if lo == hi == diff == 0.0 else ("tied" if row.get(TIED) else "")
+    return f"{diff:+.3f} [{lo:+.2f},{hi:+.2f}] {mark}".rstrip()
+
+
+def board_json(board: pd.DataFrame, mode: str = "final", metric: str = "uf1") -> list[dict]:
+    """The leaderboard's rows as JSON-ready dicts: complete trials ranked by `mode` `metric`,
+    then the others; each with its scores, intervals and `tied_with_best`."""
+    if board.empty:
+        return []
+    key = score_metric(mode, metric)
+    complete = board[board["state"] == STATE_COMPLETE]
+    if key in complete:
+        complete = complete.sort_values(key, ascending=False)
+    ordered = pd.concat([complete, board[board["state"] != STATE_COMPLETE]])
+    rows = []
+    for rank, (_, row) in enumerate(ordered.iterrows(), start=1):
+        out: dict[str, Any] = {
+            "rank": rank if row["state"] == STATE_COMPLETE else None,
+            **{k: _plain(row.get(k)) for k in ("experiment", "search", "trial", "state",
+                                                "run_id", "eval_mode", "objective_name",
+                                                "objective")},
+        }  # fmt: skip
+        for m in METRICS:
+            name = score_metric(mode, m)
+            out[m] = _value(row.get(name))
+            out[f"{m}_ci"] = [_value(row.get(name + CI_LO)), _value(row.get(name + CI_HI))]
+        tied = row.get(TIED)
+        out[TIED] = None if tied is None or tied != tied else bool(tied)
+        out["diff_vs_best"] = _value(row.get(TieMetric.DIFF))
+        out["diff_vs_best_ci"] = [
+            _value(row.get(TieMetric.DIFF + CI_LO)),
+            _value(row.get(TieMetric.DIFF + CI_HI)),
+        ]
+        out["share_at_least_as_good"] = _value(row.get(TieMetric.SHARE))
+        rows.append(out)
+    return rows
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float):
+        return _value(value)
+    return None if value is None or value is pd.NA else value
 
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     return "" if value is None or (isinstance(value, float) and value != value) else str(value)
+
+
+def leaderboard_command(args: Any) -> int:
+    """`tsfmicro leaderboard`: the ranked trials with their ties; with `--search NAME
+    --honest`, the search's honest estimates recomputed (and logged) first; with `--search`
+    alone, the estimates the search stored, if any. `--json FILE` writes rows and estimates."""
+    import json
+    import sys
+
+    from search.honest import format_report, honest_for_search, stored_for_search
+    from tsfmicro.errors import ConfigError
+
+    if args.honest and not args.search:
+        raise ConfigError("--honest needs --search NAME: the estimates are those of one search")
+    if args.bootstrap is not None and args.bootstrap < 1:
+        raise ConfigError(f"--bootstrap must be at least 1, got {args.bootstrap}")
+    from mlflow import MlflowClient
+
+    client = MlflowClient(args.tracking_uri)
+    report, stored = None, False
+    if args.honest:
+        report = honest_for_search(
+            args.tracking_uri,
+            args.search,
+            experiment=args.experiment,
+            storage_path=args.storage_path,
+            n_boot=args.bootstrap,
+            say=lambda message: print(message, file=sys.stderr),
+            client=client,
+        )
+    elif args.search:
+        report, stored = stored_for_search(client, args.search, args.experiment), True
+    board = leaderboard(args.tracking_uri, args.experiment, search=args.search, client=client)
+    print(format_leaderboard(board, args.eval_mode, args.metric))
+    if report:
+        if stored:
+            print(f"(stored with the search, computed {report.get('computed_at', '?')}; "
+                  "--honest recomputes)")  # fmt: skip
+        print(format_report(report))
+    if args.json:
+        payload = {
+            "tracking_uri": args.tracking_uri,
+            "experiment": args.experiment,
+            "search": args.search,
+            "eval_mode": args.eval_mode,
+            "metric": args.metric,
+            "trials": board_json(board, args.eval_mode, args.metric),
+            "estimates": report["estimates"] if report else None,
+            "honest": report,
+        }
+        args.json.write_text(json.dumps(payload, indent=2, default=str))
+    return 0

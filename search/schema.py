@@ -38,7 +38,7 @@ PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own: a fold run's trial run
 class Tag:
     """Names of the tags on tsfmicro runs."""
 
-    KIND = TAG_PREFIX + "kind"  # KIND_TRIAL, KIND_FOLD or KIND_REFIT
+    KIND = TAG_PREFIX + "kind"  # KIND_TRIAL, KIND_FOLD, KIND_REFIT, KIND_SEARCH or KIND_OUTER
     SEARCH = TAG_PREFIX + "search"
     TRIAL_ID = TAG_PREFIX + "trial_id"
     FOLD = TAG_PREFIX + "fold"  # a fold run's held-out subject
@@ -58,9 +58,23 @@ class Tag:
     SEARCHED = TAG_PREFIX + "searched"  # the searched parameters, comma-separated
     OPTIMISTIC_MODES = TAG_PREFIX + "optimistic_modes"  # comma-separated
     SOURCE_RUN = TAG_PREFIX + "source_run"  # a refit run's trial run
+    # "true" when the search trained on permuted labels (a chance-level control); such a
+    # search also has a dataset name of its own (search.data.dataset_label)
+    SHUFFLED_LABELS = TAG_PREFIX + "shuffled_labels"
+    STORAGE_PATH = TAG_PREFIX + "storage_path"  # a search run's Tune storage folder
+    HONEST_NOTE = TAG_PREFIX + "honest_note"  # why a search run has no honest estimates
+    # Nested LOSO (search.nested): "true" on a nested search's own run; on its outer fold runs
+    # and on every run of its inner searches, the nested search's name and the outer fold
+    # (1-based); on an outer fold run, the name of the inner search run inside it.
+    NESTED = TAG_PREFIX + "nested"
+    NESTED_IN = TAG_PREFIX + "nested_in"
+    OUTER_FOLD = TAG_PREFIX + "outer_fold"
+    INNER_SEARCH = TAG_PREFIX + "inner_search"
 
 
 KIND_TRIAL, KIND_FOLD, KIND_REFIT = "trial", "fold", "refit"
+KIND_SEARCH = "search"  # one run per search: its settings and its honest estimates
+KIND_OUTER = "outer"  # a nested search's outer fold: child of its search run, parent of trials
 STATE_RUNNING = "running"
 STATE_COMPLETE = "complete"
 STATE_PRUNED = "pruned"
@@ -160,6 +174,90 @@ def per_subject_artifact(mode: str) -> str:
 
 def confusion_artifact(mode: str) -> str:
     return f"confusion_{mode}.json"
+
+
+# ---- the search run (kind KIND_SEARCH): honest estimates of the whole search --------------------
+
+# The figures that describe a search (docs/evaluation.md): the champion's own pooled scores
+# (optimistic: selected on the same folds), the BBC-CV bias-corrected estimate of the selection
+# procedure, and a nested search's estimate (written by the nested search, when one is run).
+FIGURE_SEARCH_BEST, FIGURE_BBC, FIGURE_NESTED = "search_best", "bbc", "nested"
+FIGURES = (FIGURE_SEARCH_BEST, FIGURE_BBC, FIGURE_NESTED)
+OPTIMISTIC_FIGURES = frozenset({FIGURE_SEARCH_BEST})
+HONEST_ARTIFACT = "honest.json"  # every figure, every tie, the method, as JSON
+SETTINGS_ARTIFACT = "search_settings.json"  # the search's settings (SearchConfig.to_dict)
+
+
+def figure_metric(figure: str, metric: str) -> str:
+    """A figure's score on the search run, e.g. bbc_uf1 (with CI_LO / CI_HI for its interval)."""
+    return f"{figure}_{metric}"
+
+
+class SearchMetric:
+    """One-off metrics of a search run besides the figures."""
+
+    N_TRIALS = "n_trials"  # trials with a run
+    N_COMPLETE = "n_complete"
+    N_SUBJECTS = "n_subjects"
+    N_TIED = "n_tied"  # trials tied with the champion (the champion included)
+    N_BOOT = "n_boot"  # subject resamples behind every interval and BBC
+    BBC_SKIPPED = "bbc_skipped_resamples"  # resamples with no out-of-bag subject
+
+
+class TieMetric:
+    """Metrics of a trial run against its search's champion (paired subject bootstrap of
+    objective(trial) - objective(champion)); written when the search's estimates are."""
+
+    DIFF = "tie_diff"  # with CI_LO / CI_HI
+    SHARE = "tie_share"  # share of resamples in which the trial is at least as good
+    TIED = "tied_with_best"  # 1.0 when the difference's interval contains 0, else 0.0
+    SUBJECTS = "tie_subjects"  # subjects the difference is computed on
+
+
+# ---- nested LOSO (search.nested): the nested search run and its outer fold runs ----------------
+
+# The nested search run holds figure_metric(FIGURE_NESTED, m) (with CI_LO / CI_HI) and these.
+NESTED_ARTIFACT = "nested.json"  # the estimate, every outer fold's choice, the choice counts, cost
+OUTER_ARTIFACT = "outer_predictions.csv"  # an outer fold run's test samples and predictions
+
+
+class NestedMetric:
+    """Metrics of a nested search run besides its figure: its measured cost and the cost of
+    the flat search it describes (docs/search.md, Nested LOSO)."""
+
+    OUTER_FOLDS = "outer_folds"
+    SECONDS = "nested_seconds"  # wall time of every outer fold (inner search, refit, scoring)
+    FOLD_SECONDS = "nested_fold_seconds"  # training time of every inner fold and refit
+    FOLDS = "nested_folds"  # inner fold trainings (refits not counted)
+    REFITS = "nested_refits"
+    FLAT_FOLDS = "flat_folds"  # fold trainings of the flat search (trials x subjects)
+    FOLD_RATIO = "fold_ratio"  # nested fold trainings / the flat search's
+    # nested / flat training in sample passes per epoch (every trial trains every fold)
+    PASS_RATIO = "sample_pass_ratio"
+
+
+class OuterMetric:
+    """Metrics of an outer fold run: the refitted champion on the outer test subjects (no
+    interval: a few subjects), the inner objective it was chosen by, and what it cost."""
+
+    INNER_OBJECTIVE = "inner_objective"
+    N_TEST = "n_test"
+    SECONDS = "seconds"  # the outer fold's wall time
+    INNER_FOLDS = "inner_folds"
+    REFIT_SECONDS = "refit_seconds"
+
+
+def outer_test_metric(metric: str) -> str:
+    """An outer fold run's score on its held-out subjects, e.g. test_uf1."""
+    return f"test_{metric}"
+
+
+class OuterParam:
+    """Parameters of an outer fold run besides the chosen configuration's sampled values."""
+
+    TEST_SUBJECTS = "test_subjects"  # comma-separated
+    TRAIN_SUBJECTS = "train_subjects"
+    CHOSEN_TRIAL = "chosen_trial"
 
 
 # ---- the model registry -------------------------------------------------------------------------
