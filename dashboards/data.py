@@ -49,6 +49,11 @@ def trials(uri: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
+def search_runs(uri: str) -> pd.DataFrame:
+    return store.search_runs(client(uri), uri)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
 def run_info(uri: str, run_id: str) -> dict[str, Any]:
     return store.run_info(client(uri), uri, run_id)
 

@@ -21,20 +21,26 @@ import pandas as pd
 
 from search.leaderboard import leaderboard
 from search.schema import (
+    CI_SUFFIXES,
     CURVE_METRICS,
     DEFAULT_TRACKING_URI,
     EXPERIMENT_PREFIX,
+    FIGURES,
     FOLDS_DONE,
     KIND_FOLD,
+    KIND_SEARCH,
     MODEL_PREFIX,
     PARENT_RUN_TAG,
     SCORE_PREFIXES,
     FoldMetric,
     FoldParam,
+    SearchMetric,
     Tag,
+    figure_metric,
     model_uri,
     run_filter,
 )
+from tsfmicro.metrics import METRICS
 
 URI_ENV = "TSFMICRO_TRACKING_URI"
 PROBE_TIMEOUT_S = 3.0
@@ -154,6 +160,57 @@ def trials(client: Any, uri: str) -> pd.DataFrame:
         return leaderboard(uri, client=client)
     except Exception as exc:
         raise _plain(exc, uri) from exc
+
+
+# The search runs' columns: identity, then every figure's scores and intervals, then counts.
+SEARCH_RUN_FIGURES = tuple(
+    figure_metric(f, m) + suffix for f in FIGURES for m in METRICS for suffix in CI_SUFFIXES
+)
+SEARCH_RUN_COUNTS = (
+    SearchMetric.N_TRIALS,
+    SearchMetric.N_COMPLETE,
+    SearchMetric.N_SUBJECTS,
+    SearchMetric.N_TIED,
+    SearchMetric.N_BOOT,
+)
+SEARCH_RUN_COLUMNS = (
+    "experiment_id", "search", "run_id", "status", "state", "eval_mode", "objective_name",
+    "shuffled_labels", "honest_note", "started", *SEARCH_RUN_FIGURES, *SEARCH_RUN_COUNTS,
+)  # fmt: skip
+
+
+def search_runs(client: Any, uri: str) -> pd.DataFrame:
+    """One row per search run (kind search) of every tsfmicro experiment: the search's honest
+    estimates (search-best, bias-corrected, nested where run) with their intervals and counts.
+    Searches run before search runs existed have none."""
+    ids = experiments(client, uri)["experiment_id"].tolist()
+    try:
+        runs = (
+            client.search_runs(ids, filter_string=run_filter({Tag.KIND: KIND_SEARCH}),
+                               max_results=50000)
+            if ids else []
+        )  # fmt: skip
+    except Exception as exc:
+        raise _plain(exc, uri) from exc
+    rows = []
+    for run in runs:
+        tags, metrics = run.data.tags, run.data.metrics
+        rows.append(
+            {
+                "experiment_id": run.info.experiment_id,
+                "search": tags.get(Tag.SEARCH),
+                "run_id": run.info.run_id,
+                "status": run.info.status,
+                "state": tags.get(Tag.STATE, run.info.status.lower()),
+                "eval_mode": tags.get(Tag.EVAL_MODE),
+                "objective_name": tags.get(Tag.OBJECTIVE),
+                "shuffled_labels": tags.get(Tag.SHUFFLED_LABELS) == "true",
+                "honest_note": tags.get(Tag.HONEST_NOTE),
+                "started": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
+                **{k: metrics.get(k) for k in (*SEARCH_RUN_FIGURES, *SEARCH_RUN_COUNTS)},
+            }
+        )
+    return pd.DataFrame(rows, columns=list(SEARCH_RUN_COLUMNS))
 
 
 def run_info(client: Any, uri: str, run_id: str) -> dict[str, Any]:

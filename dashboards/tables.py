@@ -17,14 +17,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from search.leaderboard import HYPERPARAMETERS
+from search.leaderboard import HYPERPARAMETERS, TIED
 from search.schema import (
     CI_HI,
     CI_LO,
     CI_SUFFIXES,
     CLASS_SCORES,
+    FIGURE_BBC,
+    FIGURE_NESTED,
+    FIGURE_SEARCH_BEST,
+    FIGURES,
+    OPTIMISTIC_FIGURES,
     STATE_COMPLETE,
+    TieMetric,
     class_metric_prefix,
+    figure_metric,
     fold_mean_metric,
     score_metric,
 )
@@ -198,6 +205,7 @@ def display(rows: pd.DataFrame, params: Sequence[str]) -> pd.DataFrame:
         out["mode"] = rows["mode_text"].where(rows["mode_text"].notna(), out["mode"])
     out["trial"] = rows["trial"]
     out["search"] = rows["search"]
+    out[TIE_COLUMN] = [tie_cell(r) for r in rows.to_dict("records")]
     for p in params:
         out[p] = rows[p] if p in rows else None
     for m in METRICS:
@@ -209,6 +217,78 @@ def display(rows: pd.DataFrame, params: Sequence[str]) -> pd.DataFrame:
     out["started"] = rows["started"] if "started" in rows else pd.NaT
     out["run_id"] = rows["run_id"] if "run_id" in rows else None
     return naive_utc(out.reset_index(drop=True))
+
+
+# ---- ties with the search's champion and the search's honest estimates ----------------------
+
+TIE_COLUMN = "vs search best"  # the leaderboard's mark of trials tied with their champion
+TIE_CAPTION = (
+    "*vs search best*: the trial's objective minus its search champion's (in the mode and "
+    "metric the search optimised; paired subject bootstrap, 95% interval). **tied**: the "
+    "interval contains 0, so the data cannot tell the trial from the champion."
+)
+FIGURE_LABELS = {
+    FIGURE_SEARCH_BEST: "search-best ⚠ optimistic",
+    FIGURE_BBC: "bias-corrected (BBC-CV)",
+    FIGURE_NESTED: "nested",
+}
+FIGURE_MEANINGS = {
+    FIGURE_SEARCH_BEST: "The champion's own pooled score: chosen on the same folds it is "
+    "scored on, so it is biased up, the more the more trials were tried.",
+    FIGURE_BBC: "What the search's way of picking a configuration achieves on new subjects: "
+    "the pick redone on resampled subjects and scored on the left-out ones (Tsamardinos et "
+    "al. 2018); the figure to report.",
+    FIGURE_NESTED: "An outer LOSO loop around the whole search, each held-out subject "
+    "scoring a search run without it: the reference estimate, at many times the cost.",
+}
+
+
+def tie_cell(row: dict[str, Any]) -> str:
+    """'best', 'tied: -0.031 [-0.12, +0.05]' or 'below: ...' for a trial row in the mode
+    its search optimised; '' otherwise (other modes, reference rows, no estimates)."""
+    if row.get("mode") != row.get("eval_mode"):
+        return ""
+    diff, lo, hi = (row.get(TieMetric.DIFF), row.get(TieMetric.DIFF + CI_LO),
+                    row.get(TieMetric.DIFF + CI_HI))  # fmt: skip
+    if any(_missing(v) for v in (diff, lo, hi)):
+        return ""
+    if diff == lo == hi == 0:
+        return "best"
+    word = "tied" if row.get(TIED) is True else "below" if diff < 0 else "above"
+    return f"{word}: {diff:+.3f} [{lo:+.2f}, {hi:+.2f}]"
+
+
+def search_row(search_runs: pd.DataFrame, experiment_id: str, search: str) -> dict | None:
+    """The search run of one search (its honest estimates), or None."""
+    if search_runs.empty:
+        return None
+    hit = search_runs[(search_runs["experiment_id"] == experiment_id)
+                      & (search_runs["search"] == search)]  # fmt: skip
+    return None if hit.empty else hit.sort_values("started").iloc[0].to_dict()
+
+
+def has_figure(row: dict | None, figure: str) -> bool:
+    return row is not None and not _missing(row.get(figure_metric(figure, METRICS[0])))
+
+
+def figures(row: dict | None) -> pd.DataFrame:
+    """The three figures of a search side by side: one row each, ACC, UF1, UAR with their
+    intervals ('' where a figure was not computed), and what it means."""
+    records = []
+    for figure in FIGURES:
+        rec: dict[str, Any] = {"figure": FIGURE_LABELS[figure]}
+        present = has_figure(row, figure)
+        for m in METRICS:
+            label, name = METRIC_LABELS[m], figure_metric(figure, m)
+            rec[label] = float(row[name]) if present and row is not None else np.nan
+            rec[f"{label} 95% CI"] = (
+                ci_text(row.get(name + CI_LO), row.get(name + CI_HI))
+                if present and row is not None else "not run"
+            )  # fmt: skip
+        rec["optimistic"] = figure in OPTIMISTIC_FIGURES
+        rec["what it means"] = FIGURE_MEANINGS[figure]
+        records.append(rec)
+    return pd.DataFrame(records)
 
 
 # ---- published reference figures -----------------------------------------------------------

@@ -90,6 +90,27 @@ def test_leaderboard_ranks_complete_trials_with_intervals(dash_store, monkeypatc
     assert refs["source"].str.contains("2505.16372").all()
 
 
+def test_leaderboard_marks_trials_tied_with_their_search_best(dash_store, monkeypatch):
+    at = app_test(dash_store.uri, monkeypatch).run()
+    no_exception(at)
+    board = table(at, "details")
+    assert "vs search best" in board.columns
+    truth = {r.info.run_id: r.data.metrics for r in dash_store.trial_runs("complete")}
+    marks = dict(zip(board["run_id"], board["vs search best"], strict=True))
+    best = expected_final_ranking(dash_store)[0]
+    assert marks[best] == "best"  # the search's champion
+    for run_id, mark in marks.items():
+        m = truth[run_id]
+        if m["tie_diff"] == m["tie_diff_ci_lo"] == m["tie_diff_ci_hi"] == 0:
+            assert mark == "best"  # the champion (or a trial predicting exactly as it does)
+            continue
+        word = "tied" if m["tied_with_best"] == 1.0 else "below"
+        assert mark == (f"{word}: {m['tie_diff']:+.3f} [{m['tie_diff_ci_lo']:+.2f}, "
+                        f"{m['tie_diff_ci_hi']:+.2f}]")
+        assert (m["tie_diff_ci_lo"] <= 0 <= m["tie_diff_ci_hi"]) == (word == "tied")
+    assert any("vs search best" in c.value and "tied" in c.value for c in at.caption)
+
+
 def test_leaderboard_mode_filter_marks_oracle_rows_optimistic(dash_store, monkeypatch):
     at = app_test(dash_store.uri, monkeypatch).run()
     at.multiselect(key="lb_modes").set_value(["final", "oracle"]).run()
@@ -224,6 +245,45 @@ def test_search_page_analyses_the_search(dash_store, monkeypatch):
     assert (gap["gap (oracle - final)"] == gap["oracle"] - gap["final"]).all()
     assert (gap["gap (oracle - final)"] >= -1e-9).all()  # oracle picks the best epoch
     assert len(charts(at)) == 6  # best so far x2, parallel, importance, fusion, gap
+
+
+def search_run(store):
+    client = store.client()
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    (run,) = client.search_runs([exp.experiment_id], filter_string=(
+        f"tags.`tsfmicro.kind` = 'search' and tags.`tsfmicro.search` = '{SEARCH}'"))
+    return run
+
+
+def test_search_page_shows_search_best_bias_corrected_and_nested(dash_store, monkeypatch):
+    run = search_run(dash_store)
+    assert run.info.status == "FINISHED"
+    m = run.data.metrics
+    at = app_test(dash_store.uri, monkeypatch).run()
+    at.switch_page("views/search.py").run()
+    no_exception(at)
+    shown = {x.label: x.value for x in at.metric}
+    assert shown["search-best ⚠ optimistic"] == f"{m['search_best_uf1']:.3f}"
+    assert shown["bias-corrected (BBC-CV)"] == f"{m['bbc_uf1']:.3f}"
+    assert shown["nested"] == "not run"
+    assert m["search_best_uf1"] == pytest.approx(max(
+        r.data.metrics["final_uf1"] for r in dash_store.trial_runs("complete")))
+    figures = table(at, "figure", "what it means")
+    assert figures["figure"].tolist() == ["search-best ⚠ optimistic",
+                                          "bias-corrected (BBC-CV)", "nested"]
+    assert figures["UF1"].iloc[1] == pytest.approx(m["bbc_uf1"])
+    assert figures["UF1 95% CI"].tolist()[1:] == [
+        f"[{m['bbc_uf1_ci_lo']:.3f}, {m['bbc_uf1_ci_hi']:.3f}]", "not run"]
+    captions = " ".join(c.value for c in at.caption)
+    assert f"UF1 95% CI [{m['bbc_uf1_ci_lo']:.3f}, {m['bbc_uf1_ci_hi']:.3f}]" in captions
+    assert "biased up" in captions and "the figure to report" in captions
+    assert "Not run for this search" in captions
+    assert f"{int(m['n_tied'])} of {int(m['n_trials'])} trials are tied" in captions
+
+    at.radio(key="se_metric").set_value("acc").run()
+    no_exception(at)
+    shown = {x.label: x.value for x in at.metric}
+    assert shown["bias-corrected (BBC-CV)"] == f"{m['bbc_acc']:.3f}"
 
 
 def test_registry_page_shows_the_champion_and_how_to_pull_it(dash_store, monkeypatch):

@@ -90,6 +90,14 @@ def test_leaderboard_renders_in_chromium(dash_store, dashboard, browser):
     assert {row[3] for row in rows} == trial_ids  # the trial column
     assert [row[0] for row in rows] == [str(i) for i in range(1, len(rows) + 1)]  # ranks
     assert {row[2] for row in rows} == {"final (leak-free)"}
+    # Each row's mark against its search's champion, as MLflow holds it.
+    marks = [next((c for c in row if c == "best" or c.startswith(("tied:", "below:"))), None)
+             for row in rows]
+    assert marks.count("best") >= 1 and None not in marks, rows
+    tied = {r.data.tags["tsfmicro.trial_id"] for r in complete
+            if r.data.metrics["tied_with_best"] == 1.0}
+    assert {row[3] for row, mark in zip(rows, marks, strict=True)
+            if not mark.startswith("below:")} == tied  # "best" and "tied: ..."
     page = browser.find_element(By.TAG_NAME, "body").text
     assert "Leaderboard" in page and "synthetic-casme2 / 5class" in page
     assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
@@ -105,6 +113,35 @@ def test_leaderboard_renders_in_chromium(dash_store, dashboard, browser):
     tab.click()
     time.sleep(2)  # let the heatmap draw before the picture
     browser.save_screenshot(str(artifacts_dir() / "dashboard-trial.png"))
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+
+
+def test_search_page_shows_the_three_figures_in_chromium(dash_store, dashboard, browser):
+    from selenium.webdriver.common.by import By
+
+    client = dash_store.client()
+    exp = client.get_experiment_by_name("tsfmicro/synthetic-casme2/5class")
+    (run,) = client.search_runs([exp.experiment_id],
+                                filter_string="tags.`tsfmicro.kind` = 'search'")
+    bbc = f"{run.data.metrics['bbc_uf1']:.3f}"
+    browser.get(f"{dashboard}/search")
+
+    def body() -> str:
+        return browser.find_element(By.TAG_NAME, "body").text
+
+    shown = wait_until(lambda: "bias-corrected (BBC-CV)" in body() and bbc in body(), 90)
+    panel = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMetric"]')
+    if panel:
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'});",
+                               next((p for p in panel if "search-best" in p.text), panel[0]))
+        time.sleep(1)
+    shot = artifacts_dir() / "dashboard-search.png"
+    browser.save_screenshot(str(shot))
+    assert shown, f"the honest estimates did not render (screenshot: {shot})"
+    text = body()
+    assert "search-best" in text and "optimistic" in text
+    assert "nested" in text and "not run" in text
+    assert f"{run.data.metrics['search_best_uf1']:.3f}" in text
     assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
 
 

@@ -244,3 +244,63 @@ def test_nothing_in_the_library_imports_streamlit():
     library = pathlib.Path(tables.__file__).parents[1] / "tsfmicro"
     offenders = [str(p) for p in library.rglob("*.py") if "streamlit" in p.read_text()]
     assert not offenders
+
+
+def test_tied_trials_are_marked_in_the_mode_their_search_optimised():
+    from search.schema import CI_HI, CI_LO, TieMetric
+
+    b = board([{"final": 0.6}, {"final": 0.55}, {"final": 0.2}, {"final": 0.5}])
+    b["eval_mode"] = "final"
+    ties = [(0.0, 0.0, 0.0, True), (-0.05, -0.15, 0.05, True), (-0.4, -0.5, -0.3, False),
+            (None, None, None, None)]  # the last: a search without estimates
+    for col, values in zip((TieMetric.DIFF, TieMetric.DIFF + CI_LO, TieMetric.DIFF + CI_HI,
+                            "tied_with_best"), zip(*ties, strict=True), strict=True):
+        b[col] = list(values)
+    shown = tables.display(tables.ranked(b, ["final", "oracle"], "uf1"), [])
+    final = shown[shown["mode"] == "final (leak-free)"].set_index("trial")
+    assert final.loc["t0", tables.TIE_COLUMN] == "best"
+    assert final.loc["t1", tables.TIE_COLUMN] == "tied: -0.050 [-0.15, +0.05]"
+    assert final.loc["t2", tables.TIE_COLUMN] == "below: -0.400 [-0.50, -0.30]"
+    assert final.loc["t3", tables.TIE_COLUMN] == ""
+    # the ties are about the search's own mode: oracle rows carry no mark
+    assert (shown[shown["mode"] == "oracle ⚠ optimistic"][tables.TIE_COLUMN] == "").all()
+
+
+def test_the_three_figures_of_a_search_side_by_side():
+    from search.schema import CI_HI, CI_LO, figure_metric
+
+    row = {}
+    for figure, value in (("search_best", 0.6), ("bbc", 0.4)):
+        for m in ("acc", "uf1", "uar"):
+            name = figure_metric(figure, m)
+            row[name], row[name + CI_LO], row[name + CI_HI] = value, value - 0.1, value + 0.1
+    table = tables.figures(row)
+    assert table["figure"].tolist() == ["search-best ⚠ optimistic", "bias-corrected (BBC-CV)",
+                                        "nested"]
+    assert table["UF1"].tolist()[:2] == [0.6, 0.4] and np.isnan(table["UF1"].iloc[2])
+    assert table["UF1 95% CI"].tolist() == ["[0.500, 0.700]", "[0.300, 0.500]", "not run"]
+    assert table["optimistic"].tolist() == [True, False, False]
+    assert table["what it means"].str.len().min() > 40
+    assert tables.has_figure(row, "bbc") and not tables.has_figure(row, "nested")
+    assert not tables.has_figure(None, "bbc")
+    assert (tables.figures(None)["UF1 95% CI"] == "not run").all()
+
+
+def test_search_runs_are_read_with_their_figures(tmp_path):
+    from mlflow import MlflowClient
+
+    from search.schema import KIND_SEARCH, KIND_TRIAL, Tag, figure_metric
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("tsfmicro/toy/3class")
+    run = client.create_run(exp, tags={Tag.KIND: KIND_SEARCH, Tag.SEARCH: "s1",
+                                       Tag.EVAL_MODE: "final", Tag.OBJECTIVE: "uf1",
+                                       Tag.SHUFFLED_LABELS: "true"})
+    client.log_metric(run.info.run_id, figure_metric("bbc", "uf1"), 0.31)
+    client.create_run(exp, tags={Tag.KIND: KIND_TRIAL, Tag.SEARCH: "s1"})  # not a search run
+    found = store.search_runs(client, uri)
+    assert found["search"].tolist() == ["s1"] and bool(found["shuffled_labels"].iloc[0])
+    row = tables.search_row(found, exp, "s1")
+    assert row["bbc_uf1"] == 0.31 and pd.isna(row["search_best_uf1"])
+    assert tables.search_row(found, exp, "other") is None

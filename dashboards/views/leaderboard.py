@@ -74,7 +74,7 @@ for exp in shown.itertuples():
                  key=f"lb_table_{exp.experiment_id}")
     st.caption(
         f"{len(part)} row(s) ranked by {label} within each evaluation mode. Scores are pooled "
-        "over the LOSO folds; 95% CI: subject bootstrap. "
+        "over the LOSO folds; 95% CI: subject bootstrap. " + tables.TIE_CAPTION + " "
         + ("Rows marked *reported figure* are published numbers, not runs of this service. "
            if not ref.empty else "")
     )

@@ -5,10 +5,16 @@ import streamlit as st
 
 from dashboards import charts, data, tables, ui
 from search.schema import (
+    CI_HI,
+    CI_LO,
+    FIGURE_BBC,
+    FIGURES,
     STATE_COMPLETE,
     STATE_FAILED,
     STATE_KILLED,
     STATE_PRUNED,
+    SearchMetric,
+    figure_metric,
     score_metric,
 )
 from tsfmicro.metrics import METRICS
@@ -63,6 +69,50 @@ cols[4].metric(f"best {label}", "–" if best is None else f"{best:.3f}")
 st.caption(f"The search optimised {own_mode} {own_metric.upper()}; preset "
            f"{trials['preset'].dropna().iloc[0] if trials['preset'].notna().any() else '?'}; "
            f"git commit {trials['git_commit'].dropna().iloc[0][:10] if trials['git_commit'].notna().any() else '?'}.")  # noqa: E501
+
+st.subheader("How good is the configuration this search picks?")
+estimates = tables.search_row(ui.read(data.search_runs, uri),
+                              trials["experiment_id"].iloc[0], search)  # fmt: skip
+metric_label = tables.METRIC_LABELS[metric]
+if estimates is None or not tables.has_figure(estimates, FIGURE_BBC):
+    note = (estimates or {}).get("honest_note")
+    st.info(
+        (f"This search has no honest estimates: {note}" if note else
+         "No honest estimates are stored for this search yet (searches record them when they "
+         "end).") + f" `tsfmicro leaderboard --search {search} --honest --tracking-uri {uri}` "
+        "computes them from the recorded predictions, without training.",
+        icon=":material/info:",
+    )  # fmt: skip
+else:
+    cols = st.columns(len(FIGURES))
+    for col, figure in zip(cols, FIGURES, strict=True):
+        name = figure_metric(figure, metric)
+        with col:
+            if tables.has_figure(estimates, figure):
+                st.metric(tables.FIGURE_LABELS[figure], f"{estimates[name]:.3f}",
+                          help=tables.FIGURE_MEANINGS[figure])  # fmt: skip
+                st.caption(f"{metric_label} 95% CI "
+                           f"{tables.ci_text(estimates[name + CI_LO], estimates[name + CI_HI])}. "
+                           + tables.FIGURE_MEANINGS[figure])  # fmt: skip
+            else:
+                st.metric(tables.FIGURE_LABELS[figure], "not run",
+                          help=tables.FIGURE_MEANINGS[figure])  # fmt: skip
+                st.caption("Not run for this search. "
+                           + tables.FIGURE_MEANINGS[figure])  # fmt: skip
+    st.dataframe(tables.figures(estimates), hide_index=True, width="stretch",
+                 key="se_figures",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in ("ACC", "UF1", "UAR")})  # fmt: skip
+    n_tied, n_all = estimates.get(SearchMetric.N_TIED), estimates.get(SearchMetric.N_TRIALS)
+    st.caption(
+        f"All three in the mode the search optimised ({estimates['eval_mode']}), the champion "
+        f"chosen by {str(estimates['objective_name']).upper()}; intervals over "
+        f"{int(estimates[SearchMetric.N_BOOT])} subject resamples of "
+        f"{int(estimates[SearchMetric.N_SUBJECTS])} subjects. {int(n_tied)} of {int(n_all)} "
+        "trials are tied with the champion (their difference's 95% interval contains 0)."
+        + (" Labels were shuffled in this search: every honest figure should sit at chance."
+           if estimates.get("shuffled_labels") else "")
+    )  # fmt: skip
 
 st.subheader("Best so far")
 progress = tables.best_so_far(trials, column)
