@@ -29,6 +29,7 @@ from search.schema import (
     FIGURES,
     OPTIMISTIC_FIGURES,
     STATE_COMPLETE,
+    SearchMetric,
     TieMetric,
     class_metric_prefix,
     figure_metric,
@@ -269,6 +270,24 @@ def search_row(search_runs: pd.DataFrame, experiment_id: str, search: str) -> di
 
 def has_figure(row: dict | None, figure: str) -> bool:
     return row is not None and not _missing(row.get(figure_metric(figure, METRICS[0])))
+
+
+def figures_caption(row: dict) -> str:
+    """What the figures are over: mode, objective, resamples, subjects, trials tied."""
+    text = (f"All three in the mode the search optimised ({row.get('eval_mode')}), the champion "
+            f"chosen by {str(row.get('objective_name')).upper()}")  # fmt: skip
+    counts = [row.get(k) for k in (SearchMetric.N_BOOT, SearchMetric.N_SUBJECTS,
+                                   SearchMetric.N_TIED, SearchMetric.N_TRIALS)]  # fmt: skip
+    if not any(_missing(v) for v in counts):
+        n_boot, n_subjects, n_tied, n_trials = (int(v) for v in counts)
+        text += (f"; intervals over {n_boot} subject resamples of {n_subjects} subjects. "
+                 f"{n_tied} of {n_trials} trials are tied with the champion (their "
+                 "difference's 95% interval contains 0).")  # fmt: skip
+    else:
+        text += "."
+    if row.get("shuffled_labels"):
+        text += " Labels were shuffled in this search: every honest figure should sit at chance."
+    return text
 
 
 def figures(row: dict | None) -> pd.DataFrame:

@@ -304,3 +304,15 @@ def test_search_runs_are_read_with_their_figures(tmp_path):
     row = tables.search_row(found, exp, "s1")
     assert row["bbc_uf1"] == 0.31 and pd.isna(row["search_best_uf1"])
     assert tables.search_row(found, exp, "other") is None
+
+
+def test_the_figures_caption_says_what_they_are_over():
+    row = {"eval_mode": "final", "objective_name": "uf1", "n_boot": 1000.0, "n_subjects": 8.0,
+           "n_tied": 3.0, "n_trials": 8.0, "shuffled_labels": True}
+    text = tables.figures_caption(row)
+    assert "(final)" in text and "by UF1" in text and "1000 subject resamples of 8" in text
+    assert "3 of 8 trials are tied" in text and "shuffled" in text
+    # a nested search's own run holds its figure only: no counts, no tie sentence
+    nested = tables.figures_caption({"eval_mode": "final", "objective_name": "uf1",
+                                     "nested_uf1": 0.4})
+    assert "tied" not in nested and nested.endswith("by UF1.")

@@ -7,13 +7,11 @@ from dashboards import charts, data, tables, ui
 from search.schema import (
     CI_HI,
     CI_LO,
-    FIGURE_BBC,
     FIGURES,
     STATE_COMPLETE,
     STATE_FAILED,
     STATE_KILLED,
     STATE_PRUNED,
-    SearchMetric,
     figure_metric,
     score_metric,
 )
@@ -74,7 +72,7 @@ st.subheader("How good is the configuration this search picks?")
 estimates = tables.search_row(ui.read(data.search_runs, uri),
                               trials["experiment_id"].iloc[0], search)  # fmt: skip
 metric_label = tables.METRIC_LABELS[metric]
-if estimates is None or not tables.has_figure(estimates, FIGURE_BBC):
+if estimates is None or not any(tables.has_figure(estimates, f) for f in FIGURES):
     note = (estimates or {}).get("honest_note")
     st.info(
         (f"This search has no honest estimates: {note}" if note else
@@ -97,22 +95,12 @@ else:
             else:
                 st.metric(tables.FIGURE_LABELS[figure], "not run",
                           help=tables.FIGURE_MEANINGS[figure])  # fmt: skip
-                st.caption("Not run for this search. "
-                           + tables.FIGURE_MEANINGS[figure])  # fmt: skip
+                st.caption("Not run for this search. " + tables.FIGURE_MEANINGS[figure])
     st.dataframe(tables.figures(estimates), hide_index=True, width="stretch",
                  key="se_figures",
                  column_config={c: st.column_config.NumberColumn(format="%.3f")
                                 for c in ("ACC", "UF1", "UAR")})  # fmt: skip
-    n_tied, n_all = estimates.get(SearchMetric.N_TIED), estimates.get(SearchMetric.N_TRIALS)
-    st.caption(
-        f"All three in the mode the search optimised ({estimates['eval_mode']}), the champion "
-        f"chosen by {str(estimates['objective_name']).upper()}; intervals over "
-        f"{int(estimates[SearchMetric.N_BOOT])} subject resamples of "
-        f"{int(estimates[SearchMetric.N_SUBJECTS])} subjects. {int(n_tied)} of {int(n_all)} "
-        "trials are tied with the champion (their difference's 95% interval contains 0)."
-        + (" Labels were shuffled in this search: every honest figure should sit at chance."
-           if estimates.get("shuffled_labels") else "")
-    )  # fmt: skip
+    st.caption(tables.figures_caption(estimates))
 
 st.subheader("Best so far")
 progress = tables.best_so_far(trials, column)
