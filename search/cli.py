@@ -55,6 +55,16 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="synthetic: also write the frames the published training-pair choice compares",
     )
+    d.add_argument(
+        "--shuffle-labels",
+        action="store_true",
+        default=None,
+        help="permute the labels (with --seed): a chance-level control; the dataset is named "
+        "<dataset>-shuffled, so it never shares an experiment or leaderboard with real labels",
+    )
+    d.add_argument("--toy-subjects", type=int, help="toy task: subjects (default 6)")
+    d.add_argument("--toy-per-subject", type=int, help="toy task: samples per subject (12)")
+    d.add_argument("--toy-classes", type=int, help="toy task: classes (default 3)")
     d.add_argument("--data-dir", help="where synthetic copies are written")
     d.add_argument("--cache-dir", help="face-crop cache")
     s = p.add_argument_group("space and model")
@@ -89,6 +99,21 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--seed", type=int)
     r.add_argument("--time-budget", type=float, help="seconds; stop starting trials after this")
     r.add_argument("--no-register", action="store_true", help="skip refit and registration")
+    r.add_argument(
+        "--nested",
+        action="store_true",
+        default=None,
+        help="nested LOSO: run the whole search inside each outer fold on the other subjects, "
+        "refit its champion and score it on the held-out ones; the pooled outer scores "
+        "estimate the search procedure (registers nothing; docs/search.md)",
+    )
+    r.add_argument(
+        "--outer-folds",
+        type=int,
+        metavar="K",
+        help="with --nested: K outer folds of subjects grouped at random from --seed "
+        "(default: one subject each, a true nested LOSO)",
+    )
     x = p.add_argument_group("resources and storage")
     x.add_argument("--fold-cpus", type=float, help="CPUs per fold task (default 1)")
     x.add_argument(
@@ -190,6 +215,10 @@ def build_search_config(args: argparse.Namespace) -> Any:
         ("synth_clips", "synth_clips"),
         ("synth_difficulty", "synth_difficulty"),
         ("synth_pair_frames", "synth_pair_frames"),
+        ("shuffle_labels", "shuffle_labels"),
+        ("toy_subjects", "toy_subjects"),
+        ("toy_per_subject", "toy_per_subject"),
+        ("toy_classes", "toy_classes"),
         ("data_dir", "data_dir"),
         ("cache_dir", "cache_dir"),
     ]:
@@ -244,6 +273,10 @@ def build_search_config(args: argparse.Namespace) -> Any:
     ]:
         if getattr(args, flag) is not None:
             values[key] = getattr(args, flag)
+    if args.nested:
+        values["nested"] = True
+    if args.outer_folds is not None:
+        values["outer_folds"] = args.outer_folds
     if args.no_register:
         values["register"] = False
     name = (
@@ -270,12 +303,23 @@ def run_search_command(args: argparse.Namespace) -> int:
     if args.resume:
         storage = args.storage_path or DEFAULT_STORAGE
         cfg = load_settings(args.resume, storage)
-        outcome = run_search(cfg, resume=True, progress=not args.quiet)
+        _note_resume_flags(args, cfg)
     else:
         cfg = build_search_config(args)
-        outcome = run_search(cfg, progress=not args.quiet)
+    if cfg.nested:
+        from search.nested import nested_command
+
+        return nested_command(cfg, resume=bool(args.resume), quiet=args.quiet, json_path=args.json)
+    outcome = run_search(cfg, resume=bool(args.resume), progress=not args.quiet)
+    from search.honest import format_report
+
     board = leaderboard(cfg.tracking_uri, outcome.experiment, search=cfg.name)
     print(format_leaderboard(board, cfg.eval_mode, cfg.objective))
+    honest = outcome.extra.get("honest")
+    if honest:
+        print(format_report(honest))
+    else:
+        print(f"honest estimates: none ({outcome.extra.get('estimates_note', 'not computed')})")
     overhead = outcome.seconds - outcome.fold_seconds
     print(
         f"search {cfg.name}: {len(outcome.trials)} trials in {outcome.seconds:.0f} s "
@@ -301,6 +345,11 @@ def run_search_command(args: argparse.Namespace) -> int:
                     "trials": outcome.trials,
                     "best": outcome.best,
                     "registered": outcome.registered,
+                    # search_best (optimistic), bbc (bias-corrected), nested (None: not run)
+                    "estimates": honest["estimates"] if honest else None,
+                    "estimates_note": outcome.extra.get("estimates_note"),
+                    "honest": honest,
+                    "plan": outcome.extra.get("plan"),
                 },
                 indent=2,
                 default=str,
@@ -310,6 +359,24 @@ def run_search_command(args: argparse.Namespace) -> int:
         print(f"search {cfg.name}: no trial completed all its folds", file=sys.stderr)
         return 1
     return 0
+
+
+def _note_resume_flags(args: argparse.Namespace, cfg: Any) -> None:
+    """A resume continues what was started: --nested / --outer-folds given with --resume
+    that disagree with the search's settings are ignored, with a note."""
+    kind = "nested" if cfg.nested else "flat"
+    asked = []
+    if args.nested is not None and bool(args.nested) != cfg.nested:
+        asked.append("--nested")
+    if args.outer_folds is not None and args.outer_folds != cfg.outer_folds:
+        asked.append(f"--outer-folds {args.outer_folds}")
+    if asked:
+        print(
+            f"note: resuming {cfg.name!r} as it was started (a {kind} search"
+            + (f", {cfg.outer_folds} outer folds" if cfg.nested and cfg.outer_folds else "")
+            + f"); {' and '.join(asked)} ignored",
+            file=sys.stderr,
+        )
 
 
 def _add_register(subparsers: argparse._SubParsersAction) -> None:
@@ -359,18 +426,37 @@ def run_pull(args: argparse.Namespace) -> int:
 
 
 def _add_leaderboard(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("leaderboard", help="print trials ranked by a metric")
+    p = subparsers.add_parser(
+        "leaderboard",
+        help="print trials ranked by a metric (--honest: a search's bias-corrected estimate)",
+        description="Trials ranked by a metric, each with its difference from its search's "
+        "champion (tied: the 95% interval contains 0). With --search NAME --honest: "
+        "recompute the search's honest estimates (search-best, optimistic; BBC-CV "
+        "bias-corrected) from its recorded predictions, log them on the search's MLflow run, "
+        "and print them (docs/evaluation.md).",
+    )
     p.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI)
     p.add_argument("--experiment", help="MLflow experiment (default: all tsfmicro experiments)")
     p.add_argument("--search", help="only this search's trials")
     p.add_argument("--eval-mode", default="final", choices=EVAL_MODES)
     p.add_argument("--metric", default="uf1", choices=list(SCORES))
+    p.add_argument(
+        "--honest",
+        action="store_true",
+        help="with --search: recompute its honest estimates and ties (no training)",
+    )
+    p.add_argument(
+        "--storage-path",
+        help="with --honest: the search's Tune folder, for the folds of pruned trials "
+        "(default: the one the search recorded)",
+    )
+    p.add_argument("--bootstrap", type=int, help="with --honest: subject resamples "
+                   "(default: the search's own setting)")  # fmt: skip
+    p.add_argument("--json", type=Path, help="also write the rows (and estimates) as JSON")
     p.set_defaults(handler=run_leaderboard)
 
 
 def run_leaderboard(args: argparse.Namespace) -> int:
-    from search.leaderboard import format_leaderboard, leaderboard
+    from search.leaderboard import leaderboard_command
 
-    board = leaderboard(args.tracking_uri, args.experiment, search=args.search)
-    print(format_leaderboard(board, args.eval_mode, args.metric))
-    return 0
+    return leaderboard_command(args)

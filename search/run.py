@@ -49,6 +49,7 @@ from tsfmicro.runinfo import git_commit
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "tsfmicro_search.json"
+FLAT_SETTINGS_FILE = "flat_search.yaml"  # beside a nested search's settings (search.nested)
 
 
 @dataclass
@@ -139,19 +140,55 @@ def plan_resources(cfg: SearchConfig, n_folds: int) -> tuple[int, int]:
     return parallelism, min(concurrency, cfg.trials)
 
 
+def run_plan(cfg: SearchConfig, n_folds: int, parallelism: int, concurrency: int) -> dict:
+    """How the search places its folds: trials at once, fold tasks per trial at once, folds per
+    task and how many of them train at once in a task (Runner.for_task), and so how many folds
+    at most train at the same time across the cluster."""
+    from tsfmicro.training.runners import Runner
+
+    r = cfg.resources
+    per_task = r.fold_batch or n_folds
+    threads = max(1, int(r.fold_cpus))
+    at_once = Runner.for_task(r.fold_group, per_task, threads, cfg.machine).at_once(per_task)
+    return {
+        "trials_at_once": concurrency,
+        "fold_tasks_per_trial": parallelism,
+        "folds_per_task": per_task,
+        "folds_at_once_per_task": at_once,
+        "fold_slots": concurrency * parallelism * at_once,
+    }
+
+
 def _sigterm_to_exit(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
 def run_search(
-    cfg: SearchConfig, *, resume: bool = False, progress: bool = True, echo: Any = None
+    cfg: SearchConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    echo: Any = None,
+    parent_run: str | None = None,
+    run_tags: dict[str, str] | None = None,
 ) -> SearchOutcome:
     """Run (or, with resume=True, continue) a search; log everything to MLflow; register
-    the best configuration afterwards when cfg.register is set."""
+    the best configuration afterwards when cfg.register is set.
+
+    `parent_run`, `run_tags`: an inner search of a nested one (search.nested). Its trial runs
+    become children of `parent_run` (the outer fold's run), which also stands in for the
+    search's own run (its honest estimates go there; the caller opens and ends it), and every
+    trial and fold run carries `run_tags`."""
+    if cfg.nested:
+        raise ConfigError(
+            f"search {cfg.name!r} is nested: run it with search.nested.run_nested "
+            "(tsfmicro search --nested)"
+        )
     from mlflow import MlflowClient
     from ray import tune
     from ray.tune.execution.placement_groups import PlacementGroupFactory
 
+    from search.honest import end_search_run, open_search_run
     from search.searcher import make_searcher
     from search.tracking import (
         MlflowTracker,
@@ -187,6 +224,7 @@ def run_search(
         f"data: {len(pairs)} samples, {len(subjects)} subjects, classes "
         f"{', '.join(pairs.class_names)}; {moved} train on the published training pair rather "
         "than the annotated one"
+        + ("; LABELS SHUFFLED (a chance-level control)" if cfg.data.shuffle_labels else "")
     )
 
     client = MlflowClient(cfg.tracking_uri)
@@ -206,6 +244,7 @@ def run_search(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
     parallelism, concurrency = plan_resources(cfg, len(subjects))
+    plan = run_plan(cfg, len(subjects), parallelism, concurrency)
     say(
         f"ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, "
         f"{ray.cluster_resources().get('GPU', 0):g} GPUs; {concurrency} trial(s) at once, "
@@ -256,7 +295,10 @@ def run_search(
         git_commit=git_commit(),
         bootstrap=cfg.bootstrap,
         train_pairs_moved=moved,
+        shuffled_labels=cfg.data.shuffle_labels,
         machine=cfg.machine,
+        parent_run=parent_run,
+        extra_tags=tuple(sorted((run_tags or {}).items())),
     )
     tracker = MlflowTracker(ctx)
 
@@ -285,40 +327,148 @@ def run_search(
                 verbose=1 if progress else 0,
             ),
         )
+    # The search's own run (kind search): its settings, then its honest estimates. It ends
+    # FINISHED when the search does, KILLED when the driver is interrupted, FAILED on an error.
+    search_run = parent_run or open_search_run(
+        client,
+        experiment_id,
+        cfg.name,
+        tags={
+            Tag.DATASET: dataset,
+            Tag.PROTOCOL: protocol,
+            Tag.PRESET: cfg.preset,
+            Tag.EVAL_MODE: cfg.eval_mode,
+            Tag.OBJECTIVE: cfg.objective,
+            Tag.GIT_COMMIT: ctx.git_commit or "unknown",
+            Tag.SHUFFLED_LABELS: str(cfg.data.shuffle_labels).lower(),
+            Tag.STORAGE_PATH: str(Path(cfg.storage_path).resolve()),
+        },
+        params={
+            "trials": cfg.trials,
+            "sampler": cfg.sampler,
+            "scheduler": cfg.scheduler,
+            "seed": cfg.seed,
+            "bootstrap": cfg.bootstrap,
+            "subjects": len(subjects),
+            "samples": len(pairs),
+        },
+        settings=cfg.to_dict(),
+    )
+    status, reason = "KILLED", "the search driver stopped before the search finished"
     previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)
     try:
-        grid = tuner.fit()
+        try:
+            grid = tuner.fit()
+        finally:
+            # Whatever happened, no trial run of this search stays RUNNING.
+            closed = close_search_runs(
+                client,
+                experiment_id,
+                cfg.name,
+                "the search driver stopped before this trial finished",
+                keep=(search_run,),
+            )
+            if closed:
+                say(f"closed {len(closed)} unfinished trial run(s) as KILLED")
+
+        trials = [_trial_summary(r) for r in grid]
+        fold_seconds = float(sum(t["metrics"].get(FOLD_SECONDS, 0.0) for t in trials))
+        finished = [t for t in trials if t["state"] == STATE_COMPLETE]
+        best = max(finished, key=lambda t: t["metrics"][OBJECTIVE]) if finished else None
+        outcome = SearchOutcome(
+            name=cfg.name,
+            experiment_id=experiment_id,
+            experiment=exp_name,
+            trials=trials,
+            best=best,
+            seconds=time.perf_counter() - started,
+            fold_seconds=fold_seconds,
+        )
+        outcome.extra["search_run_id"] = search_run
+        outcome.extra["plan"] = plan
+        _honest_estimates(cfg, client, experiment_id, search_run, grid, outcome, pairs, say)
+        if cfg.register and best is not None:
+            from search.registry import register_best
+
+            outcome.registered = register_best(
+                cfg, outcome, pairs, base_model, base_train, say=say
+            )
+        if grid.num_terminated + grid.num_errors < len(grid):  # Tune stopped on Ctrl-C
+            reason = "the search was interrupted before every trial finished (--resume it)"
+            outcome.extra["interrupted"] = True  # a nested search stops there too
+        else:
+            status, reason = "FINISHED", ""
+        return outcome
+    except Exception as exc:
+        status, reason = "FAILED", f"{type(exc).__name__}: {exc}"
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-        # Whatever happened, no run of this search stays RUNNING.
-        closed = close_search_runs(
-            client, experiment_id, cfg.name, "the search driver stopped before this trial finished"
-        )
-        if closed:
-            say(f"closed {len(closed)} unfinished trial run(s) as KILLED")
+        if parent_run is None:  # an inner search's stand-in run is its caller's to end
+            end_search_run(client, search_run, status, reason or None)
 
-    trials = [_trial_summary(r) for r in grid]
-    fold_seconds = float(sum(t["metrics"].get(FOLD_SECONDS, 0.0) for t in trials))
-    finished = [t for t in trials if t["state"] == STATE_COMPLETE]
-    best = max(finished, key=lambda t: t["metrics"][OBJECTIVE]) if finished else None
-    outcome = SearchOutcome(
-        name=cfg.name,
-        experiment_id=experiment_id,
-        experiment=exp_name,
-        trials=trials,
-        best=best,
-        seconds=time.perf_counter() - started,
-        fold_seconds=fold_seconds,
+
+def _honest_estimates(
+    cfg: SearchConfig,
+    client: Any,
+    experiment_id: str,
+    search_run: str,
+    grid: Any,
+    outcome: SearchOutcome,
+    pairs: Any,
+    say: Any,
+) -> None:
+    """The search's honest estimates (search.honest) from every trial's last checkpoint:
+    into the outcome (`estimates`, and each trial's `tie`), onto the search run and the trial
+    runs. A search with nothing to estimate (no complete trial, one subject) gets a note."""
+    from search.honest import estimate, log_report, note_no_report, result_inputs, tie_of
+    from tsfmicro.errors import InputError
+
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=run_filter({Tag.SEARCH: cfg.name, Tag.KIND: KIND_TRIAL}),
+        max_results=50000,
     )
-    if cfg.register and best is not None:
-        from search.registry import register_best
+    run_ids = {r.data.tags.get(Tag.TRIAL_ID): r.info.run_id for r in runs}
+    try:
+        inputs = result_inputs(
+            list(grid),
+            outcome.trials,
+            pairs.labels.numpy(),
+            pairs.num_classes,
+            cfg.eval_mode,
+            cfg.train.val_metric,
+            run_ids,
+        )
+        report = estimate(
+            inputs,
+            num_classes=pairs.num_classes,
+            eval_mode=cfg.eval_mode,
+            objective=cfg.objective,
+            subjects=pairs.subject_ids(),
+            n_boot=cfg.bootstrap,
+            champion=outcome.best["trial_id"] if outcome.best else None,
+            search=cfg.name,
+            source="Tune checkpoints of every trial, at the end of the search",
+        )
+    except InputError as exc:
+        outcome.extra["estimates_note"] = str(exc)
+        note_no_report(client, search_run, str(exc))
+        say(f"no honest estimates for search {cfg.name}: {exc}")
+        return
+    log_report(client, search_run, report)
+    outcome.extra["honest"] = report
+    for trial in outcome.trials:
+        tie = tie_of(report, trial["trial_id"])
+        if tie is not None:
+            trial["tie"] = {k: v for k, v in tie.items() if k not in ("trial", "state", "run_id")}
 
-        outcome.registered = register_best(cfg, outcome, pairs, base_model, base_train, say=say)
-    return outcome
 
-
-def close_search_runs(client: Any, experiment_id: str, search: str, reason: str) -> list[str]:
-    """End every RUNNING run of a search as KILLED, with the reason."""
+def close_search_runs(
+    client: Any, experiment_id: str, search: str, reason: str, keep: Any = ()
+) -> list[str]:
+    """End every RUNNING run of a search as KILLED, with the reason (except the run ids in
+    `keep`: the search's own run, which the driver ends itself)."""
     from search.tracking import end_run
 
     runs = client.search_runs(
@@ -326,6 +476,7 @@ def close_search_runs(client: Any, experiment_id: str, search: str, reason: str)
         filter_string=run_filter({Tag.SEARCH: search}, status="RUNNING"),
         max_results=5000,
     )
+    runs = [r for r in runs if r.info.run_id not in set(keep)]
     for run in runs:
         end_run(client, run.info.run_id, "KILLED", reason, state=STATE_KILLED)
     return [r.info.run_id for r in runs]
@@ -378,6 +529,12 @@ def register_search(
 
     say = say or (lambda message: print(message, file=sys.stderr))
     cfg = load_settings(name, storage_path)
+    if cfg.nested:
+        raise ConfigError(
+            f"search {name!r} is nested: it registers nothing (its product is its estimate); "
+            "the model it describes is the flat search's, whose command it printed "
+            f"(tsfmicro search --config {experiment_dir(cfg) / FLAT_SETTINGS_FILE} ...)"
+        )
     dataset, protocol = dataset_label(cfg.data)
     client = MlflowClient(cfg.tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name(dataset, protocol))

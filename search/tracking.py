@@ -145,7 +145,12 @@ class SearchContext:
     git_commit: str | None
     bootstrap: int
     train_pairs_moved: int = 0  # samples whose training pair is not the annotated one
+    shuffled_labels: bool = False  # trained on permuted labels (a chance-level control)
     machine: MachineConfig = DEFAULT_MACHINE  # where the folds ran (logged with the params)
+    # An inner search of a nested one (search.nested): its trial runs are children of this
+    # run (the outer fold's), and its trial and fold runs carry these tags too.
+    parent_run: str | None = None
+    extra_tags: tuple[tuple[str, str], ...] = ()
 
 
 class MlflowTracker(Callback):
@@ -185,8 +190,11 @@ class MlflowTracker(Callback):
             Tag.OBJECTIVE: c.objective,
             Tag.GIT_COMMIT: c.git_commit or "unknown",
             Tag.TRAIN_PAIRS_MOVED: str(c.train_pairs_moved),
+            # getattr: a context pickled by an older driver (a resumed search) lacks the field
+            Tag.SHUFFLED_LABELS: str(getattr(c, "shuffled_labels", False)).lower(),
             Tag.DRIVER_HOST: socket.gethostname(),
             Tag.DRIVER_PID: str(os.getpid()),
+            **dict(getattr(c, "extra_tags", ())),
         }
 
     def parent_run(self, trial: Any) -> str:
@@ -213,6 +221,8 @@ class MlflowTracker(Callback):
                 Tag.STATE: STATE_RUNNING,
                 Tag.SEARCHED: ",".join(c.searched),
             }
+            if getattr(c, "parent_run", None):  # an inner search: below its outer fold run
+                tags[PARENT_RUN_TAG] = c.parent_run
             run = self.client.create_run(
                 c.experiment_id, tags=tags, run_name=f"{c.search_name}-{trial_id}"
             )
@@ -355,8 +365,14 @@ class MlflowTracker(Callback):
             Tag.FOLD: fold.subject,
             Tag.STATE: STATE_COMPLETE,
         }
+        # the run's times are the fold's own training interval (where it was recorded), so
+        # MLflow's timeline shows when folds really ran and how many at once
+        began = int(fold.started * 1000) if fold.started else None
         run = self.client.create_run(
-            c.experiment_id, tags=tags, run_name=f"{c.search_name}-{trial_id}-{fold.subject}"
+            c.experiment_id,
+            start_time=began,
+            tags=tags,
+            run_name=f"{c.search_name}-{trial_id}-{fold.subject}",
         )
         stamp = int(time.time() * 1000)
         y_test = c.labels[fold.test_index]
@@ -391,7 +407,8 @@ class MlflowTracker(Callback):
                 metrics=metrics[begin : begin + 900],
                 params=params if begin == 0 else [],
             )
-        self.client.set_terminated(run.info.run_id, status="FINISHED")
+        ended = int((fold.started + fold.seconds) * 1000) if fold.started else None
+        self.client.set_terminated(run.info.run_id, status="FINISHED", end_time=ended)
 
     def _log_result(self, run_id: str, trial: Any, folds: dict[str, FoldResult]) -> None:
         from mlflow.entities import Metric

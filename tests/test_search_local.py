@@ -142,3 +142,31 @@ def test_pull_then_predict_on_a_synthetic_clip(local_search, tmp_path):
                           env=service_env())
     assert bare.returncode == 0, bare.stderr[-2000:]
     assert bare.stdout.strip() in CLASSES
+
+
+@pytest.mark.slow
+def test_fold_runs_span_each_folds_training_and_fit_the_plan(local_search):
+    """Each fold's MLflow run starts and ends when the fold's training did, so the folds'
+    real concurrency can be read back (benchmarks/bench_search_overhead.py does) and never
+    exceeds the slots the search planned."""
+    from benchmarks.bench_search_overhead import concurrency
+
+    folds = _runs(local_search["client"], "fold")
+    intervals = [(r.info.start_time / 1000, r.info.end_time / 1000) for r in folds]
+    for run, (start, end) in zip(folds, intervals, strict=True):
+        assert end - start == pytest.approx(run.data.metrics["seconds"], abs=0.01)
+    plan = local_search["outcome"]["plan"]
+    assert plan["fold_slots"] == (
+        plan["trials_at_once"] * plan["fold_tasks_per_trial"] * plan["folds_at_once_per_task"]
+    )
+    peak, mean, span = concurrency(intervals)
+    assert 1 <= peak <= plan["fold_slots"]
+    assert 0 < mean <= peak and span > 0
+
+
+def test_concurrency_of_fold_intervals():
+    from benchmarks.bench_search_overhead import concurrency
+
+    # two folds overlap for 1 s, a third starts as the second ends: peak 2, 5 s busy over 4 s
+    assert concurrency([(0.0, 2.0), (1.0, 3.0), (3.0, 4.0)]) == (2, 1.25, 4.0)
+    assert concurrency([]) == (0, 0.0, 0.0)
