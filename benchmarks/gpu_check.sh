@@ -49,8 +49,8 @@ for phase in ${@:-tests bench}; do
     case "$phase" in
         tests)
             timeout 240 "$python" -m pytest -q -p no:cacheprovider -o addopts="" \
-                tests/test_compile.py tests/test_stacked.py tests/test_streams.py \
-                tests/test_faces_detect.py \
+                tests/tsfmicro/training/test_compile.py tests/tsfmicro/training/test_stacked.py tests/tsfmicro/training/test_streams.py \
+                tests/tsfmicro/faces/test_faces_detect.py \
                 -k "cuda" 2>&1 | tee "$out/tests.log" || status=1
             ;;
         bench)

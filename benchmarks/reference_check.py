@@ -38,7 +38,7 @@ are from ours).
         --write-fixture tests/fixtures/reference_logits.json
 
 `--write-fixture` stores the seeds, the variants, the authors' class per variant and their
-logits as JSON; tests/test_reference_fixture.py rebuilds our side from the seeds (without the
+logits as JSON; tests/tsfmicro/models/test_reference_fixture.py rebuilds our side from the seeds (without the
 authors' code) and compares. Takes about two minutes on two CPU cores.
 """
 
@@ -524,7 +524,7 @@ def main() -> None:
         fixture = {
             "about": "the authors' TSFmicro logits for our seeded weights and inputs, float64; "
             "written by benchmarks/reference_check.py, checked by "
-            "tests/test_reference_fixture.py",
+            "tests/tsfmicro/models/test_reference_fixture.py",
             "reference": "github.com/Cross-Innovation-Lab/TSFmicro",
             "commit": commit,
             "preset": "paper",

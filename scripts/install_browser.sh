@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs Debian's Chromium and its chromedriver for the dashboard's end-to-end browser test
-# (tests/test_dashboard_browser.py), when /usr/bin/chromium or /usr/bin/chromedriver is
+# (tests/dashboards/test_dashboard_browser.py), when /usr/bin/chromium or /usr/bin/chromedriver is
 # missing. Uses apt-get as root, or through sudo otherwise. A no-op when both are there.
 # Fails with a message when neither works: the browser test then fails too (it never skips).
 set -euo pipefail

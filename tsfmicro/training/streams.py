@@ -11,7 +11,7 @@ on the CPU the threads share the cores (PyTorch releases the GIL inside its oper
 Each fold is the fold `train_fold` trains: its model is initialised from torch's global RNG
 seeded with the fold's seed (under a lock, one fold at a time), and everything after draws from
 the fold's own generator, which no other thread touches. So the predictions equal those of
-folds trained one by one, bit for bit on the CPU (tests/test_streams.py).
+folds trained one by one, bit for bit on the CPU (tests/tsfmicro/training/test_streams.py).
 """
 
 from __future__ import annotations

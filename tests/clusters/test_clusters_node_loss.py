@@ -64,7 +64,7 @@ def test_search_survives_losing_a_worker_node(tmp_path):
 
     shared = tmp_path / "shared"  # the one folder every node sees (one machine)
     job_id = f"tsfmicro-node-loss-{uuid.uuid4().hex[:8]}"
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     with mlflow_server(tmp_path / "mlflow") as tracking, killable_ray_cluster(
         [{"cpus": 1, "gpus": 1}] * 2, tmp_path / "ray"
     ) as (_, url, workers):

@@ -93,7 +93,7 @@ def test_config_round_trips_and_key_ignores_execution_fields():
 
 
 def test_importing_the_package_loads_no_torch():
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[3]
     code = (
         "import sys, tsfmicro.faces; "
         "print(tsfmicro.faces.__file__); "

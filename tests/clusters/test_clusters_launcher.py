@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LAUNCHER_FILES = {"aws": REPO / "clusters" / "aws.yaml", "gcp": REPO / "clusters" / "gcp.yaml"}
 
 

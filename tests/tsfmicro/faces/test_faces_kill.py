@@ -21,7 +21,7 @@ import pytest
 
 from tsfmicro.faces import FaceCropConfig, faces_dir, preprocess_faces
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 CONFIG = FaceCropConfig(size=48, chunk_size=2, margin=0.1)
 
 CHILD = """

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "clusters" / "Dockerfile"
 
 
@@ -184,5 +184,5 @@ def test_the_build_context_holds_what_the_image_copies_and_nothing_heavy():
                 if "__pycache__" not in file.parts:
                     assert not excluded(str(file.relative_to(REPO)), patterns), file
     for heavy in (".venv/bin/python", ".git/HEAD", "runs/search/x/y.json", "mlflow.db",
-                  ".cache/synth/a.jpg", "tsfmicro/__pycache__/x.pyc", "tests/test_cli.py"):
+                  ".cache/synth/a.jpg", "tsfmicro/__pycache__/x.pyc", "tests/tsfmicro/test_cli.py"):
         assert excluded(heavy, patterns), heavy

@@ -18,7 +18,7 @@ import torch
 
 from tsfmicro.config import FUSIONS, PRESETS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 FIXTURE = json.loads((REPO / "tests" / "fixtures" / "reference_logits.json").read_text())
 
 

@@ -27,7 +27,7 @@ import yaml
 
 from services import BIN, free_port, service_env, wait_for_http
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "clusters" / "kuberay"
 KUBERAY = "kuberay-v1.7.0"
 CRDS = REPO / "clusters" / "schemas" / KUBERAY
