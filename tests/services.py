@@ -83,6 +83,22 @@ def ray(*args: str, check: bool = True, timeout: float = 120) -> subprocess.Comp
                           text=True, check=check, timeout=timeout)
 
 
+def submit_job(url: str, args: list[str], timeout: float, cwd: Path | None = None,
+               agent_wait: float = 180) -> subprocess.CompletedProcess:
+    """`ray job submit --address url ARGS`, submitted again while the cluster answers that no
+    job agent is up yet (a freshly started node's agent can come up after the node is listed,
+    later still on a loaded machine); a job that was submitted is never submitted twice."""
+    deadline = time.monotonic() + agent_wait
+    while True:
+        done = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", url, *args],
+                              env=service_env(), capture_output=True, text=True,
+                              timeout=timeout, cwd=cwd)
+        not_up = "No available agent to submit job" in done.stdout + done.stderr
+        if done.returncode == 0 or not not_up or time.monotonic() > deadline:
+            return done
+        time.sleep(5)
+
+
 def wait_for_nodes(address: str, count: int, timeout: float, node: RayNode) -> None:
     """Wait until `ray status` lists `count` active nodes, `node` being the newest; fail early
     (with the tail of its log) if that node's `ray start --block` exits."""

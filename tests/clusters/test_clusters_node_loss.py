@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from services import BIN, killable_ray_cluster, mlflow_server, service_env
+from services import BIN, killable_ray_cluster, mlflow_server, service_env, submit_job
 
 TRIALS, FOLDS = 3, 6  # the toy task has 6 subjects: 6 LOSO folds per trial
 EXPERIMENT = "tsfmicro/toy/3class"
@@ -77,10 +77,9 @@ def test_search_survives_losing_a_worker_node(tmp_path):
             "--json", str(shared / "outcome.json"), "--quiet",
         ]
         runtime_env = {"env_vars": {"RAY_AUTH_MODE": "disabled", "OMP_WAIT_POLICY": "PASSIVE"}}
-        submitted = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", "--address", url, "--submission-id", job_id,
-             "--no-wait", "--runtime-env-json", json.dumps(runtime_env), "--", *entrypoint],
-            env=service_env(), capture_output=True, text=True, timeout=120, cwd=repo,
+        submitted = submit_job(
+            url, ["--submission-id", job_id, "--no-wait", "--runtime-env-json",
+                  json.dumps(runtime_env), "--", *entrypoint], timeout=120, cwd=repo,
         )
         assert submitted.returncode == 0, submitted.stdout + submitted.stderr
 

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
 
-from services import BIN, killable_ray_cluster, mlflow_server, service_env
+from services import killable_ray_cluster, mlflow_server, submit_job
 
 
 @pytest.mark.slow
@@ -26,11 +25,8 @@ def test_search_job_on_a_two_node_cluster_with_a_tracking_server(tmp_path):
             "--quiet",
         ]
         runtime_env = {"env_vars": {"RAY_AUTH_MODE": "disabled", "OMP_WAIT_POLICY": "PASSIVE"}}
-        job = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", "--address", url, "--runtime-env-json",
-             json.dumps(runtime_env), "--", *entrypoint],
-            env=service_env(), capture_output=True, text=True, timeout=900,
-        )
+        job = submit_job(url, ["--runtime-env-json", json.dumps(runtime_env), "--", *entrypoint],
+                         timeout=900)
         assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:]
         assert "succeeded" in (job.stdout + job.stderr)
         # No --fold-gpus: on a cluster with GPUs the folds get a quarter of one each.

@@ -406,7 +406,7 @@ def test_killed_nested_driver_resumes_without_redoing_a_finished_outer_fold(tmp_
 def test_nested_search_job_on_a_two_node_cluster(tmp_path):
     """A small nested search sent with `ray job submit` to a two-worker loopback cluster,
     logging to `mlflow server`: the inner searches' folds and the refits run on the workers."""
-    from services import BIN, killable_ray_cluster, mlflow_server
+    from services import killable_ray_cluster, mlflow_server, submit_job
 
     shared = tmp_path / "shared"  # every node sees this folder (one machine)
     with mlflow_server(tmp_path / "mlflow") as tracking, \
@@ -417,11 +417,8 @@ def test_nested_search_job_on_a_two_node_cluster(tmp_path):
                       "--storage-path", str(shared / "runs"), "--json",
                       str(shared / "outcome.json"), "--quiet"]  # fmt: skip
         runtime_env = {"env_vars": {"RAY_AUTH_MODE": "disabled", "OMP_WAIT_POLICY": "PASSIVE"}}
-        job = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", "--address", url, "--runtime-env-json",
-             json.dumps(runtime_env), "--", *entrypoint],
-            env=service_env(), capture_output=True, text=True, timeout=900,
-        )  # fmt: skip
+        job = submit_job(url, ["--runtime-env-json", json.dumps(runtime_env), "--", *entrypoint],
+                         timeout=900)  # fmt: skip
         assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:]
         runs = mlflow_runs(tracking)
         check_tree(runs, "nestc", outer=2, trials=1, folds_per_trial=2)

@@ -111,8 +111,9 @@ def test_asha_stops_weak_trials_as_pruned(tmp_path):
 def test_fold_batched_search_gives_the_folds_of_a_spread_search(tmp_path):
     """--fold-batch 0 trains a trial's folds together in one task, stacked; --fold-group streams
     trains a task's folds at once in threads. The same sampled trial with folds spread one per
-    task gives the same predictions: within the tolerance of tests/tsfmicro/training/test_stacked for stacked
-    folds, bit for bit for threads (tests/tsfmicro/training/test_streams)."""
+    task gives the same predictions: within the tolerance of
+    tests/tsfmicro/training/test_stacked for stacked folds, bit for bit for threads
+    (tests/tsfmicro/training/test_streams)."""
     import numpy as np
     import pandas as pd
     from mlflow import MlflowClient
