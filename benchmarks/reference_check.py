@@ -38,8 +38,8 @@ are from ours).
         --write-fixture tests/fixtures/reference_logits.json
 
 `--write-fixture` stores the seeds, the variants, the authors' class per variant and their
-logits as JSON; tests/tsfmicro/models/test_reference_fixture.py rebuilds our side from the seeds (without the
-authors' code) and compares. Takes about two minutes on two CPU cores.
+logits as JSON; tests/tsfmicro/models/test_reference_fixture.py rebuilds our side from the
+seeds (without the authors' code) and compares. Takes about two minutes on two CPU cores.
 """
 
 from __future__ import annotations

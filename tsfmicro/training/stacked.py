@@ -19,8 +19,9 @@ with the same seeds:
 - the optimiser is AdamW applied per fold with each fold's own step count.
 
 What differs is floating-point rounding (grouped kernels, masked BatchNorm sums, the optimiser's
-operation order), so predictions agree to a tolerance, not bit for bit; tests/tsfmicro/training/test_stacked.py
-states it. channels_last is not applied to the stacked weights (the layout of a 5-D stack).
+operation order), so predictions agree to a tolerance, not bit for bit;
+tests/tsfmicro/training/test_stacked.py states it. channels_last is not applied to the
+stacked weights (the layout of a 5-D stack).
 """
 
 from __future__ import annotations
