@@ -65,10 +65,12 @@ import numpy as np
 
 from search.config import SearchConfig, outer_fold_problem
 from search.data import dataset_label, load_search_pairs
+from search.honest import json_safe
 from search.run import (
     FLAT_SETTINGS_FILE,
     SETTINGS_FILE,
     _sigterm_to_exit,
+    checked_experiment_dir,
     experiment_dir,
     init_ray,
     placed,
@@ -492,19 +494,7 @@ def nested_estimate(
         "inner_searches": SIDE_BY_SIDE,
         "flat_command": flat_command(cfg),
     }
-    return _finite(out)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+    return json_safe(out)
 
 
 # ---- the driver -----------------------------------------------------------------------------
@@ -542,14 +532,7 @@ def run_nested(
     if not cfg.nested:
         raise ConfigError(f"search {cfg.name!r} is not nested: run it with search.run.run_search")
     started = time.perf_counter()
-    exp_dir = experiment_dir(cfg)
-    if resume and not (exp_dir / SETTINGS_FILE).is_file():
-        raise ConfigError(f"cannot resume {cfg.name!r}: nothing found at {exp_dir}")
-    if not resume and (exp_dir / SETTINGS_FILE).is_file():
-        raise ConfigError(
-            f"a search named {cfg.name!r} already exists at {exp_dir}; "
-            "use --resume to continue it or choose another --name"
-        )
+    exp_dir = checked_experiment_dir(cfg, resume)
 
     dataset, protocol = dataset_label(cfg.data)
     base_model = preset(cfg.preset)
@@ -708,7 +691,7 @@ def run_nested(
                     "refit_seconds": float(refit_seconds),
                 },
             }
-            record = _finite(record)
+            record = json_safe(record)
             stored = {
                 "index": index,
                 "keys": test_pairs.keys.astype(str),

@@ -95,8 +95,9 @@ def init_ray(cfg: SearchConfig) -> None:
         return
     env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     if cfg.ray_address is None:
-        # A local, single-user instance on loopback: no token auth (see platform notes).
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        # A local Ray listens on every interface, not only loopback, so it keeps Ray's token
+        # authentication (on by default for a fresh local ray.init(); the token file goes in
+        # the user's Ray folder). Only tests, whose clusters nobody else can reach, turn it off.
         ray.init(
             include_dashboard=False,
             runtime_env={"env_vars": env},
@@ -159,6 +160,20 @@ def run_plan(cfg: SearchConfig, n_folds: int, parallelism: int, concurrency: int
     }
 
 
+def checked_experiment_dir(cfg: SearchConfig, resume: bool) -> Path:
+    """The search's folder under the storage path; a resume needs one there, a new search
+    needs none (its name is taken otherwise)."""
+    exp_dir = experiment_dir(cfg)
+    if resume and not (exp_dir / SETTINGS_FILE).is_file():
+        raise ConfigError(f"cannot resume {cfg.name!r}: nothing found at {exp_dir}")
+    if not resume and (exp_dir / SETTINGS_FILE).is_file():
+        raise ConfigError(
+            f"a search named {cfg.name!r} already exists at {exp_dir}; "
+            "use --resume to continue it or choose another --name"
+        )
+    return exp_dir
+
+
 def _sigterm_to_exit(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
@@ -199,14 +214,7 @@ def run_search(
 
     say = echo or (lambda message: print(message, file=sys.stderr))
     started = time.perf_counter()
-    exp_dir = experiment_dir(cfg)
-    if resume and not (exp_dir / SETTINGS_FILE).is_file():
-        raise ConfigError(f"cannot resume {cfg.name!r}: nothing found at {exp_dir}")
-    if not resume and (exp_dir / SETTINGS_FILE).is_file():
-        raise ConfigError(
-            f"a search named {cfg.name!r} already exists at {exp_dir}; "
-            "use --resume to continue it or choose another --name"
-        )
+    exp_dir = checked_experiment_dir(cfg, resume)
 
     dataset, protocol = dataset_label(cfg.data)
     base_model = preset(cfg.preset)

@@ -160,7 +160,7 @@ def test_fold_runs_span_each_folds_training_and_fit_the_plan(local_search):
         plan["trials_at_once"] * plan["fold_tasks_per_trial"] * plan["folds_at_once_per_task"]
     )
     peak, mean, span = concurrency(intervals)
-    assert 1 <= peak <= plan["fold_slots"]
+    assert peak == plan["fold_slots"]  # the planned slots were really filled, never exceeded
     assert 0 < mean <= peak and span > 0
 
 
