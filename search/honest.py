@@ -241,6 +241,25 @@ def estimate(
     return json_safe(report)
 
 
+def driver_tags() -> dict[str, str]:
+    """The tags that say which driver process holds a run open."""
+    return {Tag.DRIVER_HOST: socket.gethostname(), Tag.DRIVER_PID: str(os.getpid())}
+
+
+def reopen_run(client: Any, found: Any) -> str:
+    """A run found again on resume, RUNNING once more under this driver; the reason it ended
+    last time is kept as its previous reason. Returns its id."""
+    run_id = found.info.run_id
+    if found.info.status != "RUNNING":
+        client.update_run(run_id, status="RUNNING")
+    if Tag.REASON in found.data.tags:
+        client.set_tag(run_id, Tag.PREVIOUS_REASON, found.data.tags[Tag.REASON])
+        client.delete_tag(run_id, Tag.REASON)
+    for key, value in {**driver_tags(), Tag.STATE: STATE_RUNNING}.items():
+        client.set_tag(run_id, key, value)
+    return run_id
+
+
 def json_safe(value: Any) -> Any:
     """NaN and infinities as None, so the report is strict JSON."""
     if isinstance(value, dict):
@@ -335,17 +354,9 @@ def open_search_run(
     """The search's run, RUNNING: created with `tags` (and `params`, the settings as an
     artifact) or, when the search already has one (a resume), reopened with its reason kept."""
     found = find_search_run(client, experiment_id, search)
-    here = {Tag.DRIVER_HOST: socket.gethostname(), Tag.DRIVER_PID: str(os.getpid())}
+    here = driver_tags()
     if found is not None:
-        run_id = found.info.run_id
-        if found.info.status != "RUNNING":
-            client.update_run(run_id, status="RUNNING")
-        if Tag.REASON in found.data.tags:
-            client.set_tag(run_id, Tag.PREVIOUS_REASON, found.data.tags[Tag.REASON])
-            client.delete_tag(run_id, Tag.REASON)
-        for key, value in {**here, Tag.STATE: STATE_RUNNING}.items():
-            client.set_tag(run_id, key, value)
-        return run_id
+        return reopen_run(client, found)
     all_tags = {
         **{k: str(v) for k, v in tags.items()},
         **here,

@@ -52,7 +52,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -65,7 +64,7 @@ import numpy as np
 
 from search.config import SearchConfig, outer_fold_problem
 from search.data import dataset_label, load_search_pairs
-from search.honest import json_safe
+from search.honest import driver_tags, json_safe, reopen_run
 from search.run import (
     FLAT_SETTINGS_FILE,
     SETTINGS_FILE,
@@ -73,9 +72,9 @@ from search.run import (
     checked_experiment_dir,
     experiment_dir,
     init_ray,
+    open_experiment,
     placed,
     run_search,
-    save_settings,
 )
 from search.schema import (
     CI_HI,
@@ -97,7 +96,6 @@ from search.schema import (
     OuterParam,
     SearchMetric,
     Tag,
-    experiment_name,
     figure_metric,
     outer_test_metric,
     run_filter,
@@ -243,10 +241,6 @@ def _find_outer_run(client: Any, experiment_id: str, name: str, k: int) -> Any |
     return runs[0] if runs else None
 
 
-def _here() -> dict[str, str]:
-    return {Tag.DRIVER_HOST: socket.gethostname(), Tag.DRIVER_PID: str(os.getpid())}
-
-
 def open_outer_run(
     client: Any,
     experiment_id: str,
@@ -261,20 +255,12 @@ def open_outer_run(
     nested search's run."""
     found = _find_outer_run(client, experiment_id, cfg.name, k)
     if found is not None:
-        run_id = found.info.run_id
-        if found.info.status != "RUNNING":
-            client.update_run(run_id, status="RUNNING")
-        if Tag.REASON in found.data.tags:
-            client.set_tag(run_id, Tag.PREVIOUS_REASON, found.data.tags[Tag.REASON])
-            client.delete_tag(run_id, Tag.REASON)
-        for key, value in {**_here(), Tag.STATE: STATE_RUNNING}.items():
-            client.set_tag(run_id, key, value)
-        return run_id
+        return reopen_run(client, found)
     from mlflow.entities import Param
 
     all_tags = {
         **tags,
-        **_here(),
+        **driver_tags(),
         PARENT_RUN_TAG: search_run,
         Tag.KIND: KIND_OUTER,
         Tag.SEARCH: cfg.name,
@@ -520,12 +506,11 @@ def run_nested(
 ) -> NestedOutcome:
     """Run (or, with resume=True, continue) a nested search; see the module docstring."""
     import pandas as pd
-    from mlflow import MlflowClient
 
     from search.honest import end_search_run, open_search_run
     from search.registry import refit_predict
     from search.space import resolve_configs
-    from search.tracking import close_orphaned_runs, end_run, ensure_experiment
+    from search.tracking import end_run
     from tsfmicro.metrics import confusion_matrix, scores
 
     say = echo or (lambda message: print(message, file=sys.stderr))
@@ -552,14 +537,7 @@ def run_nested(
         + ("; LABELS SHUFFLED (a chance-level control)" if cfg.data.shuffle_labels else "")
     )
 
-    client = MlflowClient(cfg.tracking_uri)
-    exp_name = experiment_name(dataset, protocol)
-    experiment_id = ensure_experiment(client, exp_name)
-    closed = close_orphaned_runs(client, experiment_id)
-    if closed:
-        say(f"closed {len(closed)} run(s) left RUNNING by a search driver that is gone")
-    if not resume:
-        save_settings(cfg)
+    client, exp_name, experiment_id = open_experiment(cfg, dataset, protocol, resume, say)
     _check_plan(cfg, groups, resume)
     _write_atomic(exp_dir / FLAT_SETTINGS_FILE, flat_yaml(cfg).encode())
     common = {

@@ -174,6 +174,27 @@ def checked_experiment_dir(cfg: SearchConfig, resume: bool) -> Path:
     return exp_dir
 
 
+def open_experiment(
+    cfg: SearchConfig, dataset: str, protocol: str, resume: bool, say: Any
+) -> tuple[Any, str, str]:
+    """(MLflow client, experiment name, experiment id) of a search's dataset and protocol,
+    the experiment created if new; runs left RUNNING by a driver that is gone are closed, and
+    a new search's settings are saved under the storage path."""
+    from mlflow import MlflowClient
+
+    from search.tracking import close_orphaned_runs, ensure_experiment
+
+    client = MlflowClient(cfg.tracking_uri)
+    exp_name = experiment_name(dataset, protocol)
+    experiment_id = ensure_experiment(client, exp_name)
+    closed = close_orphaned_runs(client, experiment_id)
+    if closed:
+        say(f"closed {len(closed)} run(s) left RUNNING by a search driver that is gone")
+    if not resume:
+        save_settings(cfg)
+    return client, exp_name, experiment_id
+
+
 def _sigterm_to_exit(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
@@ -199,7 +220,6 @@ def run_search(
             f"search {cfg.name!r} is nested: run it with search.nested.run_nested "
             "(tsfmicro search --nested)"
         )
-    from mlflow import MlflowClient
     from ray import tune
     from ray.tune.execution.placement_groups import PlacementGroupFactory
 
@@ -208,8 +228,6 @@ def run_search(
     from search.tracking import (
         MlflowTracker,
         SearchContext,
-        close_orphaned_runs,
-        ensure_experiment,
     )
 
     say = echo or (lambda message: print(message, file=sys.stderr))
@@ -235,14 +253,7 @@ def run_search(
         + ("; LABELS SHUFFLED (a chance-level control)" if cfg.data.shuffle_labels else "")
     )
 
-    client = MlflowClient(cfg.tracking_uri)
-    exp_name = experiment_name(dataset, protocol)
-    experiment_id = ensure_experiment(client, exp_name)
-    closed = close_orphaned_runs(client, experiment_id)
-    if closed:
-        say(f"closed {len(closed)} run(s) left RUNNING by a search driver that is gone")
-    if not resume:
-        save_settings(cfg)
+    client, exp_name, experiment_id = open_experiment(cfg, dataset, protocol, resume, say)
 
     init_ray(cfg)
     import ray
