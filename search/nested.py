@@ -187,9 +187,15 @@ def flat_yaml(cfg: SearchConfig) -> str:
     return yaml.safe_dump(flat_settings(cfg), sort_keys=False)
 
 
+def flat_name(cfg: SearchConfig) -> str:
+    """The name the printed flat command gives the flat search (the dashboard shows that
+    search's search-best and BBC figures beside this one's nested figure)."""
+    return f"{cfg.name}-flat"
+
+
 def flat_command(cfg: SearchConfig) -> str:
     path = experiment_dir(cfg) / FLAT_SETTINGS_FILE
-    return f"tsfmicro search --config {path} --name {cfg.name}-flat"
+    return f"tsfmicro search --config {path} --name {flat_name(cfg)}"
 
 
 # ---- files ----------------------------------------------------------------------------------
@@ -556,6 +562,7 @@ def run_nested(
         tags={
             **common,
             Tag.NESTED: "true",
+            Tag.FLAT_SEARCH: flat_name(cfg),
             Tag.STORAGE_PATH: str(Path(cfg.storage_path).resolve()),
         },
         params={

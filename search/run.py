@@ -41,7 +41,7 @@ from search.schema import (
     experiment_name,
     run_filter,
 )
-from search.trial import TrialSetup, fold_placement, loso_trial
+from search.trial import FOLD_STORE, TrialSetup, fold_placement, loso_trial
 from tsfmicro.config import preset
 from tsfmicro.errors import ConfigError
 from tsfmicro.runinfo import git_commit
@@ -288,6 +288,7 @@ def run_search(
         fold_group=cfg.resources.fold_group,
         fold_retries=cfg.fold_retries,
         machine=cfg.machine,
+        fold_store=str(exp_dir / FOLD_STORE),
     )
     bundles = fold_placement(
         cfg.resources.trial_cpus, cfg.resources.fold_cpus, cfg.resources.fold_gpus, parallelism

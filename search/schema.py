@@ -67,6 +67,7 @@ class Tag:
     # and on every run of its inner searches, the nested search's name and the outer fold
     # (1-based); on an outer fold run, the name of the inner search run inside it.
     NESTED = TAG_PREFIX + "nested"
+    FLAT_SEARCH = TAG_PREFIX + "flat_search"  # a nested search's run: the flat search it describes
     NESTED_IN = TAG_PREFIX + "nested_in"
     OUTER_FOLD = TAG_PREFIX + "outer_fold"
     INNER_SEARCH = TAG_PREFIX + "inner_search"
@@ -80,6 +81,7 @@ STATE_COMPLETE = "complete"
 STATE_PRUNED = "pruned"
 STATE_FAILED = "failed"
 STATE_KILLED = "killed"
+STATE_LOST = "lost"  # a trial the driver started but Tune's saved state never held (deleted)
 
 
 def run_filter(tags: Mapping[str, str], status: str | None = None) -> str:

@@ -42,6 +42,7 @@ from search.schema import (
     PARENT_RUN_TAG,
     STATE_COMPLETE,
     STATE_FAILED,
+    STATE_LOST,
     STATE_PRUNED,
     STATE_RUNNING,
     FoldMetric,
@@ -334,6 +335,43 @@ class MlflowTracker(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.close_open("KILLED", "the search ended before this trial finished")
+        self.drop_lost_trials({t.trial_id for t in trials})
+
+    def drop_lost_trials(self, known: set[str]) -> list[str]:
+        """Delete (MLflow's soft delete) the trial runs of this search, with their fold runs,
+        whose trial Tune does not know: a driver killed after the MLflow callback opened a
+        trial's run but before Tune saved a state that holds the trial. The resumed search
+        never sees that trial again (its sampler was restored from the same state) and samples
+        another in its place, so the lost run would be a duplicate that no later result
+        updates. Each is tagged lost, with the reason, before it is deleted."""
+        c = self.ctx
+        if not known:  # Tune ended before it held any trial: nothing to compare with
+            return []
+        runs = self.client.search_runs(
+            [c.experiment_id],
+            filter_string=run_filter({Tag.SEARCH: c.search_name, Tag.KIND: KIND_TRIAL}),
+            max_results=5000,
+        )
+        lost = [r for r in runs if r.data.tags.get(Tag.TRIAL_ID) not in known]
+        reason = (
+            "lost: the search driver stopped before Tune saved a state holding this trial; "
+            "the resumed search sampled another in its place"
+        )
+        for run in lost:
+            children = self.client.search_runs(
+                [c.experiment_id],
+                filter_string=run_filter({PARENT_RUN_TAG: run.info.run_id}),
+                max_results=5000,
+            )
+            for child in [*children, run]:
+                run_id = child.info.run_id
+                if child.info.status == "RUNNING":
+                    end_run(self.client, run_id, "KILLED", reason, state=STATE_LOST)
+                else:
+                    self.client.set_tag(run_id, Tag.STATE, STATE_LOST)
+                    self.client.set_tag(run_id, Tag.REASON, reason)
+                self.client.delete_run(run_id)
+        return [r.info.run_id for r in lost]
 
     def close_open(self, status: str, reason: str) -> list[str]:
         """End every run this driver opened that is still RUNNING."""

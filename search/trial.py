@@ -11,13 +11,20 @@ it launches are captured by that group, so the folds of one configuration
 spread over the GPUs and nodes the bundles landed on. As each fold finishes,
 the trial writes every finished fold to a Tune checkpoint and reports the
 metrics pooled over the folds done so far. A trial that is retried, or
-restored after the driver died, reloads its finished folds from the last
-checkpoint and trains only the rest.
+restored after the driver died, reloads its finished folds and trains only the rest.
+
+Finished folds are also written, before they are reported, to the search's own fold store
+(`<storage>/<name>/folds/<trial id>/<position>.npz`, one file per fold, written whole, no
+pickles). Tune saves its experiment state a little after the driver has handled a report (and
+the MLflow callback has logged the fold), so a driver killed in between restores a trial from an
+older checkpoint than MLflow shows; the fold store is never behind MLflow, and a restored trial
+takes the union of both.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +46,7 @@ from tsfmicro.training.fold import FoldResult
 from tsfmicro.training.loso import run_loso
 from tsfmicro.training.runners import Runner
 
+FOLD_STORE = "folds"  # <storage>/<name>/folds/<trial id>/: each finished fold, one npz
 FOLDS_NPZ = "folds.npz"
 FOLDS_JSON = "folds.json"
 _ARRAYS = (
@@ -72,6 +80,7 @@ class TrialSetup:
     fold_batch: int = 1  # folds per task, trained together
     fold_group: str = "stacked"  # how: models stacked, or a thread and CUDA stream per fold
     machine: MachineConfig = DEFAULT_MACHINE  # device, precision, compile of the folds
+    fold_store: str | None = None  # <storage>/<name>/folds: finished folds, per trial
 
 
 def save_folds(folds: dict[str, FoldResult], directory: Path) -> None:
@@ -92,6 +101,43 @@ def load_folds(directory: str | Path) -> dict[str, FoldResult]:
             s: FoldResult(subject=s, **values, **{n: arrays[f"{n}/{s}"] for n in _ARRAYS})
             for s, values in meta.items()
         }
+
+
+def store_fold(directory: Path, position: int, fold: FoldResult) -> None:
+    """One finished fold in the fold store: arrays and its scalars (as a JSON string) in one
+    npz, written to a temporary name and renamed, so a reader sees all of it or nothing."""
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {"subject": fold.subject, **{name: getattr(fold, name) for name in _SCALARS}}
+    path = directory / f"{position:04d}.npz"
+    tmp = directory / f".{position:04d}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as handle:
+        np.savez(
+            handle,
+            meta=np.array(json.dumps(meta)),
+            **{name: np.asarray(getattr(fold, name)) for name in _ARRAYS},
+        )
+    os.replace(tmp, path)
+
+
+def load_stored_folds(directory: Path, subjects: tuple[str, ...]) -> dict[str, FoldResult]:
+    """The folds of the fold store whose position still names the same subject (other files,
+    half-written temporaries and unreadable files are ignored: those folds are trained
+    again)."""
+    folds: dict[str, FoldResult] = {}
+    for position, subject in enumerate(subjects):
+        path = directory / f"{position:04d}.npz"
+        if not path.is_file():
+            continue
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                arrays = {name: data[name] for name in _ARRAYS}
+        except (OSError, ValueError, KeyError):
+            continue
+        if meta.pop("subject", None) != subject:
+            continue
+        folds[subject] = FoldResult(subject=subject, **meta, **arrays)
+    return folds
 
 
 def trial_metrics(folds: dict[str, FoldResult], setup: TrialSetup) -> dict[str, Any]:
@@ -146,8 +192,15 @@ def loso_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     folds: dict[str, FoldResult] = {}
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            folds = load_folds(directory)
+        try:
+            with checkpoint.as_directory() as directory:
+                folds = load_folds(directory)
+        except (OSError, ValueError):  # gone or damaged: the fold store still has its folds
+            folds = {}
+    store = None
+    if setup.fold_store is not None:
+        store = Path(setup.fold_store) / tune.get_context().get_trial_id()
+        folds = {**load_stored_folds(store, setup.subjects), **folds}
     restored = len(folds)  # folds kept from an earlier attempt of this trial
     todo = [s for s in setup.subjects if s not in folds]
     if not todo:  # restored with every fold done: report once more and finish
@@ -181,6 +234,8 @@ def loso_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         pending.pop(ready[0])
         for fold in ray.get(ready[0]):
             folds[fold.subject] = fold
+            if store is not None:
+                store_fold(store, setup.subjects.index(fold.subject), fold)
         launch()
         with tempfile.TemporaryDirectory(prefix="tsfmicro-folds-") as tmp:
             save_folds(folds, Path(tmp))

@@ -333,13 +333,6 @@ def start_search(folder, name: str, *extra: str) -> subprocess.Popen:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN BUG, open (issue 18): where the SIGTERM lands in the second outer fold's "
-    "inner search decides the outcome; measured 3 failures in 4 runs on an idle machine: "
-    "MLflow one fold ahead of what Tune restores (2 logged, 1 restored), or a duplicate "
-    "inner trial run after --resume (5 trial runs for 4)",
-)
 def test_killed_nested_driver_resumes_without_redoing_a_finished_outer_fold(tmp_path):
     """On shuffled labels (a chance-level control, so the interval must hold chance): SIGTERM
     during the second outer fold's inner search; --resume keeps the first outer fold and

@@ -7,7 +7,14 @@ import pytest
 from search.config import DataSpec, Resources, SearchConfig
 from search.searcher import make_searcher
 from search.space import DEFAULT_SPACE, Param, SearchSpace, resolve_configs
-from search.trial import TrialSetup, load_folds, save_folds, trial_metrics
+from search.trial import (
+    TrialSetup,
+    load_folds,
+    load_stored_folds,
+    save_folds,
+    store_fold,
+    trial_metrics,
+)
 from tsfmicro.cli import build_parser
 from tsfmicro.config import MachineConfig, TrainConfig, preset
 from tsfmicro.errors import ConfigError
@@ -251,6 +258,38 @@ def test_fold_checkpoint_round_trip_and_partial_metrics(tmp_path):
     full = trial_metrics(loaded, setup)
     assert full["objective"] == pytest.approx(result.evaluate("final", n_boot=10).uf1)
     assert full["oracle/acc"] >= full["final/acc"]
+
+
+def test_fold_store_keeps_whole_folds_of_the_same_subjects(tmp_path):
+    """The fold store a restored trial reads: each fold one npz written whole; a position that
+    now names another subject, a half-written temporary or a damaged file is not a fold."""
+    data = make_toy_pairs(subjects=3, per_subject=3, classes=3, size=32)
+    cfg = preset("micro", num_classes=3)
+    on_cpu = Runner(machine=MachineConfig(device="cpu"))
+    folds = run_loso(data, cfg, TrainConfig(epochs=2, val_subjects=1), on_cpu).folds
+    subjects = tuple(f.subject for f in folds)
+    folds[0].worker = "node-7"
+    store = tmp_path / "folds" / "trial_1"
+    for position, fold in enumerate(folds[:2]):
+        store_fold(store, position, fold)
+    assert sorted(p.name for p in store.iterdir()) == ["0000.npz", "0001.npz"]  # no temporaries
+    loaded = load_stored_folds(store, subjects)
+    assert set(loaded) == set(subjects[:2]) and loaded[subjects[0]].worker == "node-7"
+    for fold in folds[:2]:
+        got = loaded[fold.subject]
+        assert np.array_equal(got.test_probs, fold.test_probs)
+        assert np.array_equal(got.train_index, fold.train_index)
+        assert (got.seed, got.val_subjects, got.seconds) == (
+            fold.seed,
+            fold.val_subjects,
+            fold.seconds,
+        )
+    # the data changed order: position 0 now names another subject, so it is not restored
+    assert set(load_stored_folds(store, (subjects[1], subjects[0], subjects[2]))) == set()
+    (store / "0001.npz").write_bytes(b"not an npz")  # damaged: trained again
+    (store / ".0002.123.tmp").write_bytes(b"half")  # a writer killed midway: ignored
+    assert set(load_stored_folds(store, subjects)) == {subjects[0]}
+    assert load_stored_folds(tmp_path / "absent", subjects) == {}
 
 
 def test_search_help_lists_options(capsys):
