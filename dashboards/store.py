@@ -175,7 +175,8 @@ SEARCH_RUN_COUNTS = (
 )
 SEARCH_RUN_COLUMNS = (
     "experiment_id", "search", "run_id", "status", "state", "eval_mode", "objective_name",
-    "shuffled_labels", "honest_note", "started", *SEARCH_RUN_FIGURES, *SEARCH_RUN_COUNTS,
+    "shuffled_labels", "honest_note", "started", "nested", "flat_search",
+    *SEARCH_RUN_FIGURES, *SEARCH_RUN_COUNTS,
 )  # fmt: skip
 
 
@@ -207,6 +208,8 @@ def search_runs(client: Any, uri: str) -> pd.DataFrame:
                 "shuffled_labels": tags.get(Tag.SHUFFLED_LABELS) == "true",
                 "honest_note": tags.get(Tag.HONEST_NOTE),
                 "started": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
+                "nested": tags.get(Tag.NESTED) == "true",
+                "flat_search": tags.get(Tag.FLAT_SEARCH),
                 **{k: metrics.get(k) for k in (*SEARCH_RUN_FIGURES, *SEARCH_RUN_COUNTS)},
             }
         )

@@ -244,6 +244,13 @@ FIGURE_MEANINGS = {
 }
 
 
+NESTED_MEANING = (
+    "its figure is the performance of the whole search procedure (sample configurations, "
+    "choose the inner LOSO champion, refit it) on subjects that took no part in any choice, "
+    "not the performance of one configuration; each outer fold may choose another."
+)
+
+
 def tie_cell(row: dict[str, Any]) -> str:
     """'best', 'tied: -0.031 [-0.12, +0.05]' or 'below: ...' for a trial row in the mode
     its search optimised; '' otherwise (other modes, reference rows, no estimates)."""
@@ -266,6 +273,85 @@ def search_row(search_runs: pd.DataFrame, experiment_id: str, search: str) -> di
     hit = search_runs[(search_runs["experiment_id"] == experiment_id)
                       & (search_runs["search"] == search)]  # fmt: skip
     return None if hit.empty else hit.sort_values("started").iloc[0].to_dict()
+
+
+def nested_searches(search_runs: pd.DataFrame, experiment_id: str) -> list[str]:
+    """The nested searches of an experiment (they have no trial runs of their own)."""
+    if search_runs.empty or "nested" not in search_runs:
+        return []
+    hit = search_runs[(search_runs["experiment_id"] == experiment_id)
+                      & search_runs["nested"].fillna(False).astype(bool)]  # fmt: skip
+    return sorted(hit["search"].dropna().unique().tolist())
+
+
+def side_by_side(
+    search_runs: pd.DataFrame, experiment_id: str, search: str
+) -> tuple[dict | None, str]:
+    """A search's run with the figures of its counterpart filled in: for a flat search, the
+    nested figure of the nested search that describes it (its flat_search tag names this
+    search); for a nested search, the search-best and BBC figures of its flat search. Returns
+    the row (None without a search run) and a sentence naming where each figure came from."""
+    row = search_row(search_runs, experiment_id, search)
+    if row is None:
+        return None, ""
+    here = search_runs[search_runs["experiment_id"] == experiment_id]
+    nested = bool(row.get("nested"))
+    is_nested = here["nested"].fillna(False).astype(bool)
+    if nested:  # its flat search: the search named in its flat_search tag
+        other = here[~is_nested & (here["search"] == row.get("flat_search"))]
+        taken: tuple[str, ...] = (FIGURE_SEARCH_BEST, FIGURE_BBC)
+    else:  # a nested search whose flat_search tag names this one
+        other = here[is_nested & (here["flat_search"] == search)]
+        taken = (FIGURE_NESTED,)
+    if other.empty:
+        if nested:
+            return row, (f"Search-best and bias-corrected belong to the flat search this nested "
+                         f"one describes, `{row.get('flat_search')}`, not run in this "
+                         "experiment.")  # fmt: skip
+        return row, ""
+    source = other.sort_values("started").iloc[-1].to_dict()
+    merged = dict(row)
+    for figure in taken:
+        for m in METRICS:
+            for suffix in ("", CI_LO, CI_HI):
+                name = figure_metric(figure, m) + suffix
+                merged[name] = source.get(name)
+    if nested:
+        note = (f"Search-best and bias-corrected: the flat search `{source['search']}` (the "
+                "same settings on every subject); nested: this search.")  # fmt: skip
+    else:
+        note = (f"Nested: the nested search `{source['search']}`, which runs this search's "
+                "settings inside an outer LOSO loop.")  # fmt: skip
+    return merged, note
+
+
+def outer_folds(nested: dict[str, Any]) -> pd.DataFrame:
+    """A nested search's outer folds (from its nested.json): the test subjects, the trial each
+    inner search chose, its inner objective, its scores on the held-out subjects and its
+    configuration."""
+    records = []
+    for c in nested.get("chosen", []):
+        rec: dict[str, Any] = {
+            "outer fold": c.get("outer_fold"),
+            "test subjects": ", ".join(c.get("test_subjects", [])),
+            "chosen trial": c.get("trial_id"),
+            "inner objective": c.get("inner_objective"),
+        }
+        for m in METRICS:
+            rec[f"test {METRIC_LABELS[m]}"] = (c.get("test") or {}).get(m)
+        rec["configuration"] = ", ".join(f"{k}={v}" for k, v in (c.get("params") or {}).items())
+        records.append(rec)
+    return pd.DataFrame(records)
+
+
+def choice_counts(nested: dict[str, Any]) -> pd.DataFrame:
+    """How often each value of each searched parameter was chosen across outer folds."""
+    rows = [
+        {"parameter": name, "value": value, "outer folds": count}
+        for name, counts in (nested.get("choice_counts") or {}).items()
+        for value, count in counts.items()
+    ]
+    return pd.DataFrame(rows, columns=["parameter", "value", "outer folds"])
 
 
 def has_figure(row: dict | None, figure: str) -> bool:

@@ -5,6 +5,10 @@ The search is the project's own CLI on the synthetic benchmark: 4 subjects, 5 tr
 tiny preset for 2 epochs, ASHA (so a trial may be pruned) and an inner validation subject (so
 every complete trial has final, val and oracle scores); the best is refitted and registered.
 An empty experiment sits beside it (an experiment with no runs). About 2 minutes on 2 cores.
+
+A second store (`dash_nested_store`, for the nested search's page) holds a nested search on the
+toy task (4 subjects in 2 outer folds, 2 trials of the micro preset) and the flat search it
+describes, run with the command the nested search prints. About a minute on 2 cores.
 """
 
 from __future__ import annotations
@@ -75,6 +79,42 @@ def run_search(folder: Path) -> Store:
     store = Store(folder, tracking)
     store.client().create_experiment(EMPTY_EXPERIMENT)
     return store
+
+
+NESTED_SEARCH = "dnest"
+NESTED_EXPERIMENT = "tsfmicro/toy/3class"
+
+
+def _cli(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tsfmicro.cli", *args],
+        cwd=folder,
+        env=service_env(PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+def run_nested_search(folder: Path) -> Store:
+    """A nested search, then the flat search it describes (the command it prints)."""
+    tracking = f"sqlite:///{folder / 'mlflow.db'}"
+    _cli(folder, "search", "--name", NESTED_SEARCH, "--nested", "--outer-folds", "2",
+         "--dataset", "toy", "--toy-subjects", "4", "--toy-per-subject", "4",
+         "--preset", "micro", "--trials", "2", "--set", "epochs=2", "--seed", "3",
+         "--tracking-uri", tracking, "--storage-path", str(folder / "runs"),
+         "--quiet")  # fmt: skip
+    flat = folder / "runs" / NESTED_SEARCH / "flat_search.yaml"
+    _cli(folder, "search", "--config", str(flat), "--name", f"{NESTED_SEARCH}-flat", "--quiet")
+    return Store(folder, tracking)
+
+
+@pytest.fixture(scope="session")
+def dash_nested_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """A real MLflow store with a nested search and its flat search (see the docstring)."""
+    return run_nested_search(tmp_path_factory.mktemp("dash-nested"))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from search.schema import (
     CI_HI,
     CI_LO,
     FIGURES,
+    NESTED_ARTIFACT,
     STATE_COMPLETE,
     STATE_FAILED,
     STATE_KILLED,
@@ -34,8 +35,85 @@ if here.empty:
     ui.no_trials(experiment)
     st.stop()
 latest = here.sort_values("started")["search"].iloc[-1]
-searches = tables.options(here, "search")
-search = right.selectbox("Search", searches, index=searches.index(latest), key="se_search")
+search_table = ui.read(data.search_runs, uri)
+experiment_id = here["experiment_id"].iloc[0]
+nested_names = tables.nested_searches(search_table, experiment_id)
+searches = sorted({*tables.options(here, "search"), *nested_names})
+search = right.selectbox("Search", searches, index=searches.index(latest), key="se_search",
+                         format_func=lambda s: f"{s} (nested)" if s in nested_names else s)
+estimates, source_note = tables.side_by_side(search_table, experiment_id, search)
+metric_label = tables.METRIC_LABELS
+
+
+def figures_panel(metric: str) -> None:
+    """Search-best, bias-corrected and nested side by side, each with its interval and what
+    it means; or why there are none."""
+    if estimates is None or not any(tables.has_figure(estimates, f) for f in FIGURES):
+        note = (estimates or {}).get("honest_note")
+        st.info(
+            (f"This search has no honest estimates: {note}" if note else
+             "No honest estimates are stored for this search yet (searches record them when "
+             "they end).") + f" `tsfmicro leaderboard --search {search} --honest "
+            f"--tracking-uri {uri}` computes them from the recorded predictions, without "
+            "training.",
+            icon=":material/info:",
+        )  # fmt: skip
+        return
+    cols = st.columns(len(FIGURES))
+    for col, figure in zip(cols, FIGURES, strict=True):
+        name = figure_metric(figure, metric)
+        with col:
+            if tables.has_figure(estimates, figure):
+                st.metric(tables.FIGURE_LABELS[figure], f"{estimates[name]:.3f}",
+                          help=tables.FIGURE_MEANINGS[figure])  # fmt: skip
+                st.caption(f"{metric_label[metric]} 95% CI "
+                           f"{tables.ci_text(estimates[name + CI_LO], estimates[name + CI_HI])}. "
+                           + tables.FIGURE_MEANINGS[figure])  # fmt: skip
+            else:
+                st.metric(tables.FIGURE_LABELS[figure], "not run",
+                          help=tables.FIGURE_MEANINGS[figure])  # fmt: skip
+                st.caption("Not run for this search. " + tables.FIGURE_MEANINGS[figure])
+    st.dataframe(tables.figures(estimates), hide_index=True, width="stretch",
+                 key="se_figures",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in ("ACC", "UF1", "UAR")})  # fmt: skip
+    st.caption(tables.figures_caption(estimates) + (" " + source_note if source_note else ""))
+
+
+if search in nested_names:  # a nested search: no trials of its own, its outer folds instead
+    own_metric = estimates.get("objective_name") or "uf1"
+    metric = st.radio("Metric", METRICS, horizontal=True, format_func=metric_label.get,
+                      index=METRICS.index(own_metric) if own_metric in METRICS else 1,
+                      key="se_metric")  # fmt: skip
+    st.caption(f"A nested search: {tables.NESTED_MEANING} It registers nothing; the flat "
+               f"search it describes, `{estimates.get('flat_search')}`, registers the "
+               "model.")  # fmt: skip
+    st.subheader("How good is the configuration this search picks?")
+    figures_panel(metric)
+    nested = ui.read(data.artifact_json, uri, estimates["run_id"], NESTED_ARTIFACT)
+    if not nested:
+        st.info(f"This nested search has not finished (state {estimates.get('state')}): "
+                f"`tsfmicro search --resume {search}` continues it.", icon=":material/info:")
+        st.stop()
+    st.subheader("Outer folds")
+    st.dataframe(tables.outer_folds(nested), hide_index=True, width="stretch", key="se_outer",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in ("inner objective", "test ACC", "test UF1",
+                                          "test UAR")})  # fmt: skip
+    st.caption(f"Each outer fold ran the whole search on the other subjects ({nested['grouping']}),"
+               " refitted its champion and scored it on the held-out subjects; the nested "
+               "figure pools those predictions.")  # fmt: skip
+    st.subheader("What the outer folds chose")
+    st.dataframe(tables.choice_counts(nested), hide_index=True, width="stretch",
+                 key="se_choices")  # fmt: skip
+    cost = nested.get("cost", {})
+    if cost:
+        st.caption(f"Cost: {cost['nested']['folds']} inner fold trainings and "
+                   f"{cost['nested']['refits']} refits against the flat search's "
+                   f"{cost['flat']['folds']} folds and 1 refit "
+                   f"({cost['fold_ratio']:.1f}x the fold trainings).")  # fmt: skip
+    st.stop()
+
 trials = here[here["search"] == search]
 
 own_mode = trials["eval_mode"].dropna().iloc[0] if trials["eval_mode"].notna().any() else "final"
@@ -69,38 +147,7 @@ st.caption(f"The search optimised {own_mode} {own_metric.upper()}; preset "
            f"git commit {trials['git_commit'].dropna().iloc[0][:10] if trials['git_commit'].notna().any() else '?'}.")  # noqa: E501
 
 st.subheader("How good is the configuration this search picks?")
-estimates = tables.search_row(ui.read(data.search_runs, uri),
-                              trials["experiment_id"].iloc[0], search)  # fmt: skip
-metric_label = tables.METRIC_LABELS[metric]
-if estimates is None or not any(tables.has_figure(estimates, f) for f in FIGURES):
-    note = (estimates or {}).get("honest_note")
-    st.info(
-        (f"This search has no honest estimates: {note}" if note else
-         "No honest estimates are stored for this search yet (searches record them when they "
-         "end).") + f" `tsfmicro leaderboard --search {search} --honest --tracking-uri {uri}` "
-        "computes them from the recorded predictions, without training.",
-        icon=":material/info:",
-    )  # fmt: skip
-else:
-    cols = st.columns(len(FIGURES))
-    for col, figure in zip(cols, FIGURES, strict=True):
-        name = figure_metric(figure, metric)
-        with col:
-            if tables.has_figure(estimates, figure):
-                st.metric(tables.FIGURE_LABELS[figure], f"{estimates[name]:.3f}",
-                          help=tables.FIGURE_MEANINGS[figure])  # fmt: skip
-                st.caption(f"{metric_label} 95% CI "
-                           f"{tables.ci_text(estimates[name + CI_LO], estimates[name + CI_HI])}. "
-                           + tables.FIGURE_MEANINGS[figure])  # fmt: skip
-            else:
-                st.metric(tables.FIGURE_LABELS[figure], "not run",
-                          help=tables.FIGURE_MEANINGS[figure])  # fmt: skip
-                st.caption("Not run for this search. " + tables.FIGURE_MEANINGS[figure])
-    st.dataframe(tables.figures(estimates), hide_index=True, width="stretch",
-                 key="se_figures",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                for c in ("ACC", "UF1", "UAR")})  # fmt: skip
-    st.caption(tables.figures_caption(estimates))
+figures_panel(metric)
 
 st.subheader("Best so far")
 progress = tables.best_so_far(trials, column)

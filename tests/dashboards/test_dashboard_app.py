@@ -14,6 +14,8 @@ from dashboard_support import (
     EMPTY_EXPERIMENT,
     EXPERIMENT,
     MODEL,
+    NESTED_EXPERIMENT,
+    NESTED_SEARCH,
     SEARCH,
     SUBJECTS,
     app_test,
@@ -356,3 +358,50 @@ def test_missing_sqlite_store_is_not_created(tmp_path, monkeypatch):
     no_exception(at)
     assert any("no MLflow store" in e.value for e in at.error)
     assert not path.exists()
+
+
+def nested_runs(store):
+    client = store.client()
+    exp = client.get_experiment_by_name(NESTED_EXPERIMENT)
+    runs = client.search_runs([exp.experiment_id], filter_string=(
+        "tags.`tsfmicro.kind` = 'search'"))  # fmt: skip
+    return {r.data.tags["tsfmicro.search"]: r for r in runs}
+
+
+def test_search_page_shows_a_nested_search_beside_its_flat_one(dash_nested_store, monkeypatch):
+    """A nested search is selectable on the Search page: its nested figure beside the flat
+    search's search-best and BBC, its outer folds and what they chose; the flat search's
+    page shows the nested figure too."""
+    runs = nested_runs(dash_nested_store)
+    nested, flat = runs[NESTED_SEARCH].data.metrics, runs[f"{NESTED_SEARCH}-flat"].data.metrics
+    at = app_test(dash_nested_store.uri, monkeypatch).run()
+    at.switch_page("views/search.py").run()
+    no_exception(at)
+    box = at.selectbox(key="se_search")
+    assert NESTED_SEARCH in box.options[0] + " ".join(box.options)
+    at.selectbox(key="se_search").set_value(NESTED_SEARCH).run()
+    no_exception(at)
+    shown = {x.label: x.value for x in at.metric}
+    assert shown["nested"] == f"{nested['nested_uf1']:.3f}"
+    assert shown["bias-corrected (BBC-CV)"] == f"{flat['bbc_uf1']:.3f}"
+    assert shown["search-best ⚠ optimistic"] == f"{flat['search_best_uf1']:.3f}"
+    figures = table(at, "figure", "what it means")
+    assert figures["UF1 95% CI"].iloc[2] == (
+        f"[{nested['nested_uf1_ci_lo']:.3f}, {nested['nested_uf1_ci_hi']:.3f}]")
+    captions = " ".join(c.value for c in at.caption)
+    assert f"the flat search `{NESTED_SEARCH}-flat`" in captions
+    assert "registers nothing" in captions
+    outer = table(at, "outer fold", "test subjects", "chosen trial")
+    assert outer["outer fold"].tolist() == [1, 2]
+    subjects = sorted(s for cell in outer["test subjects"] for s in cell.split(", "))
+    assert len(subjects) == 4  # every subject held out once
+    choices = table(at, "parameter", "value", "outer folds")
+    for _, group in choices.groupby("parameter"):
+        assert group["outer folds"].sum() == 2  # each outer fold chose one value
+    # the flat search's page: its own search-best and BBC, and the nested figure beside them
+    at.selectbox(key="se_search").set_value(f"{NESTED_SEARCH}-flat").run()
+    no_exception(at)
+    shown = {x.label: x.value for x in at.metric}
+    assert shown["nested"] == f"{nested['nested_uf1']:.3f}"
+    assert shown["bias-corrected (BBC-CV)"] == f"{flat['bbc_uf1']:.3f}"
+    assert f"the nested search `{NESTED_SEARCH}`" in " ".join(c.value for c in at.caption)
