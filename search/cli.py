@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from search.config import DEFAULT_STORAGE
+from search.config import DEFAULT_STORAGE, local_storage_path
 from search.schema import CHAMPION, DEFAULT_TRACKING_URI, model_name
 from tsfmicro.vocab import EVAL_MODES, FOLD_GROUPS, SCORES
 
@@ -37,6 +37,12 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="search name (default: search-<UTC time>)")
     p.add_argument("--resume", metavar="NAME", help="continue an interrupted search")
     p.add_argument("--config", type=Path, help="YAML file of SearchConfig fields; flags override")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="check the whole configuration and print the plan (data, folds, trials, resources, "
+        "where runs and models go); start nothing; exit 0 if valid, 2 with the problems",
+    )
     d = p.add_argument_group("data")
     d.add_argument(
         "--dataset", help="synthetic (default), toy, casme2, samm, casme3, mmew, composite"
@@ -159,9 +165,8 @@ def _parse_param(text: str) -> tuple[str, dict[str, Any]]:
             values = [_scalar(v) for v in rest.split(",") if v]
             return name, {"type": "categorical", "choices": values}
         if kind in ("int", "float") and len(parts) in (2, 3):
+            # whole for an int (Param refuses int:2.5:8 rather than truncate it)
             out: dict[str, Any] = {"type": kind, "low": float(parts[0]), "high": float(parts[1])}
-            if kind == "int":
-                out["low"], out["high"] = int(out["low"]), int(out["high"])
             if len(parts) == 3:
                 if parts[2] != "log":
                     raise ValueError(parts[2])
@@ -301,11 +306,18 @@ def run_search_command(args: argparse.Namespace) -> int:
     from search.run import load_settings, run_search
 
     if args.resume:
-        storage = args.storage_path or DEFAULT_STORAGE
+        storage = local_storage_path(args.storage_path or DEFAULT_STORAGE)
         cfg = load_settings(args.resume, storage)
         _note_resume_flags(args, cfg)
     else:
         cfg = build_search_config(args)
+    if args.check:
+        from search.plan import check_command
+
+        return check_command(cfg, resume=bool(args.resume), json_path=args.json)
+    from search.checks import require_valid
+
+    require_valid(cfg)  # before the search holds its name, loads data or starts Ray
     if cfg.nested:
         from search.nested import nested_command
 

@@ -19,6 +19,36 @@ Scheduler = Literal["none", "asha"]
 
 DEFAULT_STORAGE = "runs/search"  # where Tune keeps searches unless told otherwise
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def local_storage_path(text: str) -> str:
+    """A search's storage path as a local folder: a plain path as given, `file:///abs/path`
+    as `/abs/path`. Any other URI (s3://, gs://, hdfs://, ...) is refused: the driver, the
+    trials and the honest estimates read and write the storage folder with local file I/O,
+    so a bucket has to be mounted as a folder (docs/search.md, Checked before work)."""
+    text = str(text)
+    if not text.strip():
+        raise ConfigError("SearchConfig.storage_path: empty; give a folder")
+    match = _URI_SCHEME.match(text)
+    if text.lower().startswith("file:"):
+        from urllib.parse import unquote, urlsplit
+
+        parts = urlsplit(text)
+        if parts.netloc not in ("", "localhost") or not parts.path:
+            raise ConfigError(
+                f"SearchConfig.storage_path: {text!r}: a file URI names a local folder "
+                "(file:///abs/path)"
+            )
+        return unquote(parts.path)
+    if match:
+        raise ConfigError(
+            f"SearchConfig.storage_path: {text!r}: {match.group(1)}:// storage is not "
+            "supported; give a local folder or a file:// URI (on a cluster: a shared mount at "
+            "the same path on every node, such as NFS, a volume claim or a bucket mounted with "
+            "a FUSE driver)"
+        )
+    return text
 
 
 @dataclass(frozen=True)
@@ -225,6 +255,8 @@ class SearchConfig:
             "name",
             "letters, digits, '.', '_' and '-' only (at most 100)",
         )
+        object.__setattr__(self, "storage_path", local_storage_path(self.storage_path))
+        need(bool(str(self.tracking_uri).strip()), "tracking_uri", "must not be empty")
         need(self.preset in PRESETS, "preset", f"must be one of {', '.join(PRESETS)}")
         need(self.trials >= 1, "trials", "must be >= 1")
         need(self.sampler in get_args(Sampler), "sampler", f"one of {get_args(Sampler)}")

@@ -62,6 +62,7 @@ from typing import Any
 
 import numpy as np
 
+from search.checks import require_valid
 from search.config import SearchConfig, outer_fold_problem
 from search.data import dataset_label, load_search_pairs
 from search.honest import driver_tags, json_safe, reopen_run
@@ -523,6 +524,7 @@ def run_nested(
     if not cfg.nested:
         raise ConfigError(f"search {cfg.name!r} is not nested: run it with search.run.run_search")
     started = time.perf_counter()
+    require_valid(cfg)  # before any data, Ray or MLflow run (search.checks)
     exp_dir = checked_experiment_dir(cfg, resume)
 
     dataset, protocol = dataset_label(cfg.data)

@@ -10,6 +10,11 @@ never part of a space); its value is either a constant or a distribution:
     lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
     epochs: 30                      # a constant, applied to every trial
 
+Numbers may be spelled as YAML 1.1 reads them as strings (`1e-4`, `1E-4`, `1_000`): every
+bound, step, choice and constant is read as its field takes it (a number, a whole number, true
+or false, one of a fixed set of values), and a value the field cannot take is refused here,
+naming it, before any search starts.
+
 The default space is the product's: temporal ("RetNet") depth, spatial depth,
 fusion type and learning rate.
 """
@@ -17,7 +22,9 @@ fusion type and learning rate.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -48,7 +55,22 @@ class Param:
     def __post_init__(self) -> None:
         where = f"search space parameter {self.name!r}"
         _check_field(self.name)
+        kind, accepted = field_kind(self.name)
         if self.type in ("int", "float"):
+            if kind not in ("int", "float"):
+                raise ConfigError(
+                    f"{where}: {self.name} takes {_kind_words(kind, accepted)}, not a range; "
+                    "search it with type categorical and a list of choices"
+                )
+            if kind == "int" and self.type == "float":
+                raise ConfigError(f"{where}: {self.name} takes whole numbers: use type int")
+            for key in ("low", "high", "step"):
+                value = getattr(self, key)
+                if value is not None:
+                    value = to_number(value, f"{where} {key}", whole=self.type == "int")
+                    object.__setattr__(self, key, value)
+            if self.step is not None and self.step <= 0:
+                raise ConfigError(f"{where}: step must be positive, got {self.step}")
             if self.low is None or self.high is None or not self.low <= self.high:
                 raise ConfigError(
                     f"{where}: needs low <= high, got low={self.low} high={self.high}"
@@ -57,13 +79,11 @@ class Param:
                 raise ConfigError(f"{where}: a log scale needs low > 0, got {self.low}")
             if self.log and self.step is not None:
                 raise ConfigError(f"{where}: log and step cannot be combined")
-            if self.type == "int" and not (
-                float(self.low).is_integer() and float(self.high).is_integer()
-            ):
-                raise ConfigError(f"{where}: int bounds must be whole numbers")
         elif self.type == "categorical":
             if not self.choices:
                 raise ConfigError(f"{where}: categorical needs a non-empty 'choices' list")
+            choices = tuple(field_value(self.name, c, where) for c in self.choices)
+            object.__setattr__(self, "choices", choices)
         else:
             raise ConfigError(f"{where}: type must be int, float or categorical, got {self.type!r}")
 
@@ -118,6 +138,11 @@ class SearchSpace:
             raise ConfigError(f"search space names a field twice: {', '.join(repeated)}")
         for name, _ in self.constants:
             _check_field(name)
+        constants = tuple(
+            (name, field_value(name, value, f"search space constant {name!r}"))
+            for name, value in self.constants
+        )
+        object.__setattr__(self, "constants", constants)
 
     @property
     def names(self) -> list[str]:
@@ -192,6 +217,88 @@ def _check_field(name: str) -> None:
             f"({', '.join(sorted(MODEL_FIELDS - NOT_SEARCHABLE))}) and TrainConfig "
             f"({', '.join(sorted(TRAIN_FIELDS - NOT_SEARCHABLE))})"
         )
+
+
+@functools.cache
+def _field_kinds() -> dict[str, tuple[str, tuple[Any, ...]]]:
+    kinds: dict[str, tuple[str, tuple[Any, ...]]] = {}
+    for cls in (ModelConfig, TrainConfig):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            hint = hints[f.name]
+            if typing.get_origin(hint) is Literal:
+                kinds[f.name] = ("choice", typing.get_args(hint))
+            elif hint in (bool, int, float):
+                kinds[f.name] = (hint.__name__, ())
+            elif typing.get_origin(hint) is tuple:
+                kinds[f.name] = ("tuple", ())
+            else:
+                kinds[f.name] = ("other", ())
+    return kinds
+
+
+def field_kind(name: str) -> tuple[str, tuple[Any, ...]]:
+    """What a ModelConfig/TrainConfig field takes, from its annotation: ("int", ()),
+    ("float", ()), ("bool", ()), ("tuple", ()), ("choice", the accepted values) or
+    ("other", ()). The accepted values of `fusion` are the fusion registry's names
+    (tsfmicro.models.fusion checks that the two agree)."""
+    return _field_kinds().get(name, ("other", ()))
+
+
+def _kind_words(kind: str, accepted: tuple[Any, ...]) -> str:
+    if kind == "choice":
+        return "one of " + ", ".join(map(str, accepted))
+    return {"bool": "true or false", "tuple": "a list of values"}.get(kind, "a value")
+
+
+def to_number(value: Any, where: str, whole: bool = False) -> int | float:
+    """`value` as a finite number: YAML 1.1 leaves `1e-4`, `1E-4` or `1_000` as strings, so
+    a string that Python reads as a number counts as one. `whole`: it must be a whole
+    number, returned as an int."""
+    number = value
+    if isinstance(value, str):
+        text = value.strip().replace("_", "")
+        try:
+            number = int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                raise ConfigError(f"{where}: {value!r} is not a number") from None
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        raise ConfigError(f"{where}: {value!r} is not a number")
+    if not math.isfinite(number):
+        raise ConfigError(f"{where}: {value!r} is not a finite number")
+    if whole:
+        if not float(number).is_integer():
+            raise ConfigError(f"{where}: {value!r} is not a whole number")
+        return int(number)
+    return number
+
+
+def field_value(name: str, value: Any, where: str) -> Any:
+    """`value` as field `name` takes it (numbers in any YAML spelling for numeric fields,
+    lists as tuples); a value the field cannot take is a ConfigError that names it and, for a
+    field with a fixed set of values, lists them."""
+    kind, accepted = field_kind(name)
+    if kind == "choice":
+        if isinstance(value, str) and value in accepted:
+            return value
+        raise ConfigError(
+            f"{where}: {value!r} is not a value {name} accepts; accepted: "
+            + ", ".join(map(str, accepted))
+        )
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: {name} takes true or false, got {value!r}")
+    if kind in ("int", "float"):
+        return to_number(value, where, whole=kind == "int")
+    if kind == "tuple":
+        if isinstance(value, list | tuple):
+            return tuple(value)
+        raise ConfigError(f"{where}: {name} takes a list of values, got {value!r}")
+    return value
 
 
 DEFAULT_SPACE = SearchSpace(
