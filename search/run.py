@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import signal
 import sys
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from search.checks import fit_resources, require_valid
 from search.config import DEFAULT_STORAGE, SearchConfig
 from search.data import dataset_label, load_search_pairs
 from search.schema import (
@@ -125,20 +125,7 @@ def plan_resources(cfg: SearchConfig, n_folds: int) -> tuple[int, int]:
     import ray
 
     total = ray.cluster_resources()
-    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
-    r = cfg.resources
-    slots = math.floor((cpus - 1e-9) / r.fold_cpus + 1e-9) if cpus else 0
-    if r.fold_gpus:
-        slots = min(slots, math.floor(gpus / r.fold_gpus + 1e-9))
-    if slots < 1:
-        raise ConfigError(
-            f"the cluster ({cpus:g} CPUs, {gpus:g} GPUs) cannot fit one fold "
-            f"({r.fold_cpus:g} CPUs, {r.fold_gpus:g} GPUs)"
-        )
-    group = r.fold_batch or n_folds
-    parallelism = r.fold_parallelism or min(math.ceil(n_folds / group), slots)
-    concurrency = r.concurrency or max(1, slots // parallelism)
-    return parallelism, min(concurrency, cfg.trials)
+    return fit_resources(cfg, n_folds, total.get("CPU", 0.0), total.get("GPU", 0.0))
 
 
 def run_plan(cfg: SearchConfig, n_folds: int, parallelism: int, concurrency: int) -> dict:
@@ -232,6 +219,7 @@ def run_search(
 
     say = echo or (lambda message: print(message, file=sys.stderr))
     started = time.perf_counter()
+    require_valid(cfg)  # before any data, Ray or MLflow run (search.checks)
     exp_dir = checked_experiment_dir(cfg, resume)
 
     dataset, protocol = dataset_label(cfg.data)
