@@ -53,6 +53,11 @@ def run_dashboard(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("streamlit") is None:
         raise ConfigError("the dashboard needs Streamlit: install the 'dashboard' extra "
                           "(uv sync --extra dashboard, or pip install 'tsfmicro[dashboard]')")
+    # It only reads: a SQLite path that does not exist, or is not an MLflow database, is
+    # refused here rather than shown as an empty or broken store (search.stores).
+    from search.stores import require_readable
+
+    require_readable(args.tracking_uri)
     env = dict(os.environ)
     env[URI_ENV] = args.tracking_uri
     for key, value in FAIL_FAST_ENV.items():

@@ -95,13 +95,25 @@ def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     """Raise StoreError, within about `timeout` seconds, when the store is not there.
 
     A SQLite store must exist already (opening a missing one would create an empty
-    database); a tracking server must answer its /health endpoint."""
+    database) and be an MLflow database (a damaged file is a message, not a traceback); a
+    tracking server must answer its /health endpoint."""
     path = sqlite_path(uri)
     if path is not None:
-        if str(path) != ":memory:" and not path.is_file():
+        if str(path) == ":memory:":
+            return
+        if not path.exists():
             raise StoreError(
                 f"There is no MLflow store at `{path}` yet. A search creates it: "
                 f"`tsfmicro search --tracking-uri {uri}`."
+            )
+        from search.stores import sqlite_problem
+
+        problem = sqlite_problem(path)
+        if problem is not None:
+            raise StoreError(
+                f"The MLflow store `{uri}` cannot be read: {problem}. Point the dashboard at "
+                "another store (`tsfmicro dashboard --tracking-uri URI`), or restore the file "
+                "from a backup."
             )
         return
     if uri.startswith(("http://", "https://")):
@@ -123,9 +135,14 @@ def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
 
 
 def make_client(uri: str) -> Any:
+    """An MlflowClient of `uri`; opening a SQLite store checks its tables, so a database
+    damaged past what `probe` sees fails here: a StoreError with its first line."""
     from mlflow import MlflowClient
 
-    return MlflowClient(uri)
+    try:
+        return MlflowClient(uri)
+    except Exception as exc:
+        raise _plain(exc, uri) from exc
 
 
 def _plain(exc: Exception, uri: str) -> StoreError:

@@ -268,18 +268,29 @@ def _fmt(value: Any) -> str:
 def leaderboard_command(args: Any) -> int:
     """`tsfmicro leaderboard`: the ranked trials with their ties; with `--search NAME
     --honest`, the search's honest estimates recomputed (and logged) first; with `--search`
-    alone, the estimates the search stored, if any. `--json FILE` writes rows and estimates."""
-    import json
-    import sys
-
-    from search.honest import format_report, honest_for_search, stored_for_search
+    alone, the estimates the search stored, if any. `--json FILE` writes rows and estimates.
+    It only reads the store: a SQLite file that does not exist, or is not an MLflow database,
+    is refused (search.stores), and what MLflow raises is one line."""
+    from search.stores import require_readable, store_errors
     from tsfmicro.errors import ConfigError
 
     if args.honest and not args.search:
         raise ConfigError("--honest needs --search NAME: the estimates are those of one search")
     if args.bootstrap is not None and args.bootstrap < 1:
         raise ConfigError(f"--bootstrap must be at least 1, got {args.bootstrap}")
+    require_readable(args.tracking_uri)
+    with store_errors(args.tracking_uri):
+        return _leaderboard_command(args)
+
+
+def _leaderboard_command(args: Any) -> int:
+    import json
+    import sys
+
     from mlflow import MlflowClient
+
+    from search.honest import format_report, honest_for_search, stored_for_search
+    from tsfmicro.fileio import written_whole
 
     client = MlflowClient(args.tracking_uri)
     report, stored = None, False
@@ -313,5 +324,6 @@ def leaderboard_command(args: Any) -> int:
             "estimates": report["estimates"] if report else None,
             "honest": report,
         }
-        args.json.write_text(json.dumps(payload, indent=2, default=str))
+        with written_whole(args.json) as temp:
+            temp.write_text(json.dumps(payload, indent=2, default=str))
     return 0

@@ -352,30 +352,85 @@ def update_champion(
     return False, f"{CHAMPION} kept at version {current.version} ({key} {old:.4f} >= {new:.4f})"
 
 
+def parse_model_spec(spec: str) -> tuple[str, str | None, str | None]:
+    """(name, alias, version) of `NAME`, `NAME@ALIAS` or `NAME/VERSION`; the last two None
+    where not given (NAME alone: the latest version). An empty part, or a version that is not
+    a whole number, is a ConfigError that shows the three forms."""
+    from tsfmicro.errors import ConfigError
+
+    forms = f"give NAME@ALIAS (e.g. NAME@{CHAMPION}), NAME/VERSION (e.g. NAME/3) or NAME"
+    name, at, alias = spec.strip().partition("@")
+    name, slash, version = name.partition("/")
+    if at and slash:
+        raise ConfigError(f"model {spec!r}: an alias and a version at once; {forms}")
+    if not name:
+        raise ConfigError(f"model {spec!r}: no model name; {forms}")
+    if at and not alias.strip():
+        raise ConfigError(f"model {spec!r}: the alias after '@' is empty; {forms}")
+    if slash and not (version.isdigit() and int(version) >= 1):
+        raise ConfigError(f"model {spec!r}: version {version!r} is not a number >= 1; {forms}")
+    return name, (alias.strip() if at else None), (version if slash else None)
+
+
 def pull(tracking_uri: str, spec: str, out_dir: str | Path) -> Path:
     """Download a registered model (`name`, `name@alias` or `name/version`) to `out_dir`;
-    returns the folder holding weights.pt and tsfmicro_model.json."""
-    import mlflow
+    returns the folder holding weights.pt and tsfmicro_model.json. The store must exist
+    (search.stores: a SQLite path is never created), and `out_dir` is replaced whole: it holds
+    the whole model or, after an error, what it held before."""
+    from search.stores import require_readable, store_errors
+    from tsfmicro.fileio import folder_written_whole
+
+    name, alias, number = parse_model_spec(spec)
+    require_readable(tracking_uri)
+    with store_errors(tracking_uri):
+        version = _find_version(tracking_uri, spec, name, alias, number)
+        return _download(tracking_uri, name, version, Path(out_dir), folder_written_whole)
+
+
+def _find_version(
+    tracking_uri: str, spec: str, name: str, alias: str | None, number: str | None
+) -> Any:
+    """The model version `spec` names; one that does not exist is a ConfigError saying what
+    the store has (the registered tsfmicro models, or this model's versions and aliases)."""
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from tsfmicro.errors import ConfigError
+
+    client = MlflowClient(tracking_uri)
+    versions = client.search_model_versions(f"name = '{name}'")
+    if not versions:
+        known = sorted(m.name for m in client.search_registered_models())
+        raise ConfigError(
+            f"model {spec!r}: no registered model named {name!r} in {tracking_uri} "
+            f"(registered: {', '.join(known) or 'none'})"
+        )
+    if alias is None and number is None:
+        return max(versions, key=lambda v: int(v.version))
+    try:
+        if alias is not None:
+            return client.get_model_version_by_alias(name, alias)
+        return client.get_model_version(name, number)
+    except MlflowException:
+        aliases = client.get_registered_model(name).aliases
+        listed = ", ".join(f"{a} (version {v})" for a, v in sorted(aliases.items())) or "none"
+        numbers = ", ".join(str(n) for n in sorted(int(v.version) for v in versions))
+        what = f"alias {alias!r}" if alias is not None else f"version {number}"
+        raise ConfigError(
+            f"model {spec!r}: {name} has no {what} (versions: {numbers}; aliases: {listed})"
+        ) from None
+
+
+def _download(tracking_uri: str, name: str, version: Any, out: Path, whole: Any) -> Path:
+    """The version's files into a new folder beside `out` that then takes its place."""
+    import mlflow
 
     from tsfmicro.inference import find_model_dir
 
-    name, _, alias = spec.partition("@")
-    client = MlflowClient(tracking_uri)
-    if alias:
-        version = client.get_model_version_by_alias(name, alias)
-    elif "/" in name:
-        name, number = name.split("/", 1)
-        version = client.get_model_version(name, number)
-    else:
-        versions = client.search_model_versions(f"name = '{name}'")
-        if not versions:
-            raise LookupError(f"no registered model named {name!r}")
-        version = max(versions, key=lambda v: int(v.version))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=model_uri(name, version.version), dst_path=str(out)
-    )
-    return find_model_dir(local)
+    with whole(out) as temp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri(name, version.version), dst_path=str(temp)
+        )
+        inner = find_model_dir(local).resolve().relative_to(temp.resolve())
+    return out / inner

@@ -70,11 +70,14 @@ def experiment_dir(cfg: SearchConfig) -> Path:
 
 
 def save_settings(cfg: SearchConfig) -> None:
+    """The search's settings file, written whole or not at all (a full disk: one line)."""
+    from tsfmicro.fileio import write_errors, written_whole
+
     path = experiment_dir(cfg)
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / (SETTINGS_FILE + ".tmp")
-    tmp.write_text(json.dumps(cfg.to_dict(), indent=2, default=list))
-    tmp.replace(path / SETTINGS_FILE)
+    with write_errors(path):
+        path.mkdir(parents=True, exist_ok=True)
+    with written_whole(path / SETTINGS_FILE) as temp:
+        temp.write_text(json.dumps(cfg.to_dict(), indent=2, default=list))
 
 
 def load_settings(name: str, storage_path: str) -> SearchConfig:

@@ -24,7 +24,6 @@ takes the union of both.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from search.schema import (
     report_key,
 )
 from tsfmicro.config import DEFAULT_MACHINE, MachineConfig, ModelConfig, TrainConfig
+from tsfmicro.fileio import write_errors, written_whole
 from tsfmicro.training.evaluation import available_modes, pooled_scores
 from tsfmicro.training.fold import FoldResult
 from tsfmicro.training.loso import run_loso
@@ -84,11 +84,14 @@ class TrialSetup:
 
 
 def save_folds(folds: dict[str, FoldResult], directory: Path) -> None:
-    """Write finished folds: arrays to one npz, the rest to JSON (no pickles)."""
+    """Write finished folds: arrays to one npz, the rest to JSON (no pickles); each file whole
+    or not at all, a full disk one InputError naming it."""
     arrays = {f"{name}/{s}": getattr(f, name) for s, f in folds.items() for name in _ARRAYS}
-    np.savez(directory / FOLDS_NPZ, **arrays)
+    with written_whole(directory / FOLDS_NPZ) as temp, open(temp, "wb") as handle:
+        np.savez(handle, **arrays)
     meta = {s: {name: getattr(f, name) for name in _SCALARS} for s, f in folds.items()}
-    (directory / FOLDS_JSON).write_text(json.dumps(meta))
+    with written_whole(directory / FOLDS_JSON) as temp:
+        temp.write_text(json.dumps(meta))
 
 
 def load_folds(directory: str | Path) -> dict[str, FoldResult]:
@@ -105,18 +108,17 @@ def load_folds(directory: str | Path) -> dict[str, FoldResult]:
 
 def store_fold(directory: Path, position: int, fold: FoldResult) -> None:
     """One finished fold in the fold store: arrays and its scalars (as a JSON string) in one
-    npz, written to a temporary name and renamed, so a reader sees all of it or nothing."""
-    directory.mkdir(parents=True, exist_ok=True)
+    npz, written to a temporary name and renamed, so a reader sees all of it or nothing (a
+    full disk: one InputError naming the file, no temporary left)."""
+    with write_errors(directory):
+        directory.mkdir(parents=True, exist_ok=True)
     meta = {"subject": fold.subject, **{name: getattr(fold, name) for name in _SCALARS}}
-    path = directory / f"{position:04d}.npz"
-    tmp = directory / f".{position:04d}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as handle:
+    with written_whole(directory / f"{position:04d}.npz") as temp, open(temp, "wb") as handle:
         np.savez(
             handle,
             meta=np.array(json.dumps(meta)),
             **{name: np.asarray(getattr(fold, name)) for name in _ARRAYS},
         )
-    os.replace(tmp, path)
 
 
 def load_stored_folds(directory: Path, subjects: tuple[str, ...]) -> dict[str, FoldResult]:

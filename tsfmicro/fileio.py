@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -75,6 +76,43 @@ def _to_rgb(path: Path, image: np.ndarray) -> tuple[np.ndarray, bool]:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), False
 
 
+# Writing errors a person can act on (free space, quota, permissions, a read-only disk): they
+# become one InputError naming the file; any other OSError is a bug or a broken disk, raised as is.
+_WRITE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS}
+)
+
+
+def write_error(path: str | Path, exc: OSError) -> InputError | None:
+    """The one-line InputError for an OSError met while writing `path`, or None when the
+    error is not one of a full disk, a quota, a permission or a read-only file system."""
+    if exc.errno not in _WRITE_ERRNOS:
+        return None
+    reason = exc.strerror or os.strerror(exc.errno)
+    hint = " (free some space and run again)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return InputError(f"cannot write {path}: {reason}{hint}")
+
+
+@contextlib.contextmanager
+def write_errors(path: str | Path) -> Iterator[None]:
+    """Turn a full disk, quota or permission error inside the block into write_error's one-line
+    InputError naming `path`; anything else passes through unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        error = write_error(path, exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def temp_beside(path: str | Path) -> Path:
+    """A hidden temporary name in `path`'s folder (so one os.replace moves it into place),
+    unique to this process and call: `.NAME.PID.RANDOM.tmp`."""
+    final = Path(path)
+    return final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
 @contextlib.contextmanager
 def written_whole(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write to; once the block ends without error the
@@ -82,15 +120,43 @@ def written_whole(path: str | Path) -> Iterator[Path]:
     after a crash) finds the whole old file, the whole new one, or none: never half of one. A
     full disk or a folder that cannot be written to gives an InputError naming the file."""
     final = Path(path)
-    temp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    temp = temp_beside(final)
     try:
-        yield temp
-        os.replace(temp, final)
-    except OSError as exc:
+        with write_errors(final):
+            yield temp
+            os.replace(temp, final)
+    finally:
         temp.unlink(missing_ok=True)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM):
-            raise InputError(f"cannot write {final}: {exc.strerror}") from exc
-        raise
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+
+
+@contextlib.contextmanager
+def folder_written_whole(path: str | Path) -> Iterator[Path]:
+    """The folder form of written_whole: yield a new temporary folder beside `path` to fill;
+    when the block ends without error it takes `path`'s place (an old folder there is moved
+    aside first and removed after), else it is removed. A reader never finds a half-filled
+    folder under `path`. Errors as in written_whole."""
+    import shutil
+
+    final = Path(path)
+    temp = temp_beside(final)
+    old = temp.with_name(temp.name[: -len(".tmp")] + ".old")
+    moved = False
+    try:
+        with write_errors(final):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            temp.mkdir()
+            yield temp
+            if final.exists():
+                os.replace(final, old)
+                moved = True
+            try:
+                os.replace(temp, final)
+            except BaseException:
+                if moved:
+                    os.replace(old, final)  # put the old folder back
+                    moved = False
+                raise
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+        if moved:
+            shutil.rmtree(old, ignore_errors=True)

@@ -9,6 +9,7 @@ the same square for the apex), then returns class probabilities.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -38,10 +39,12 @@ def save_model(
     info: dict[str, Any] | None = None,
 ) -> Path:
     """Write a model folder; returns it."""
+    from tsfmicro.fileio import write_errors, written_whole
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with write_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save(state, out / WEIGHTS_FILE)
     meta = {
         "format_version": FORMAT_VERSION,
         "model": model.cfg.to_dict(),
@@ -49,7 +52,15 @@ def save_model(
         "face_crop": face_config.to_dict(),
         "info": info or {},
     }
-    (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2, default=str))
+    # Both files are written in full beside their names before either replaces an old one, so
+    # a full disk leaves the old model as it was. The weights are serialised in memory first:
+    # torch's writer, failing on a full disk, would hide the OSError behind a RuntimeError.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with written_whole(out / WEIGHTS_FILE) as weights:
+        weights.write_bytes(buffer.getbuffer())
+        with written_whole(out / CONFIG_FILE) as config:
+            config.write_text(json.dumps(meta, indent=2, default=str))
     return out
 
 
@@ -148,10 +159,28 @@ class Predictor:
         ]
         return torch.softmax(self.model(*batch).float(), dim=1).cpu().numpy()
 
-    def predict_files(self, onset_path: str | Path, apex_path: str | Path) -> Prediction:
+    def read_onset(self, path: str | Path) -> np.ndarray:
+        """Decode an onset frame; one too small for the face detector is a DataError naming
+        the file."""
+        from tsfmicro.faces.pipeline import read_onset
+
+        return read_onset(path, self.face_config)
+
+    def read_like(self, path: str | Path, onset: np.ndarray, onset_path: str | Path) -> np.ndarray:
+        """Decode a frame cut with the onset's square: it must be the onset's size."""
         from tsfmicro.fileio import read_frame
 
-        onset, apex = read_frame(onset_path), read_frame(apex_path)
+        image = read_frame(path)
+        if image.shape != onset.shape:
+            raise InputError(
+                f"frame {path} is {image.shape[1]}x{image.shape[0]} but the onset {onset_path} "
+                f"is {onset.shape[1]}x{onset.shape[0]}: one face square cannot serve both"
+            )
+        return image
+
+    def predict_files(self, onset_path: str | Path, apex_path: str | Path) -> Prediction:
+        onset = self.read_onset(onset_path)
+        apex = self.read_like(apex_path, onset, onset_path)
         onset_crop, apex_crop, found = self.crop(onset, apex)
         probs = self.probabilities(onset_crop, apex_crop)[0]
         return Prediction(
@@ -165,14 +194,12 @@ class Predictor:
     def predict_clip(self, folder: str | Path) -> Prediction:
         """A clip folder: the first frame (by the number in its name) is the onset; the apex is
         the frame whose face crop differs most from the onset's (mean absolute difference)."""
-        from tsfmicro.fileio import read_frame
-
         frames = clip_frames(folder)
-        onset = read_frame(frames[0])
+        onset = self.read_onset(frames[0])
         best, best_score = frames[-1], -1.0
         onset_crop = None
         for path in frames[1:]:
-            o, a, _ = self.crop(onset, read_frame(path))
+            o, a, _ = self.crop(onset, self.read_like(path, onset, frames[0]))
             onset_crop = o
             score = float(np.abs(a.astype(np.int16) - o.astype(np.int16)).mean())
             if score > best_score:

@@ -158,3 +158,37 @@ def test_a_fresh_server_opens_a_deep_link_on_its_page(dashboard, browser):
     nav = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebarNav"]').text
     titles = [word for word in nav.split() if word[:1].isupper()]  # icons are lower-case words
     assert titles == ["Leaderboard", "Overview", "Trial", "Search", "Registry"]
+
+
+def test_a_store_damaged_while_the_dashboard_runs_shows_a_message_in_chromium(browser, tmp_path):
+    """The store passes `tsfmicro dashboard`'s check, then is overwritten with garbage: each
+    page shows one plain message, with no traceback and no source file paths."""
+    import os
+    import sqlite3
+
+    from selenium.webdriver.common.by import By
+
+    db = tmp_path / "mlflow.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE experiments (id INTEGER)")  # looks like MLflow's
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "tsfmicro.cli", "dashboard", "--tracking-uri",
+               f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port)]
+    with served(command, tmp_path / "dashboard.log", f"{url}/_stcore/health", cwd=ROOT):
+        db.write_bytes(os.urandom(8192))
+        for page in ("", "/search"):
+            browser.get(url + page)
+
+            def body() -> str:
+                return browser.find_element(By.TAG_NAME, "body").text
+
+            shown = wait_until(lambda: "cannot be read" in body(), 60)
+            shot = artifacts_dir() / f"dashboard-damaged-store{page.replace('/', '-')}.png"
+            browser.save_screenshot(str(shot))
+            assert shown, f"no message for a damaged store (screenshot: {shot})"
+            text = body()
+            assert "it is not an SQLite database, or it is damaged" in text
+            assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+            for sign in ("Traceback", 'File "', "site-packages", "sqlalchemy"):
+                assert sign not in text, text

@@ -43,3 +43,32 @@ def test_bootstrap_replicates_and_level_are_checked():
         subject_bootstrap(*args, n_boot=0)
     with pytest.raises(ConfigError, match="interval level"):
         subject_bootstrap(*args, level=1.5)
+
+
+def test_a_folder_is_replaced_whole_or_left_as_it_was(tmp_path):
+    from tsfmicro.fileio import folder_written_whole
+
+    target = tmp_path / "model"
+    with folder_written_whole(target) as temp:
+        (temp / "weights.pt").write_text("v1")
+        assert not target.exists()  # nobody sees the folder before it is whole
+    assert (target / "weights.pt").read_text() == "v1"
+    with pytest.raises(InputError, match=f"cannot write {target}: No space left on device"):
+        with folder_written_whole(target) as temp:
+            (temp / "weights.pt").write_text("v2, half")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert [p.name for p in target.iterdir()] == ["weights.pt"]
+    assert (target / "weights.pt").read_text() == "v1"
+    with folder_written_whole(target) as temp:
+        (temp / "config.json").write_text("v3")
+    assert [p.name for p in target.iterdir()] == ["config.json"]  # replaced, not merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_other_os_errors_pass_through_unchanged(tmp_path):
+    with pytest.raises(IsADirectoryError):
+        with written_whole(tmp_path / "x") as temp:
+            temp.write_text("half")
+            raise IsADirectoryError(errno.EISDIR, "is a folder")
+    assert list(tmp_path.iterdir()) == []

@@ -5,8 +5,9 @@
     tsfmicro datasets inspect --dataset composite --part casme2=/data/CASME2 --part samm=/data/SAMM
     tsfmicro datasets list
 
-inspect exits 0 when the copy is usable, 1 when it is not (missing or unreadable frames, no
-samples), 2 on bad input (missing spreadsheet, sheet or column, unknown label, empty folder).
+inspect exits 0 when the copy is usable, 1 when it is not (missing, unreadable or too small
+frames, no samples), 2 on bad input (missing spreadsheet, sheet or column, unknown label, empty
+folder).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     from tsfmicro.datasets import Policies
     from tsfmicro.datasets.inspection import inspect_dataset, unusable_reasons
 
-    policies = Policies(**_pairs(args.policy, "--policy"))
+    policies = Policies.from_dict(_pairs(args.policy, "--policy"))
     root, annotation, layout = _sources(args)
     with _quiet_library_log():
         table = inspect_dataset(
@@ -181,6 +182,7 @@ def _summary(table: Any, reasons: list[str]) -> dict[str, Any]:
         "issues": [asdict(i) for i in report.issues],
         "missing_frames": [asdict(m) for m in report.missing_frames],
         "unreadable_frames": [asdict(u) for u in report.unreadable_frames],
+        "small_frames": [asdict(u) for u in report.small_frames],
         "frames_decoded": report.frames_decoded,
         "grayscale_frames": report.grayscale_frames,
         "usable": not reasons,
@@ -228,6 +230,8 @@ def _text_report(table: Any, reasons: list[str]) -> str:
         ]
         lines += [f"unreadable frames ({len(report.unreadable_frames)}):"]
         lines += [f"  {u.line()}" for u in report.unreadable_frames]
+        lines += [f"frames too small for face detection ({len(report.small_frames)}):"]
+        lines += [f"  {u.line()}" for u in report.small_frames]
     status = "usable" if not reasons else "NOT USABLE: " + "; ".join(reasons)
     lines += ["", f"status: {status}"]
     return "\n".join(lines)

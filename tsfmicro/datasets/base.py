@@ -84,14 +84,29 @@ class Policies:
     grayscale: GrayscalePolicy = "to_rgb"
 
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(Policies)
-        for f in fields(self):
-            allowed = typing.get_args(hints[f.name])
-            value = getattr(self, f.name)
+        for name, allowed in self.options().items():
+            value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(
-                    f"Policies.{f.name}={value!r}: expected one of {', '.join(allowed)}"
+                    f"Policies.{name}={value!r}: expected one of {', '.join(allowed)}"
                 )
+
+    @classmethod
+    def options(cls) -> dict[str, tuple[str, ...]]:
+        """Every policy field with the values it accepts, the default first."""
+        hints = typing.get_type_hints(cls)
+        return {f.name: typing.get_args(hints[f.name]) for f in fields(cls)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, str]) -> Policies:
+        """Policies with some fields set by name (e.g. from `--policy FIELD=VALUE`); an
+        unknown field is a ConfigError that lists every field and its values."""
+        options = cls.options()
+        unknown = [name for name in values if name not in options]
+        if unknown:
+            listed = "; ".join(f"{name}: {', '.join(allowed)}" for name, allowed in options.items())
+            raise ConfigError(f"unknown quirk policy {unknown[0]!r} (policies: {listed})")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -186,7 +201,8 @@ class MissingFrame:
 
 @dataclass(frozen=True)
 class UnreadableFrame:
-    """A frame file that exists but cannot be decoded (found by inspection)."""
+    """A frame file that exists but cannot be used (found by inspection): it cannot be decoded
+    (LoadReport.unreadable_frames), or it is too small for face detection (small_frames)."""
 
     key: str
     path: str
@@ -210,6 +226,7 @@ class LoadReport:
     issues: list[Issue] = field(default_factory=list)
     missing_frames: list[MissingFrame] = field(default_factory=list)
     unreadable_frames: list[UnreadableFrame] = field(default_factory=list)
+    small_frames: list[UnreadableFrame] = field(default_factory=list)  # set by inspection only
     frames_decoded: int = 0  # set by inspection only
     grayscale_frames: int = 0  # set by inspection only
     parts: list[LoadReport] = field(default_factory=list)  # composite only

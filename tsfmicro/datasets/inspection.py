@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from tsfmicro.datasets.api import load_dataset
 from tsfmicro.datasets.base import Policies, SampleTable, UnreadableFrame
 from tsfmicro.errors import DataError
+from tsfmicro.faces.config import FaceCropConfig
+from tsfmicro.faces.detect import frame_size_problem
 from tsfmicro.fileio import load_frame
 
 PathLike = str | os.PathLike[str]
@@ -34,9 +36,13 @@ def inspect_dataset(
     return table
 
 
-def decode_frames(table: SampleTable, policies: Policies) -> None:
-    """Decode each sample's onset and apex frame once; record failures and grayscale files."""
+def decode_frames(
+    table: SampleTable, policies: Policies, face_config: FaceCropConfig | None = None
+) -> None:
+    """Decode each sample's onset and apex frame once; record failures, grayscale files and
+    frames too small for face detection under `face_config` (default: the default crops)."""
     report = table.report
+    face_config = face_config or FaceCropConfig()
     seen: set[str] = set()
     for sample in table.samples[["key", "onset_path", "apex_path"]].itertuples(index=False):
         for path in (sample.onset_path, sample.apex_path):
@@ -44,11 +50,14 @@ def decode_frames(table: SampleTable, policies: Policies) -> None:
                 continue
             seen.add(path)
             try:
-                _, was_gray = load_frame(path)
+                image, was_gray = load_frame(path)
             except DataError as exc:
                 report.unreadable_frames.append(UnreadableFrame(sample.key, path, str(exc)))
                 continue
             report.frames_decoded += 1
+            problem = frame_size_problem(image.shape, face_config)
+            if problem is not None:
+                report.small_frames.append(UnreadableFrame(sample.key, path, problem))
             if was_gray:
                 report.grayscale_frames += 1
                 if policies.grayscale == "error":
@@ -68,4 +77,9 @@ def unusable_reasons(table: SampleTable) -> list[str]:
         reasons.append(f"{len(report.missing_frames)} missing frame(s) in {rows} row(s)")
     if report.unreadable_frames:
         reasons.append(f"{len(report.unreadable_frames)} unreadable frame(s)")
+    if report.small_frames:
+        reasons.append(
+            f"{len(report.small_frames)} frame(s) too small for face detection, "
+            f"first {report.small_frames[0].path}"
+        )
     return reasons

@@ -12,6 +12,7 @@ notes. Values are written as given, so quirks (an apex of "/") can be written on
 
 from __future__ import annotations
 
+import io
 import math
 import numbers
 import os
@@ -253,7 +254,11 @@ def write_annotation(
         workbook.create_sheet(name)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    workbook.save(path)
+    # Built in memory and written in one call: a failed write (a full disk) then leaves no
+    # half-closed zip archive behind to fail again when it is collected.
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    path.write_bytes(buffer.getvalue())
     return path
 
 

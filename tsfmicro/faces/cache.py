@@ -38,6 +38,7 @@ import tsfmicro
 from tsfmicro.errors import DataError
 from tsfmicro.faces.config import FaceCropConfig
 from tsfmicro.faces.result import SAMPLE_ARRAYS, FaceCrops, PreprocessStats
+from tsfmicro.fileio import write_errors
 from tsfmicro.runinfo import pid_alive
 
 FORMAT_VERSION = 1
@@ -135,7 +136,7 @@ def atomic_write(final: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write a file through `write(handle)` into a temp file, then os.replace it onto `final`."""
     temp = _temp_path(final)
     try:
-        with open(temp, "wb") as handle:
+        with write_errors(final), open(temp, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -170,7 +171,8 @@ def remove_stale_temps(directory: Path) -> int:
 
 def save_shard(path: Path, keys: Sequence[str], arrays: dict[str, np.ndarray]) -> None:
     """Atomically store one chunk: its keys, (T_c, S, S, 3) frames, counts and sample arrays."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with write_errors(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"keys": np.asarray(list(keys), dtype=str), **arrays}
     atomic_write(path, lambda handle: np.savez(handle, **payload))
 
@@ -213,14 +215,16 @@ def commit_entry(
     """
     final = root / entry_key
     temp = _temp_path(final)
-    temp.mkdir()
+    with write_errors(final):
+        temp.mkdir()
     try:
-        index = _assemble(temp, shards, total_frames)
-        np.savez(temp / "index.npz", **index)
-        (temp / "meta.json").write_text(json.dumps(meta, indent=1))
-        for name in ("frames.npy", "index.npz", "meta.json"):
-            _fsync_file(temp / name)
-        _fsync_dir(temp)
+        with write_errors(final):
+            index = _assemble(temp, shards, total_frames)
+            np.savez(temp / "index.npz", **index)
+            (temp / "meta.json").write_text(json.dumps(meta, indent=1))
+            for name in ("frames.npy", "index.npz", "meta.json"):
+                _fsync_file(temp / name)
+            _fsync_dir(temp)
         try:
             os.replace(temp, final)
         except OSError as exc:

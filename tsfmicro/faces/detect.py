@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from tsfmicro.errors import InputError
 from tsfmicro.faces.config import FaceCropConfig
 
 # Landmark order as MTCNN returns it; "left"/"right" are as seen in the image.
@@ -55,6 +56,32 @@ def get_mtcnn(config: FaceCropConfig) -> Any:
         return _detectors[signature]
 
 
+def min_frame_side(config: FaceCropConfig) -> int:
+    """The shortest frame side, in pixels, that MTCNN can search: its smallest face
+    (`min_face_size`); a smaller image leaves its image pyramid empty."""
+    return config.min_face_size
+
+
+def frame_size_problem(shape: Sequence[int], config: FaceCropConfig) -> str | None:
+    """Why a frame of this (H, W, ...) shape is too small for face detection, or None.
+
+    MTCNN scales the image by 12 / min_face_size and needs 12 pixels on the shorter side of
+    that (facenet-pytorch's detect_face); `detect_max_side` may shrink the frame first."""
+    height, width = int(shape[0]), int(shape[1])
+    shorter = min(height, width)
+    longer = max(height, width)
+    max_side = config.detect_max_side
+    if max_side is not None and longer > max_side:
+        shorter = round(shorter * max_side / longer)  # the side _downscale leaves
+    if shorter * (12.0 / config.min_face_size) >= 12:
+        return None
+    shrunk = "" if shorter == min(height, width) else f" ({shorter} after detect_max_side)"
+    return (
+        f"{width}x{height} pixels{shrunk}: face detection needs at least "
+        f"{min_frame_side(config)} pixels on the shorter side (FaceCropConfig.min_face_size)"
+    )
+
+
 def detect_faces(
     images: Sequence[np.ndarray], config: FaceCropConfig
 ) -> list[FaceDetection | None]:
@@ -63,7 +90,12 @@ def detect_faces(
     With several faces the one picked is the most probable (`select="probability"`)
     or the one with the largest box area (`select="largest"`). Images larger than
     `config.detect_max_side` are shrunk for detection and the results scaled back.
+    An image too small to search (frame_size_problem) is an InputError.
     """
+    for index, image in enumerate(images):
+        problem = frame_size_problem(image.shape, config)
+        if problem is not None:
+            raise InputError(f"image {index} of {len(images)} is {problem}")
     prepared = [_downscale(image, config.detect_max_side) for image in images]
     groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
     for index, (small, _) in enumerate(prepared):

@@ -29,9 +29,9 @@ from tsfmicro.errors import DataError
 from tsfmicro.faces import cache
 from tsfmicro.faces.config import FaceCropConfig
 from tsfmicro.faces.crop import Square, centre_square, crop_square, square_around_box
-from tsfmicro.faces.detect import detect_faces
+from tsfmicro.faces.detect import detect_faces, frame_size_problem
 from tsfmicro.faces.result import FaceCrops, PreprocessStats
-from tsfmicro.fileio import read_frame
+from tsfmicro.fileio import read_frame, write_errors
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,8 @@ def _build_entry(
 
     Returns the entry directory and (chunks, chunks reused, frames decoded, images detected).
     """
-    root.mkdir(parents=True, exist_ok=True)
+    with write_errors(root):
+        root.mkdir(parents=True, exist_ok=True)
     shard_dir = root / "shards"
     cache.remove_stale_temps(root)
     cache.remove_stale_temps(shard_dir)
@@ -229,11 +230,11 @@ def _compute_shards(
             total=total, initial=done_before, unit="sample", desc="face crops", disable=not progress
         ) as bar,
     ):
-        upcoming = _submit_onsets(pool, chunks[todo[0]]) if todo else []
+        upcoming = _submit_onsets(pool, chunks[todo[0]], config) if todo else []
         for position, chunk_index in enumerate(todo):
             onsets = [future.result() for future in upcoming]
             if position + 1 < len(todo):
-                upcoming = _submit_onsets(pool, chunks[todo[position + 1]])
+                upcoming = _submit_onsets(pool, chunks[todo[position + 1]], config)
             chunk = chunks[chunk_index]
             arrays, extra_decoded = _crop_chunk(chunk, onsets, config, pool)
             cache.save_shard(shard_paths[chunk_index], [p.key for p in chunk], arrays)
@@ -250,9 +251,21 @@ def _available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _submit_onsets(pool: ThreadPoolExecutor, chunk: Sequence[SamplePlan]) -> list[Future]:
+def _submit_onsets(
+    pool: ThreadPoolExecutor, chunk: Sequence[SamplePlan], config: FaceCropConfig
+) -> list[Future]:
     """Start decoding a chunk's onset frames in the pool."""
-    return [pool.submit(read_frame, plan.onset_path) for plan in chunk]
+    return [pool.submit(read_onset, plan.onset_path, config) for plan in chunk]
+
+
+def read_onset(path: str | os.PathLike[str], config: FaceCropConfig) -> np.ndarray:
+    """Decode an onset frame, the one the face detector reads; a frame too small for it is a
+    DataError naming the file (frame_size_problem)."""
+    image = read_frame(path)
+    problem = frame_size_problem(image.shape, config)
+    if problem is not None:
+        raise DataError(f"frame {path} is {problem}")
+    return image
 
 
 def _crop_chunk(

@@ -28,6 +28,15 @@ AU_SOURCES: tuple[str, ...] = get_args(AuSource)
 # The face size at which amplitudes are stated: TSFmicro reads 224 x 224 face crops.
 REFERENCE_FACE_PX = 224.0
 
+# Bounds on what one synthetic copy may ask for. The real sets have 26 (CASME II) to 100
+# (CAS(ME)3) subjects with at most a few dozen clips each and frames up to 1280x720; the bounds
+# leave room far above that while refusing a typo that would fill a disk or memory.
+MAX_SUBJECTS = 1000
+MAX_CLIPS_PER_SUBJECT = 1000
+MAX_CLIPS = 100_000  # subjects x clips per subject
+MIN_FRAME_SIDE = 64
+MAX_FRAME_SIDE = 4096
+
 
 @dataclass(frozen=True)
 class Levels:
@@ -110,10 +119,18 @@ class SynthConfig:
             )
         _check_choice("difficulty", self.difficulty, DIFFICULTIES)
         _check_choice("au_source", self.au_source, AU_SOURCES)
-        for name in ("subjects", "clips_per_subject"):
+        bounds = (("subjects", MAX_SUBJECTS), ("clips_per_subject", MAX_CLIPS_PER_SUBJECT))
+        for name, most in bounds:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"SynthConfig.{name} must be a positive integer, got {value!r}")
+            if value > most:
+                raise ConfigError(f"SynthConfig.{name} must be at most {most}, got {value}")
+        if self.subjects * self.clips_per_subject > MAX_CLIPS:
+            raise ConfigError(
+                f"SynthConfig: {self.subjects} subjects x {self.clips_per_subject} clips is "
+                f"{self.subjects * self.clips_per_subject} clips; at most {MAX_CLIPS}"
+            )
         for name in (
             "amplitude_px",
             "noise_std",
@@ -132,11 +149,18 @@ class SynthConfig:
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"SynthConfig.jpeg_quality must be 1..100, got {self.jpeg_quality}")
         if self.frame_size is not None:
-            width, height = (int(side) for side in self.frame_size)
-            object.__setattr__(self, "frame_size", (width, height))
-            if min(width, height) < 64:
+            sides = tuple(self.frame_size)
+            if len(sides) != 2 or not all(_whole(side) for side in sides):
                 raise ConfigError(
-                    f"SynthConfig.frame_size {width}x{height}: both sides must be >= 64 px"
+                    f"SynthConfig.frame_size must be (width, height) in whole pixels, got "
+                    f"{self.frame_size!r}"
+                )
+            width, height = (int(side) for side in sides)
+            object.__setattr__(self, "frame_size", (width, height))
+            if not (MIN_FRAME_SIDE <= min(width, height) and max(width, height) <= MAX_FRAME_SIDE):
+                raise ConfigError(
+                    f"SynthConfig.frame_size {width}x{height}: both sides must be "
+                    f">= {MIN_FRAME_SIDE} and <= {MAX_FRAME_SIDE} px"
                 )
         if self.face_fraction is not None and not 0.2 <= self.face_fraction <= 0.95:
             raise ConfigError(
@@ -221,6 +245,15 @@ class SynthConfig:
                 raise ConfigError(f"class {raw!r} given twice")
             chosen.append(label)
         return tuple(chosen)
+
+
+def _whole(value: object) -> bool:
+    """A whole number (an int, or a float with nothing after the point), not a bool."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and value.is_integer()
 
 
 def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:

@@ -7,12 +7,12 @@ of frames with their output paths already decided.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from tsfmicro.fileio import write_errors, written_whole
 from tsfmicro.synth.clips import ClipSpec
 from tsfmicro.synth.faces import SourceFace, install_sources
 from tsfmicro.synth.render import RenderContext, Renderer
@@ -52,15 +52,12 @@ def render_job(context: RenderContext, job: Job) -> int:
 def write_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
     """Encode RGB or grey `image` as JPEG and write it atomically: to a hidden temporary
     file in the same folder, then renamed, so a killed run never leaves half a JPEG under a
-    frame's name."""
+    frame's name (fileio.written_whole; a full disk is one InputError naming the frame)."""
     pixels = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise OSError(f"JPEG encoding failed for {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with write_errors(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with written_whole(path) as temporary:
         temporary.write_bytes(data.tobytes())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -23,7 +23,8 @@ from pathlib import Path
 from tsfmicro.datasets.base import Policies
 from tsfmicro.datasets.registry import get_adapter
 from tsfmicro.datasets.writers import annotation_path, frame_file, write_annotation
-from tsfmicro.errors import DataError
+from tsfmicro.errors import ConfigError, DataError
+from tsfmicro.fileio import written_whole
 from tsfmicro.synth.config import SynthConfig
 from tsfmicro.synth.faces import get_sources
 from tsfmicro.synth.plan import SynthPlan, plan_dataset, plan_from_annotation
@@ -33,6 +34,9 @@ PathLike = str | os.PathLike[str]
 
 # Frames per job handed to a worker (one subject's clips are kept together).
 _JOB_FRAMES = 32
+# The most frames one copy may have: far above a real set written whole (CASME II's clips,
+# onset to offset, hold tens of thousands of frames), below a typo that fills the disk.
+MAX_FRAMES = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,11 @@ def write_plan(
     """Render and write a plan; `workers` processes (default: every core, 1: in-process)."""
     started = time.perf_counter()
     root = Path(out_dir)
+    if plan.frame_count > MAX_FRAMES:
+        raise ConfigError(
+            f"this synthetic copy would have {plan.frame_count} frames; synth writes at most "
+            f"{MAX_FRAMES} (fewer subjects or clips, or no --full-clips)"
+        )
     _prepare_folder(root, plan, overwrite)
     jobs = list(_jobs(plan, root))
     sources = get_sources(plan.context.source_indices())
@@ -191,12 +200,8 @@ def _prepare_folder(root: Path, plan: SynthPlan, overwrite: bool) -> None:
 def _write_sheet(plan: SynthPlan, root: Path) -> Path:
     """The annotation spreadsheet in the dataset's format, written atomically."""
     path = annotation_path(plan.dataset, root)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with written_whole(path) as temporary:
         write_annotation(plan.dataset, plan.annotation, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
     return path
 
 

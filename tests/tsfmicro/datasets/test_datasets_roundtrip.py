@@ -118,7 +118,7 @@ def test_fake_copy_loads_back(ds_write_copy, dataset, rows, layout, naming, n_sa
     last = samples.iloc[-1]
     assert table.frame_path(len(samples) - 1, last["offset"]) == frame_path(last, last["offset"])
     image = read_frame(samples["apex_path"].iloc[0])
-    assert image.shape == (12, 16, 3) and image.dtype == np.uint8
+    assert image.shape == (24, 32, 3) and image.dtype == np.uint8
 
 
 def test_every_protocol_of_a_fake_copy(ds_write_copy):
@@ -137,7 +137,7 @@ def test_samm_grayscale_frames_read_as_rgb(ds_write_copy):
     path = load_dataset("samm", root).samples["onset_path"].iloc[0]
     assert cv2.imread(path, cv2.IMREAD_UNCHANGED).ndim == 2  # stored with one channel
     image = read_frame(path)
-    assert image.shape == (12, 16, 3) and image.dtype == np.uint8
+    assert image.shape == (24, 32, 3) and image.dtype == np.uint8
     assert (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all()
 
 

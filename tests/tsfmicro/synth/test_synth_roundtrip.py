@@ -127,12 +127,13 @@ def test_clips_with_several_expressions_share_their_frames(tmp_path):
 def test_an_interrupted_write_leaves_no_partial_frame(tmp_path, monkeypatch):
     import numpy as np
 
+    from tsfmicro import fileio
     from tsfmicro.synth import worker
 
     def fail(source, target):
         raise OSError("disk full")
 
-    monkeypatch.setattr(worker.os, "replace", fail)
+    monkeypatch.setattr(fileio.os, "replace", fail)  # write_jpeg renames through fileio
     target = tmp_path / "clip" / "img1.jpg"
     with pytest.raises(OSError, match="disk full"):
         worker.write_jpeg(target, np.zeros((8, 8, 3), np.uint8), 90)
