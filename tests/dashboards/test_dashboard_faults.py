@@ -15,7 +15,7 @@ from dashboards import store
 PAGES = ["views/leaderboard.py", "views/overview.py", "views/trial.py", "views/search.py",
          "views/registry.py"]  # fmt: skip
 # What a traceback would show: Python's frame lines and the paths of the installed packages.
-TRACEBACK_SIGNS = ("Traceback", 'File "', "site-packages", ".py\", line", "sqlalchemy.exc")
+TRACEBACK_SIGNS = ("Traceback", 'File "', "site-packages", '.py", line', "sqlalchemy.exc")
 
 
 def no_traceback(text: str) -> None:

@@ -36,7 +36,8 @@ def test_train_refuses_a_frame_too_small_before_training(ds_write_copy, tmp_path
     cv2.imwrite(str(tiny), np.full((1, 1, 3), 90, np.uint8))
     out, cache = tmp_path / "run", tmp_path / "cache"
     code = main(["train", "--dataset", "casme2", "--root", str(root), "--preset", "micro",
-                 "--epochs", "1", "--cache-dir", str(cache), "--out", str(out), "--quiet"])  # fmt: skip
+                 "--epochs", "1", "--cache-dir", str(cache), "--out", str(out),
+                 "--quiet"])  # fmt: skip
     assert code == 2
     err = one_line_error(capsys, "train")
     assert f"frame {tiny} is 1x1 pixels: face detection needs at least 20 pixels" in err
