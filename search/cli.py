@@ -302,6 +302,33 @@ def build_search_config(args: argparse.Namespace) -> Any:
 
 
 def run_search_command(args: argparse.Namespace) -> int:
+    """`tsfmicro search`; stopped by SIGINT or SIGTERM, it says how to resume (its last line)
+    and exits 128 + the signal (search.endings)."""
+    from search.endings import SearchInterrupted, refuse_if_held
+    from tsfmicro.errors import ConfigError
+
+    # A running search's name is refused before the heavy imports (the search takes the
+    # lock itself later, search.endings); here only where flags alone say the storage path.
+    name = args.resume or (args.name if args.config is None or args.storage_path else None)
+    if name and not getattr(args, "check", False):
+        try:
+            storage = local_storage_path(args.storage_path or DEFAULT_STORAGE)
+        except ConfigError:
+            storage = None  # refused with the other settings' problems
+        if storage is not None:
+            refuse_if_held(storage, name)
+    try:
+        return _search_command(args)
+    except SearchInterrupted as stop:
+        from search.run import SETTINGS_FILE
+
+        saved = Path(stop.storage_path).resolve() / stop.name / SETTINGS_FILE
+        sys.stdout.flush()
+        print("\n".join(stop.lines(saved.is_file())), file=sys.stderr, flush=True)
+        return stop.exit_code
+
+
+def _search_command(args: argparse.Namespace) -> int:
     from search.leaderboard import format_leaderboard, leaderboard
     from search.run import load_settings, run_search
 

@@ -65,6 +65,7 @@ import numpy as np
 from search.checks import require_valid
 from search.config import SearchConfig, outer_fold_problem
 from search.data import dataset_label, load_search_pairs
+from search.endings import guarded
 from search.honest import driver_tags, json_safe, reopen_run
 from search.run import (
     FLAT_SETTINGS_FILE,
@@ -508,6 +509,7 @@ def _check_plan(cfg: SearchConfig, groups: list[list[str]], resume: bool) -> Non
     _write_atomic(path, json.dumps(plan, indent=2).encode())
 
 
+@guarded  # the name is held while it runs; SIGINT/SIGTERM end it cleanly (search.endings)
 def run_nested(
     cfg: SearchConfig, *, resume: bool = False, progress: bool = True, echo: Any = None
 ) -> NestedOutcome:

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from search.endings import finishing
 from search.schema import (
     CHAMPION,
     KIND_REFIT,
@@ -256,9 +257,13 @@ def publish(
                     ],
                 )
         end_run(client, run_id, "FINISHED", state=STATE_COMPLETE)
+    except KeyboardInterrupt:  # a stopped search (search.endings): killed, not failed
+        end_run(client, run_id, "KILLED", "the search was stopped while its champion was logged")
+        raise
     except BaseException as exc:
         end_run(client, run_id, "FAILED", f"refit logging failed: {exc!r}")
         raise
+    finishing()  # a signal from here on lets the search finish: no version without its alias
     version = _register(
         client,
         name,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,14 @@ import numpy as np
 from search.checks import fit_resources, require_valid
 from search.config import DEFAULT_STORAGE, SearchConfig
 from search.data import dataset_label, load_search_pairs
+from search.endings import (
+    active,
+    at_interrupt,
+    check_interrupted,
+    guarded,
+    reinstall,
+    tune_loop,
+)
 from search.schema import (
     FOLD_SECONDS,
     FOLDS_DONE,
@@ -107,10 +114,12 @@ def init_ray(cfg: SearchConfig) -> None:
             log_to_driver=False,
             configure_logging=False,
         )
+        at_interrupt(ray.shutdown)  # an interrupted search stops the Ray it started
     else:
         # On a cluster the job's runtime env (ray job submit) or the image sets the workers'
         # environment; adding ours here would conflict with it.
         ray.init(address=cfg.ray_address, log_to_driver=False)
+    reinstall()  # ray.init replaced the search's SIGTERM handler with its own sys.exit
 
 
 def placed(cfg: SearchConfig) -> SearchConfig:
@@ -186,9 +195,15 @@ def open_experiment(
 
 
 def _sigterm_to_exit(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
+    """A SIGTERM handler for drivers that install their own: the running search's guard
+    handles it (search.endings), else the process exits at once with 128 + the signal."""
+    guard = active()
+    if guard is None:
+        raise SystemExit(128 + signum)
+    guard.handle(signum, frame)
 
 
+@guarded  # the name is held while it runs; SIGINT/SIGTERM end it cleanly (search.endings)
 def run_search(
     cfg: SearchConfig,
     *,
@@ -313,7 +328,8 @@ def run_search(
     )
     tracker = MlflowTracker(ctx)
 
-    if resume:
+    # a resume of a search stopped before Tune saved its first state starts Tune afresh
+    if resume and tune.Tuner.can_restore(str(exp_dir)):
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
     else:
         tuner = tune.Tuner(
@@ -366,10 +382,10 @@ def run_search(
         settings=cfg.to_dict(),
     )
     status, reason = "KILLED", "the search driver stopped before the search finished"
-    previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)
     try:
         try:
-            grid = tuner.fit()
+            with tune_loop():  # a first signal stops Tune's loop, saving its state
+                grid = tuner.fit()
         finally:
             # Whatever happened, no trial run of this search stays RUNNING.
             closed = close_search_runs(
@@ -381,6 +397,7 @@ def run_search(
             )
             if closed:
                 say(f"closed {len(closed)} unfinished trial run(s) as KILLED")
+        check_interrupted()  # stopped by a signal: no estimates, refit or registration
 
         trials = [_trial_summary(r) for r in grid]
         fold_seconds = float(sum(t["metrics"].get(FOLD_SECONDS, 0.0) for t in trials))
@@ -398,13 +415,15 @@ def run_search(
         outcome.extra["search_run_id"] = search_run
         outcome.extra["plan"] = plan
         _honest_estimates(cfg, client, experiment_id, search_run, grid, outcome, pairs, say)
-        if cfg.register and best is not None:
+        # Tune stopped by itself (e.g. kill -USR1) before every trial ended: nothing registered
+        stopped = grid.num_terminated + grid.num_errors < len(grid)
+        if cfg.register and best is not None and not stopped:
             from search.registry import register_best
 
             outcome.registered = register_best(
                 cfg, outcome, pairs, base_model, base_train, say=say
             )
-        if grid.num_terminated + grid.num_errors < len(grid):  # Tune stopped on Ctrl-C
+        if stopped:
             reason = "the search was interrupted before every trial finished (--resume it)"
             outcome.extra["interrupted"] = True  # a nested search stops there too
         else:
@@ -414,7 +433,6 @@ def run_search(
         status, reason = "FAILED", f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if parent_run is None:  # an inner search's stand-in run is its caller's to end
             end_search_run(client, search_run, status, reason or None)
 
