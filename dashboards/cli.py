@@ -29,8 +29,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})")
     p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
+                   help="address to listen on (default 127.0.0.1: this machine only). The "
+                   "dashboard has no login: anyone who reaches another address reads the "
+                   "whole store (docs/dashboard.md: behind a proxy with authentication, or "
+                   "an SSH tunnel)")
     p.set_defaults(handler=run_dashboard)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or name to listen on) keeps the server on this machine."""
+    import ipaddress
+
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve beyond loopback
 
 
 def streamlit_command(app: Path, uri: str, host: str, port: int) -> list[str]:
@@ -67,6 +82,13 @@ def run_dashboard(args: argparse.Namespace) -> int:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     print(f"tsfmicro dashboard: http://{args.host}:{args.port} reading {args.tracking_uri}",
           flush=True)
+    if not is_loopback(args.host):
+        print(f"tsfmicro dashboard: warning: listening on {args.host}, beyond this machine, "
+              "and the dashboard has no login: anyone who reaches that address reads every "
+              "run, parameter and artifact of the store and downloads its registered models. "
+              "Put it behind a reverse proxy with authentication, or keep the default "
+              "127.0.0.1 and use an SSH tunnel (docs/dashboard.md)", file=sys.stderr,
+              flush=True)
     try:
         return subprocess.call(streamlit_command(APP, args.tracking_uri, args.host, args.port),
                                env=env)

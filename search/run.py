@@ -48,6 +48,7 @@ from search.schema import (
     experiment_name,
     run_filter,
 )
+from search.security import check_resume_tree, checked_local_ray, loopback_node
 from search.trial import FOLD_STORE, TrialSetup, fold_placement, loso_trial
 from tsfmicro.config import preset
 from tsfmicro.errors import ConfigError
@@ -97,23 +98,26 @@ def load_settings(name: str, storage_path: str) -> SearchConfig:
     return SearchConfig.from_dict(json.loads(path.read_text()))
 
 
-def init_ray(cfg: SearchConfig) -> None:
-    """Connect to the cluster named by ray_address, or start a local Ray."""
+def init_ray(cfg: SearchConfig, say: Any = None) -> None:
+    """Connect to the cluster named by ray_address, or start a local Ray that listens on
+    loopback only (search.security; `say` gets one line on who can reach it)."""
     import ray
 
     if ray.is_initialized():
         return
     env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     if cfg.ray_address is None:
-        # A local Ray listens on every interface, not only loopback, so it keeps Ray's token
-        # authentication (on by default for a fresh local ray.init(); the token file goes in
-        # the user's Ray folder). Only tests, whose clusters nobody else can reach, turn it off.
-        ray.init(
-            include_dashboard=False,
-            runtime_env={"env_vars": env},
-            log_to_driver=False,
-            configure_logging=False,
-        )
+        # Loopback only (Ray alone would listen on every interface), and Ray's token
+        # authentication stays on (a fresh local ray.init() turns it on; the token file goes
+        # in the user's Ray folder). Only tests and benchmarks set RAY_AUTH_MODE=disabled.
+        with loopback_node():
+            ray.init(
+                include_dashboard=False,
+                runtime_env={"env_vars": env},
+                log_to_driver=False,
+                configure_logging=False,
+            )
+        checked_local_ray(say)
         at_interrupt(ray.shutdown)  # an interrupted search stops the Ray it started
     else:
         # On a cluster the job's runtime env (ray job submit) or the image sets the workers'
@@ -165,6 +169,8 @@ def checked_experiment_dir(cfg: SearchConfig, resume: bool) -> Path:
     exp_dir = experiment_dir(cfg)
     if resume and not (exp_dir / SETTINGS_FILE).is_file():
         raise ConfigError(f"cannot resume {cfg.name!r}: nothing found at {exp_dir}")
+    if resume:
+        check_resume_tree(cfg.name, exp_dir)  # Tune unpickles its state from there
     if not resume and (exp_dir / SETTINGS_FILE).is_file():
         raise ConfigError(
             f"a search named {cfg.name!r} already exists at {exp_dir}; "
@@ -261,7 +267,7 @@ def run_search(
 
     client, exp_name, experiment_id = open_experiment(cfg, dataset, protocol, resume, say)
 
-    init_ray(cfg)
+    init_ray(cfg, say)
     import ray
 
     cfg = placed(cfg)  # the settings file keeps fold_gpus unset: a resume re-resolves it

@@ -247,3 +247,76 @@ def killable_ray_cluster(workers: list[dict[str, int]], folder: Path, head_cpus:
             if node.process.poll() is None or node.pids():
                 node.kill()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+# Who can reach a service: the sockets a set of processes listens on, and a connection from
+# this process to the machine's outward address.
+
+
+def outward_address() -> str | None:
+    """A non-loopback IPv4 address of this machine (the one its default route leaves from, else
+    one its host name resolves to), or None where it has none."""
+    import ipaddress
+
+    candidates = []
+    for target in ("192.0.2.1", "10.255.255.255", "8.8.8.8"):  # UDP connect sends nothing
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.connect((target, 9))
+                candidates.append(s.getsockname()[0])
+        except OSError:
+            pass
+    try:
+        candidates += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None,
+                                                                  socket.AF_INET)]
+    except OSError:
+        pass
+    return next((a for a in candidates if not ipaddress.ip_address(a).is_loopback
+                 and not ipaddress.ip_address(a).is_unspecified), None)
+
+
+def _proc_address(hex_address: str) -> str:
+    import ipaddress
+
+    raw = bytes.fromhex(hex_address)
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw[::-1]))
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))  # four host-order words
+    address = ipaddress.IPv6Address(words)
+    return str(address.ipv4_mapped or address)
+
+
+def listening_sockets(pids: list[int]) -> set[tuple[str, int]]:
+    """(bound address, port) of every TCP socket the processes `pids` listen on, read from
+    /proc (Linux): '0.0.0.0' or '::' is every interface."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:  # gone, or not ours to read
+            continue
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                address, port = fields[1].split(":")
+                found.add((_proc_address(address), int(port, 16)))
+    return found
+
+
+def reachable(host: str, port: int, timeout: float = 3) -> bool:
+    """Whether a TCP connection to host:port from this process is accepted (False when it is
+    refused, or nothing answers within `timeout`)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except (ConnectionRefusedError, TimeoutError):
+        return False

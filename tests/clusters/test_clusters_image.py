@@ -117,8 +117,23 @@ def test_environment_of_every_node():
     words = [w for w, _ in dockerfile()]
     assert "ENTRYPOINT" not in words  # the launcher runs `docker run IMAGE bash`
     tools = " ".join(r for r in runs() if "apt-get install" in r)
-    for tool in ("rsync", "sudo", "wget", "procps"):  # launcher, KubeRay probes, ray stop
+    for tool in ("rsync", "wget", "procps"):  # launcher, KubeRay probes, ray stop
         assert re.search(rf"\b{tool}\b", tools), tool
+
+
+def test_no_sudo_and_no_root_at_run_time():
+    """The containers run as `ray`, who cannot become root: sudo is not installed and nothing
+    grants it (a NOPASSWD:ALL grant would make any code run by a Ray task root)."""
+    text = DOCKERFILE.read_text()
+    assert not re.search(r"NOPASSWD\s*:\s*ALL", text, re.IGNORECASE)
+    assert "sudoers" not in " ".join(runs())
+    tools = " ".join(r for r in runs() if "apt-get install" in r)
+    assert not re.search(r"\bsudo\b", tools)
+    users = [rest for word, rest in dockerfile() if word == "USER"]
+    assert users and users[-1] == "ray"  # the last USER is the one containers run as
+    # what `ray` writes at run time is its own from the build on
+    assert any("chown ray:ray /opt/tsfmicro" in r and "chown ray:ray /opt/venv" in r
+               for r in runs())
 
 
 def ray_check() -> list[str]:
