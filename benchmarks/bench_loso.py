@@ -265,11 +265,13 @@ def run_multi(pairs, model_cfg, train_cfg, machine, fold_cpus: float, fold_gpus:
 def _on_ray(pairs, groups, model_cfg, train_cfg, machine, fold_cpus, fold_gpus, threads, group):
     import ray
 
+    from search.security import loopback_node
     from search.trial import run_folds
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}})
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # so on loopback only, as a search's
+    with loopback_node():
+        ray.init(include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}})
     try:
         ref = ray.put(pairs)
         task = ray.remote(run_folds).options(num_cpus=fold_cpus, num_gpus=fold_gpus)
