@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from search.config import DataSpec
 from tsfmicro.datasets import get_protocol
@@ -33,6 +34,20 @@ def dataset_label(spec: DataSpec) -> tuple[str, str]:
             spec.synth_dataset, spec.protocol
         ).name
     return spec.dataset + suffix, get_protocol(spec.dataset, spec.protocol).name
+
+
+def recipe_train(name: str, spec: DataSpec) -> dict[str, Any]:
+    """The TrainConfig values of recipe `name` (tsfmicro.recipes) for the data `spec` names,
+    resolved without reading the data: the synthetic benchmark takes the recipe of the dataset
+    it imitates."""
+    from tsfmicro.pairs import source_key
+    from tsfmicro.recipes import recipe_values
+
+    if name == "default":
+        return recipe_values(name)
+    if spec.dataset == "synthetic":
+        return recipe_values(name, *source_key(spec.synth_dataset, spec.protocol))
+    return recipe_values(name, *source_key(spec.dataset, spec.protocol, spec.toy_classes))
 
 
 def default_data_dir() -> Path:

@@ -25,6 +25,11 @@ that selection bias from per-subject confusion matrices; this module is the serv
 
 Intervals use the search's own bootstrap settings (`SearchConfig.bootstrap` resamples, seed 0),
 so the search-best interval is exactly the champion's logged `<mode>_<metric>_ci_lo/hi`.
+
+In `published-oracle`, whose ACC comes from each subject's ACC epoch and whose UF1 and UAR
+from its UF1 epoch, each trial carries both sets of predictions: the selection (champion,
+BBC's in-bag choice, ties) uses the objective's own epochs, and each figure's ACC is read
+from the ACC epochs, its UF1 and UAR from the UF1 epochs, as the trial's logged scores are.
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ from search.schema import (
 )
 from tsfmicro.errors import ConfigError, InputError
 from tsfmicro.metrics import METRICS
-from tsfmicro.vocab import EPOCH_PROBS_FILE, PREDICTIONS_FILE
+from tsfmicro.vocab import EPOCH_PROBS_FILE, PREDICTIONS_FILE, SEPARATE_ACC_MODES
 
 DEFAULT_BOOT = 1000  # SearchConfig.bootstrap's default, for searches that did not record it
 SEED = 0  # the seed of every subject bootstrap of a search (LosoResult.evaluate's)
@@ -98,22 +103,31 @@ class TrialInput:
     run_id: str | None = None
     predictions: Triple | None = None  # None: its folds could not be found
     note: str = ""  # why predictions is None
+    # the ACC epochs' predictions, in a mode that reads ACC from other epochs than UF1 and UAR
+    # (published-oracle); None: `predictions` serve every score
+    acc_predictions: Triple | None = None
 
 
 # ---- predictions ----------------------------------------------------------------------------
 
 
 def fold_predictions(
-    folds: Mapping[str, Any], labels: np.ndarray, num_classes: int, mode: str, val_metric: str
+    folds: Mapping[str, Any],
+    labels: np.ndarray,
+    num_classes: int,
+    mode: str,
+    val_metric: str,
+    score: str = "uf1",
 ) -> Triple:
     """(subjects, y_true, y_pred) of finished folds (FoldResult by subject) in `mode`: each
-    fold's test predictions at the epoch the mode selects (as the trial's own metrics)."""
+    fold's test predictions at the epoch the mode selects for `score` (as the trial's own
+    metrics; only published-oracle reads "acc" from other epochs)."""
     from tsfmicro.training.evaluation import select_epoch
 
     subjects, y_true, y_pred = [], [], []
     for subject in sorted(folds):
         fold = folds[subject]
-        epoch = select_epoch(fold, mode, labels, num_classes, val_metric)
+        epoch = select_epoch(fold, mode, labels, num_classes, val_metric, score)
         subjects.append(np.full(len(fold.test_index), str(subject), dtype=object))
         y_true.append(np.asarray(labels)[fold.test_index])
         y_pred.append(np.asarray(fold.test_probs[epoch]).argmax(1))
@@ -121,6 +135,16 @@ def fold_predictions(
         empty = np.array([], dtype=np.int64)
         return np.array([], dtype=object), empty, empty
     return np.concatenate(subjects), np.concatenate(y_true), np.concatenate(y_pred)
+
+
+def mode_inputs(
+    folds: Mapping[str, Any], labels: np.ndarray, num_classes: int, mode: str, val_metric: str
+) -> tuple[Triple, Triple | None]:
+    """(predictions, ACC predictions or None) of finished folds in `mode`."""
+    main = fold_predictions(folds, labels, num_classes, mode, val_metric)
+    if mode not in SEPARATE_ACC_MODES:
+        return main, None
+    return main, fold_predictions(folds, labels, num_classes, mode, val_metric, "acc")
 
 
 def result_inputs(
@@ -149,8 +173,8 @@ def result_inputs(
         with checkpoint.as_directory() as directory:
             folds = load_folds(directory)
         metric = (summary.get("params") or {}).get("val_metric", val_metric)  # if searched
-        triple = fold_predictions(folds, labels, num_classes, mode, metric)
-        inputs.append(TrialInput(trial_id, state, run_id, triple))
+        triple, acc = mode_inputs(folds, labels, num_classes, mode, metric)
+        inputs.append(TrialInput(trial_id, state, run_id, triple, acc_predictions=acc))
     return inputs
 
 
@@ -183,11 +207,24 @@ def estimate(
     # Every trial takes part, those without predictions as trials with no subject: they cannot
     # be selected and change no figure, but they are counted (n_trials, excluded_trials).
     empty = (np.array([], dtype=str), np.array([], dtype=np.int64), np.array([], dtype=np.int64))
-    data = H.subject_confusions(
+    main = H.subject_confusions(
         {t.trial_id: t.predictions if t.trial_id in usable else empty for t in inputs},
         num_classes,
         subjects=subjects,
     )
+    # A mode whose ACC comes from other epochs (published-oracle): those predictions too.
+    separate = any(t.acc_predictions is not None for t in inputs if t.trial_id in usable)
+    acc_data = None
+    if separate:
+        acc_data = H.subject_confusions(
+            {
+                t.trial_id: (t.acc_predictions or t.predictions) if t.trial_id in usable else empty
+                for t in inputs
+            },
+            num_classes,
+            subjects=subjects,
+        )
+    data = acc_data if acc_data is not None and objective == "acc" else main
     if data.n_subjects < 2:
         raise InputError(
             f"the search has {data.n_subjects} subject(s): a subject bootstrap needs at least 2"
@@ -203,6 +240,16 @@ def estimate(
         champion = None  # the recorded champion has no predictions here: pick by the rule
     best = H.search_best(data, objective, n_boot, seed, level, champion)
     corrected = H.bbc(data, objective, n_boot, seed, level)
+    if acc_data is not None:  # each score from its own epochs, the selection unchanged
+        for scored, metrics in ((acc_data, ("acc",)), (main, ("uf1", "uar"))):
+            if scored is data:
+                continue
+            again = H.search_best(scored, objective, n_boot, seed, level, best.champion)
+            other = H.bbc(data, objective, n_boot, seed, level, score_data=scored)
+            for m in metrics:
+                for target, source in ((best, again), (corrected, other)):
+                    setattr(target, m, getattr(source, m))
+                    setattr(target, f"{m}_ci", getattr(source, f"{m}_ci"))
     tie_rows = {
         r.trial: r.to_dict() for r in H.ties(data, objective, n_boot, seed, level, best.champion)
     }
@@ -579,8 +626,11 @@ def mlflow_inputs(
             table["label"].to_numpy(np.int64),
             table["pred"].to_numpy(np.int64),
         )
+        acc = None
+        if mode in SEPARATE_ACC_MODES and "acc_pred" in table:
+            acc = (triple[0], triple[1], table["acc_pred"].to_numpy(np.int64))
         subjects.update(triple[0].tolist())
-        inputs.append(TrialInput(trial_id, state, run.info.run_id, triple))
+        inputs.append(TrialInput(trial_id, state, run.info.run_id, triple, acc_predictions=acc))
         if reference is None:
             reference = (run.info.run_id, table)
     if not num_classes:
@@ -601,7 +651,7 @@ def mlflow_inputs(
             from search.trial import load_folds
 
             val_metric = by_run[t.run_id].data.params.get("val_metric", "uf1")
-            t.predictions = fold_predictions(
+            t.predictions, t.acc_predictions = mode_inputs(
                 load_folds(where), labels, num_classes, mode, val_metric
             )
     if say is not None:

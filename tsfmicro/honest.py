@@ -571,6 +571,7 @@ def bbc(
     n_boot: int = 2000,
     seed: int = 0,
     level: float = 0.95,
+    score_data: SubjectConfusions | None = None,
 ) -> BBCResult:
     """BBC-CV over subjects: a bias-corrected estimate of the configuration the search picks.
 
@@ -582,11 +583,26 @@ def bbc(
     the interval their percentiles. Trials missing a subject cannot be selected and are
     listed in `excluded_trials`. If every resample is skipped (only possible for very few
     subjects and resamples) the scores are NaN.
+
+    `score_data` (default `data`): other confusion matrices of the same trials and subjects
+    that the out-of-bag scores are read from, the selection staying on `data`'s objective;
+    for an evaluation mode whose ACC comes from other epochs than its UF1 and UAR
+    (published-oracle), so that each score is read from its own epochs.
     """
     _check(data, objective, n_boot, seed, level)
     assert data.trials is not None
     eligible = _eligible(data)
     flat = data.flat()[eligible]  # (E, S, K*K)
+    scored = flat
+    if score_data is not None:
+        if (
+            score_data.cms.shape != data.cms.shape
+            or score_data.trials != data.trials
+            or score_data.subjects != data.subjects
+            or not np.array_equal(score_data.has, data.has)
+        ):
+            raise InputError("score_data must hold the same trials and subjects as data")
+        scored = score_data.flat()[eligible]
     k = data.num_classes
     counts = resample_counts(data.n_subjects, n_boot, seed)
     out_of_bag = counts == 0
@@ -597,7 +613,7 @@ def bbc(
     oob_cm = np.zeros((int(used.sum()), k * k))
     for e in np.unique(chosen):
         rows = chosen == e
-        oob_cm[rows] = oob[rows] @ flat[e]
+        oob_cm[rows] = oob[rows] @ scored[e]
     oob_scores = scores(oob_cm.reshape(-1, k, k))
     picks = np.bincount(chosen, minlength=eligible.size)
     return BBCResult(

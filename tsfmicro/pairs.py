@@ -191,3 +191,17 @@ def load_named_pairs(
         cache_dir=cache_dir,
         progress=progress,
     )
+
+
+def source_key(
+    dataset: str, protocol: str | None = None, toy_classes: int = 3
+) -> tuple[str, str, int]:
+    """(dataset, protocol name, classes) of a named data source, resolved without reading any
+    data (what tsfmicro.recipes keys its values by): the toy task is `toy`/`<K>class`; a
+    dataset adapter's protocol is its default when None."""
+    if dataset == "toy":
+        return "toy", f"{toy_classes}class", int(toy_classes)
+    from tsfmicro.datasets import get_protocol
+
+    found = get_protocol(dataset, protocol)
+    return dataset, found.name, len(found.class_names)

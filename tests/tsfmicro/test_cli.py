@@ -52,12 +52,14 @@ def test_train_prints_table_and_writes_outputs(tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "oracle (optimistic)" in printed and "final" in printed and "UF1" in printed
+    assert "published-oracle (optimistic)" in printed
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["image_size"] == 32 and config["train"]["val_subjects"] == 1
     assert config["run_id"] in printed and config["train"]["seed"] == 0
     pred = pd.read_parquet(out / "predictions.parquet")
-    assert set(pred["mode"]) == {"final", "val", "oracle"}
-    assert len(pred) == 3 * 3 * 6
+    assert set(pred["mode"]) == {"final", "val", "oracle", "published-oracle"}
+    assert len(pred) == 4 * 3 * 6
+    assert config["recipe"]["name"] == "default"
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["final"]["pooled"]["uf1"] <= 1.0
 

@@ -16,6 +16,7 @@ DEFAULT_OUT = Path("runs")
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from tsfmicro.config import COMPILE_MODES, FUSIONS, PRESETS, TEMPORAL_MIXERS, TrainConfig
+    from tsfmicro.recipes import RECIPES
     from tsfmicro.vocab import FOLD_GROUPS
 
     defaults = TrainConfig()
@@ -70,7 +71,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--config",
         type=Path,
-        help="YAML file with 'model' (optionally 'preset') and 'train' sections; flags override it",
+        help="YAML file with 'model' (optionally 'preset' and 'recipe') and 'train' sections; "
+        "flags override it",
+    )
+    train.add_argument(
+        "--recipe",
+        choices=list(RECIPES),
+        help="training recipe the other flags start from: default (the paper's text) or "
+        "published (the public scripts' values for the dataset and protocol: 174 or 199 "
+        "epochs, their weight decay, rotation and padding, ImageNet-mean fill, nearest "
+        "rotation; tsfmicro.recipes)",
     )
     train.add_argument("--epochs", type=int, help=f"epoch budget (default {defaults.epochs})")
     train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
@@ -177,8 +187,10 @@ def prepare_out(out_dir: Path, force: bool) -> None:
 
 def build_configs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """ModelConfig, TrainConfig (the recipe) and MachineConfig from an optional YAML file,
-    then the flags. A file's `train` section may still hold machine settings (device, amp,
-    channels_last, compile, eval_batch_size), as files did before the recipe/machine split."""
+    then the flags. The training values start from the named recipe (--recipe or the file's
+    `recipe`; tsfmicro.recipes), which the file's `train` section and the flags override. A
+    file's `train` section may still hold machine settings (device, amp, channels_last,
+    compile, eval_batch_size), as files did before the recipe/machine split."""
     from tsfmicro.config import MachineConfig, ModelConfig, preset, split_train_record
     from tsfmicro.errors import ConfigError
 
@@ -186,6 +198,7 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     file_train: dict[str, Any] = {}
     file_machine: dict[str, Any] = {}
     preset_name = args.preset
+    recipe_name = getattr(args, "recipe", None)
     if args.config is not None:
         import yaml
 
@@ -193,14 +206,17 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
             loaded = yaml.safe_load(args.config.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{args.config}: not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict) or set(loaded) - {"model", "train", "machine", "preset"}:
+        keys = {"model", "train", "machine", "preset", "recipe"}
+        if not isinstance(loaded, dict) or set(loaded) - keys:
             raise ConfigError(
-                f"{args.config}: expected top-level keys model, train, machine, preset"
+                f"{args.config}: expected top-level keys model, train, machine, preset, recipe"
             )
         file_model = dict(loaded.get("model") or {})
         file_train = dict(loaded.get("train") or {})
         file_machine = dict(loaded.get("machine") or {})
         preset_name = loaded.get("preset", preset_name)
+        recipe_name = recipe_name or loaded.get("recipe")
+    args.recipe = recipe_name or "default"  # what run() logs and records
     flags_model = {
         "fusion": args.fusion,
         "temporal_depth": args.temporal_depth,
@@ -221,7 +237,11 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     }
     flags_machine = {"device": args.device, "compile": args.compile}
     model_values = {**file_model, **{k: v for k, v in flags_model.items() if v is not None}}
-    train_values = {**file_train, **{k: v for k, v in flags_train.items() if v is not None}}
+    train_values = {
+        **train_recipe(args, args.recipe),
+        **file_train,
+        **{k: v for k, v in flags_train.items() if v is not None},
+    }
     base = preset(preset_name).to_dict()
     model_cfg = ModelConfig.from_dict({**base, **model_values})
     train_cfg, moved = split_train_record(train_values)
@@ -231,6 +251,27 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         **{k: v for k, v in flags_machine.items() if v is not None},
     }
     return model_cfg, train_cfg, MachineConfig.from_dict(machine_values)
+
+
+def train_recipe(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """The TrainConfig values recipe `name` gives the data the flags name (--dataset,
+    --protocol, --toy-classes), resolved without reading the data."""
+    from tsfmicro.pairs import source_key
+    from tsfmicro.recipes import recipe_values
+
+    if name == "default":
+        return recipe_values(name)
+    return recipe_values(name, *source_key(args.dataset, args.protocol, args.toy_classes))
+
+
+def recipe_line(args: argparse.Namespace, name: str) -> str:
+    """Where a recipe's values come from, in one line (for the log and config.json)."""
+    from tsfmicro.pairs import source_key
+    from tsfmicro.recipes import describe
+
+    if name == "default":
+        return describe(name)
+    return describe(name, *source_key(args.dataset, args.protocol, args.toy_classes))
 
 
 def load_training_pairs(args: argparse.Namespace, image_size: int, seed: int) -> Any:
@@ -285,10 +326,11 @@ def run(args: argparse.Namespace) -> int:
     if args.shuffle_labels:
         data = data.shuffled_labels(train_cfg.seed)
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    recipe = recipe_line(args, args.recipe)
     log(
         f"run {info['run_id']}: {data.name}, {len(data)} samples, "
         f"{len(data.subject_ids())} subjects; preset {args.preset}, fusion {model_cfg.fusion}, "
-        f"{train_cfg.epochs} epochs, seed {train_cfg.seed}, device {machine.device}"
+        f"{recipe}, {train_cfg.epochs} epochs, seed {train_cfg.seed}, device {machine.device}"
     )
 
     folds_total = len(data.subject_ids())
@@ -312,6 +354,7 @@ def run(args: argparse.Namespace) -> int:
             "root": str(args.root) if args.root else None,
             "shuffled_labels": args.shuffle_labels,
         },
+        recipe={"name": args.recipe, "source": recipe},
     )
     reports = result.save(out_dir, n_boot=args.bootstrap)
     print(results_table(reports))

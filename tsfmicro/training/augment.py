@@ -1,10 +1,23 @@
 """Joint onset/apex augmentation as one batched resampling on the training device.
 
 The published recipe applies, to the onset and the apex with the *same* random
-draw: horizontal flip (p 0.5), rotation within +-3 degrees, and a random crop
-of the full size from the image zero-padded by 15 px. Flip, rotation and crop
-offset compose into one affine map per sample, so both frames of a batch are
-resampled by a single `grid_sample` call: no PIL, no per-sample Python loop.
+draw: horizontal flip (p 0.5), rotation within +-3 degrees (+-4 in the 3-class
+scripts), and a random crop of the full size from the image padded by 15 px (4 in
+the 3-class scripts). Flip, rotation and crop offset compose into one affine map
+per sample, so both frames of a batch are resampled by a single `grid_sample`
+call: no PIL, no per-sample Python loop.
+
+What fills the rotation's corners and the crop's padding, and how pixels are
+resampled, are options (`TrainConfig.augment_fill`, `augment_interpolation`).
+Ours by default: black and bilinear. The scripts apply torchvision's
+RandomRotation (nearest neighbour) and RandomCrop to the *normalised* tensor,
+filling with zeros there, which is the ImageNet mean colour here (frames in
+[0, 1], before normalising): `"imagenet_mean"` and `"nearest"`.
+
+One difference from two torchvision steps remains: torchvision crops after
+rotating, so the whole padded band of the crop is fill, while one affine map reads
+the band from the input where the rotation brings it inside (slivers a few pixels
+deep near the corners; about 6 px at 224 px for 3 degrees).
 
 Random draws come from a CPU `torch.Generator`, so the same seed gives the same
 augmentation on any device.
@@ -19,7 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tsfmicro.training.data import IMAGENET_MEAN
+
 REFERENCE_SIZE = 224  # the crop padding of the recipe is given at this size
+# What `fill` paints, as a colour in [0, 1]; IMAGENET_MEAN is zero in the normalised tensor.
+FILL_COLOURS: dict[str, tuple[float, float, float] | None] = {
+    "black": None,  # zeros: grid_sample's own padding
+    "imagenet_mean": IMAGENET_MEAN,
+}
 
 
 @dataclass(frozen=True)
@@ -68,12 +88,33 @@ def affine_matrices(params: AugmentParams, size: int) -> Tensor:
     return torch.cat([linear, offset], dim=2)
 
 
-def augment_pair(onset: Tensor, apex: Tensor, params: AugmentParams) -> tuple[Tensor, Tensor]:
-    """Apply the same per-sample transform to both frames: float (B, 3, S, S) in [0, 1]
-    (zero padding is black, as in the recipe, so augment before normalising)."""
+def augment_pair(
+    onset: Tensor,
+    apex: Tensor,
+    params: AugmentParams,
+    *,
+    fill: str = "black",
+    interpolation: str = "bilinear",
+) -> tuple[Tensor, Tensor]:
+    """Apply the same per-sample transform to both frames: float (B, 3, S, S) in [0, 1],
+    before normalising. `fill`: what the rotation's corners and the crop's padding become,
+    "black" (zeros) or "imagenet_mean" (the published scripts' fill: they pad the
+    normalised tensor with zeros). `interpolation`: "bilinear" or "nearest" (the scripts')."""
+    if fill not in FILL_COLOURS:
+        raise ValueError(f"fill must be one of {', '.join(FILL_COLOURS)}, got {fill!r}")
+    if interpolation not in ("bilinear", "nearest"):
+        raise ValueError(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
     b, c, size, _ = onset.shape
     theta = affine_matrices(params, size).to(device=onset.device, dtype=onset.dtype)
     both = torch.cat([onset, apex], dim=1)  # (B, 6, S, S)
+    colour = FILL_COLOURS[fill]
+    base = None
+    if colour is not None:  # resample the difference from the fill colour, whose padding is 0
+        base = torch.tensor(colour, device=both.device, dtype=both.dtype).repeat(2)
+        base = base.view(1, 2 * c, 1, 1)
+        both = both - base
     grid = F.affine_grid(theta, list(both.shape), align_corners=False)
-    out = F.grid_sample(both, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = F.grid_sample(both, grid, mode=interpolation, padding_mode="zeros", align_corners=False)
+    if base is not None:
+        out = out + base
     return out[:, :c], out[:, c:]

@@ -7,9 +7,15 @@ Every fold records its held-out subject's predictions after every epoch
 - ``final`` (default, leak-free): the model at the end of the fixed epoch budget.
 - ``val`` (leak-free, when ``TrainConfig.val_subjects > 0``): the epoch with the
   best score on an inner validation split drawn from the *training* subjects.
-- ``oracle`` (optimistic, the published practice): for each held-out subject the
-  epoch with the best accuracy *on that subject*. This selects on the test data
-  and overstates what a model would do on a new subject; it is always labelled.
+- ``oracle`` (optimistic): for each held-out subject the epoch with the best
+  accuracy *on that subject*. This selects on the test data and overstates what a
+  model would do on a new subject; it is always labelled.
+- ``published-oracle`` (optimistic): the selection of the public TSFmicro scripts
+  as they compute it (`published_epochs`): per held-out subject, an ACC epoch and a
+  UF1 epoch chosen separately on that subject, no epoch after the first one at
+  which every test sample is right (the scripts stop a subject's training there).
+  Its ACC is pooled from the ACC epochs' predictions, its UF1 and UAR from the UF1
+  epochs' (where the scripts keep their per-class counts). Always labelled.
 
 The modes' names and notes (`EVAL_MODES`, `OPTIMISTIC_MODES`, `MODE_NOTES`) live in
 `tsfmicro.vocab`, which every other part of the project (the CLI, the search, its MLflow
@@ -42,6 +48,8 @@ from tsfmicro.vocab import (
     MODE_NOTES,
     OPTIMISTIC_MODES,
     PREDICTIONS_FILE,
+    PUBLISHED_ORACLE,
+    SEPARATE_ACC_MODES,
 )
 
 
@@ -52,15 +60,63 @@ def available_modes(folds: Sequence[FoldResult]) -> tuple[str, ...]:
     return tuple(m for m in EVAL_MODES if m != "val" or has_val)
 
 
+def published_stop(fold: FoldResult, labels: np.ndarray) -> int:
+    """The last 0-based epoch the published scripts train for this fold: the first epoch at
+    which every test sample is right (they stop the subject's training there, `if acc == 1.:
+    break`), else the last epoch."""
+    y_test = labels[fold.test_index]
+    perfect = np.flatnonzero((fold.test_probs.argmax(2) == y_test[None]).all(axis=1))
+    return int(perfect[0]) if len(perfect) else fold.epochs - 1
+
+
+def published_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """The scripts' per-subject F1 of each epoch: (epochs,) mean over the classes that occur
+    among the subject's labels *or* predictions of 2 TP / (predicted + true). `y_true`: (n,),
+    `y_pred`: (epochs, n)."""
+    y_pred = np.asarray(y_pred)
+    cms = np.stack([M.confusion_matrix(y_true, p, num_classes) for p in y_pred]).astype(float)
+    tp = np.diagonal(cms, axis1=1, axis2=2)
+    both = cms.sum(axis=2) + cms.sum(axis=1)  # true + predicted, per class
+    present = both > 0
+    f1 = np.where(present, 2 * tp / np.where(present, both, 1), 0.0)
+    return f1.sum(axis=1) / present.sum(axis=1)
+
+
+def published_epochs(fold: FoldResult, labels: np.ndarray, num_classes: int) -> tuple[int, int]:
+    """(ACC epoch, UF1 epoch), 0-based, of `fold` as the public TSFmicro scripts choose them
+    (classes/*/train_c*.py, fusion/*/train_*.py): among the epochs up to `published_stop`,
+    the ACC epoch is the *first* with the most test samples right (`bingo_cnt > max_corr`)
+    and the UF1 epoch the *last* with the highest `published_f1` (`AVG_F1 >= max_f1`).
+    Their ACC counts the ACC epochs' right answers; their UF1 (and the per-class counts of
+    their UAR and confusion matrix) pool the UF1 epochs' predictions."""
+    stop = published_stop(fold, labels)
+    y_test = labels[fold.test_index]
+    preds = fold.test_probs[: stop + 1].argmax(2)
+    correct = (preds == y_test[None]).sum(axis=1)
+    acc_epoch = int(np.argmax(correct))  # the first maximum
+    uf1_epoch = _last_argmax(published_f1(y_test, preds, num_classes))
+    return acc_epoch, uf1_epoch
+
+
 def select_epoch(
-    fold: FoldResult, mode: str, labels: np.ndarray, num_classes: int, val_metric: str = "uf1"
+    fold: FoldResult,
+    mode: str,
+    labels: np.ndarray,
+    num_classes: int,
+    val_metric: str = "uf1",
+    score: str = "uf1",
 ) -> int:
     """The 0-based epoch whose test predictions `fold` contributes in evaluation `mode`.
 
     final: the last epoch. val: the best `val_metric` on the fold's inner validation split.
     oracle: the best accuracy on the held-out subject itself (optimistic). Ties go to the
-    later epoch. `labels` are the labels of the whole PairSet.
+    later epoch. published-oracle (optimistic): `published_epochs`, the ACC epoch for
+    `score` "acc" and the UF1 epoch for "uf1" and "uar"; the other modes use one epoch for
+    every score. `labels` are the labels of the whole PairSet.
     """
+    if mode == PUBLISHED_ORACLE:
+        acc_epoch, uf1_epoch = published_epochs(fold, labels, num_classes)
+        return acc_epoch if score == "acc" else uf1_epoch
     if mode == "final":
         return fold.epochs - 1
     if mode == "val":
@@ -85,14 +141,21 @@ def pooled_scores(
     val_metric: str = "uf1",
 ) -> dict[str, float]:
     """ACC, UF1 and UAR pooled over the given folds in `mode`: the figures of a LOSO run
-    that is still going (the full run's are in LosoResult.evaluate)."""
-    y_true, y_pred = [], []
-    for fold in folds:
-        epoch = select_epoch(fold, mode, labels, num_classes, val_metric)
-        y_true.append(labels[fold.test_index])
-        y_pred.append(fold.test_probs[epoch].argmax(1))
-    cm = M.confusion_matrix(np.concatenate(y_true), np.concatenate(y_pred), num_classes)
-    return M.scores(cm)
+    that is still going (the full run's are in LosoResult.evaluate). In published-oracle
+    the ACC pools the ACC epochs' predictions, UF1 and UAR the UF1 epochs'."""
+
+    def confusion(score: str) -> np.ndarray:
+        y_true, y_pred = [], []
+        for fold in folds:
+            epoch = select_epoch(fold, mode, labels, num_classes, val_metric, score)
+            y_true.append(labels[fold.test_index])
+            y_pred.append(fold.test_probs[epoch].argmax(1))
+        return M.confusion_matrix(np.concatenate(y_true), np.concatenate(y_pred), num_classes)
+
+    out = M.scores(confusion("uf1"))
+    if mode in SEPARATE_ACC_MODES:
+        out["acc"] = M.scores(confusion("acc"))["acc"]
+    return out
 
 
 @dataclass
@@ -172,8 +235,9 @@ class LosoResult:
                 f"(e.g. {doubled})"
             )
 
-    def selected_epochs(self, mode: str) -> dict[str, int]:
-        """The 0-based epoch whose predictions each fold contributes in `mode`."""
+    def selected_epochs(self, mode: str, score: str = "uf1") -> dict[str, int]:
+        """The 0-based epoch whose predictions each fold contributes in `mode` (for `score`:
+        published-oracle reads ACC from other epochs than UF1 and UAR)."""
         if mode not in self.modes:
             raise ConfigError(
                 f"evaluation mode {mode!r} is not available; choose from {self.modes}"
@@ -181,16 +245,20 @@ class LosoResult:
         chosen = {}
         for fold in self.folds:
             chosen[fold.subject] = select_epoch(
-                fold, mode, self.labels, len(self.class_names), self.train_cfg.val_metric
+                fold, mode, self.labels, len(self.class_names), self.train_cfg.val_metric, score
             )
         return chosen
 
     def predictions(self, mode: str = "final") -> pd.DataFrame:
-        """One row per sample: key, subject, label, prediction, epoch used, class probabilities."""
+        """One row per sample: key, subject, label, prediction, epoch used (1-based), the
+        prediction and epoch the mode's ACC counts (`acc_pred`, `acc_epoch`: the same as
+        `pred` and `epoch` except in published-oracle, whose rows hold the UF1 epoch), class
+        probabilities (of `epoch`)."""
         epochs = self.selected_epochs(mode)
+        acc_epochs = self.selected_epochs(mode, "acc") if mode in SEPARATE_ACC_MODES else epochs
         frames = []
         for fold in self.folds:
-            e = epochs[fold.subject]
+            e, a = epochs[fold.subject], acc_epochs[fold.subject]
             probs = fold.test_probs[e]
             frame = pd.DataFrame(
                 {
@@ -199,6 +267,8 @@ class LosoResult:
                     "label": self.labels[fold.test_index],
                     "pred": probs.argmax(1),
                     "epoch": e + 1,
+                    "acc_pred": fold.test_probs[a].argmax(1),
+                    "acc_epoch": a + 1,
                 }
             )
             for c, name in enumerate(self.class_names):
@@ -220,6 +290,22 @@ class LosoResult:
             n_boot=n_boot,
             seed=seed,
         )
+        if mode in SEPARATE_ACC_MODES:
+            _take_acc(
+                report,
+                M.evaluate(
+                    pred["label"].to_numpy(),
+                    pred["acc_pred"].to_numpy(),
+                    pred["subject"].to_numpy(),
+                    self.class_names,
+                    n_boot=n_boot,
+                    seed=seed,
+                ),
+            )
+            report.extra.update(
+                acc_from="each subject's ACC epoch",
+                uf1_uar_from="each subject's UF1 epoch (also the per-class table and confusion)",
+            )
         report.extra.update(mode=mode, optimistic=mode in OPTIMISTIC_MODES, note=MODE_NOTES[mode])
         return report
 
@@ -274,6 +360,18 @@ class LosoResult:
                 **{f"test_index/{f.subject}": f.test_index for f in self.folds},
             )
         return reports
+
+
+def _take_acc(report: M.MetricsReport, source: M.MetricsReport) -> None:
+    """Put `source`'s ACC (pooled, interval, per-fold, fold mean and spread) into `report`.
+    Both come from the same subjects and bootstrap seed, so the intervals share resamples."""
+    report.acc = source.acc
+    report.ci["acc"] = source.ci["acc"]
+    report.fold_mean["acc"] = source.fold_mean["acc"]
+    report.fold_std["acc"] = source.fold_std["acc"]
+    per_fold = report.per_fold.set_index("subject")
+    per_fold["acc"] = source.per_fold.set_index("subject")["acc"]
+    report.per_fold = per_fold.reset_index()
 
 
 def _last_argmax(values: np.ndarray) -> int:

@@ -345,7 +345,13 @@ class _Stack:
         onsets, apexes = (self.train_onset, self.train_apex) if train else (self.onset, self.apex)
         onset, apex = to_unit_float(onsets[flat]), to_unit_float(apexes[flat])
         if params is not None:
-            onset, apex = augment_pair(onset, apex, params)
+            onset, apex = augment_pair(
+                onset,
+                apex,
+                params,
+                fill=self.cfg.augment_fill,
+                interpolation=self.cfg.augment_interpolation,
+            )
         return normalize(onset).reshape(shape), normalize(apex).reshape(shape)
 
     @torch.inference_mode()

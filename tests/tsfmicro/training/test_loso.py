@@ -143,12 +143,13 @@ def test_save_writes_predictions_metrics_and_config(quick_run, tmp_path):
 
     quick_run.save(tmp_path, n_boot=50)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(metrics) == {"final", "val", "oracle"}
+    assert set(metrics) == {"final", "val", "oracle", "published-oracle"}
     assert metrics["oracle"]["optimistic"] is True
+    assert metrics["published-oracle"]["optimistic"] is True
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model"]["image_size"] == 32 and config["train"]["epochs"] == 2
     pred = pd.read_parquet(tmp_path / "predictions.parquet")
-    assert len(pred) == 3 * len(quick_run.labels)
+    assert len(pred) == 4 * len(quick_run.labels)
     probs = np.load(tmp_path / "epoch_probs.npz")
     assert len(probs.files) == 2 * len(quick_run.folds)
 
@@ -199,7 +200,7 @@ def test_tiny_preset_learns_the_toy_task():
 
 def test_pooled_scores_of_all_folds_equal_the_full_evaluation(quick_run):
 
-    for mode in ("final", "val", "oracle"):
+    for mode in ("final", "val", "oracle", "published-oracle"):
         partial = pooled_scores(quick_run.folds, mode, quick_run.labels, 3)
         full = quick_run.evaluate(mode, n_boot=20)
         assert partial == pytest.approx({"acc": full.acc, "uf1": full.uf1, "uar": full.uar})
