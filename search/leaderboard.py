@@ -174,8 +174,8 @@ def format_leaderboard(
             lines.append(f"{rank:>2} {str(row['trial']):<10}{cells}{scores}{oracle}{tie}")
         if mode != "oracle":
             lines.append(
-                "oracle UF1: per-subject best epoch (optimistic, for comparison with "
-                "published figures)"
+                "oracle UF1: per-subject best-accuracy epoch (optimistic; --eval-mode "
+                "published-oracle is the published scripts' own selection)"
             )
         if with_ties:
             lines.append(TIE_NOTE)
