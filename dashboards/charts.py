@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import altair as alt
 import pandas as pd
 
-from dashboards.tables import METRIC_LABELS
+from dashboards.tables import METRIC_LABELS, STATUS_COLOURS, STATUS_TITLE
 from search.schema import CURVE_METRICS
 from tsfmicro.metrics import METRICS
 
@@ -96,21 +96,61 @@ def best_so_far(table: pd.DataFrame, x: str, title: str, label: str) -> alt.Char
     return (line + points).properties(height=260)
 
 
-def parallel(long: pd.DataFrame, axes: Sequence[str], label: str) -> alt.Chart:
-    """Parallel coordinates: one line per trial across the axes, coloured by its score."""
+def parallel(
+    long: pd.DataFrame, axes: Sequence[str], label: str, ticks: pd.DataFrame
+) -> alt.Chart:
+    """Parallel coordinates: one line per trial across the axes, coloured by its score; each
+    axis labelled at a few round values (`tables.parallel_ticks`), not at every trial's, so
+    that labels never overlap where trials cluster (a log axis reads 1e-4, 2e-4, 5e-4 ...)."""
+    x = alt.X("axis:N", sort=list(axes), title=None,
+              axis=alt.Axis(labelAngle=0, labelLimit=200, orient="top"))  # fmt: skip
+    y = alt.Y("position:Q", axis=None, scale=alt.Scale(domain=[-0.04, 1.04]))
     base = alt.Chart(long).encode(
-        x=alt.X("axis:N", sort=list(axes), title=None, axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("position:Q", axis=None),
+        x=x,
+        y=y,
         detail="trial:N",
         color=alt.Color("score:Q", title=label, scale=alt.Scale(scheme="viridis")),
         tooltip=["trial", "axis", "value", alt.Tooltip("score:Q", format=".3f")],
     )
-    ticks = alt.Chart(long).mark_text(align="left", dx=4, fontSize=10, color="gray").encode(
-        x=alt.X("axis:N", sort=list(axes)), y="position:Q", text="value:N"
+    marks = alt.Chart(ticks).encode(x=x, y=y)
+    rules = alt.Chart(pd.DataFrame({"axis": list(axes)})).mark_rule(color="#d0d0d0").encode(x=x)
+    tick_marks = marks.mark_tick(orient="horizontal", size=8, color="gray", thickness=1)
+    tick_text = marks.mark_text(align="right", dx=-6, fontSize=11, color="#555").encode(
+        text="text:N"
     )
-    return (base.mark_line(opacity=0.8) + base.mark_circle(size=40) + ticks).properties(
-        height=320
+    return (
+        rules + base.mark_line(opacity=0.8) + base.mark_circle(size=40) + tick_marks + tick_text
+    ).properties(height=340)
+
+
+def intervals(table: pd.DataFrame, label: str) -> alt.Chart:
+    """Each trial's score as a dot with its 95% interval as a bar, best first, coloured by
+    how it compares with its search's best (`tables.intervals`: the paired tie test where it
+    exists, otherwise interval overlap); the legend names the rule of each colour."""
+    present = [s for s in STATUS_COLOURS if s in set(table["status"])]
+    colour = alt.Color(
+        "status:N",
+        title=STATUS_TITLE,
+        scale=alt.Scale(domain=present, range=[STATUS_COLOURS[s] for s in present]),
+        legend=alt.Legend(orient="right", labelLimit=320, symbolType="stroke",
+                          symbolStrokeWidth=4),  # fmt: skip
     )
+    base = alt.Chart(table).encode(
+        y=alt.Y("label:N", sort=table["label"].tolist(), title=None,
+                axis=alt.Axis(labelLimit=220)),  # fmt: skip
+        color=colour,
+        tooltip=["trial", "search", "mode", "status", alt.Tooltip("value:Q", format=".3f"),
+                 alt.Tooltip("lo:Q", format=".3f"), alt.Tooltip("hi:Q", format=".3f")],
+    )
+    bars = base.mark_rule(strokeWidth=5, opacity=0.9).encode(
+        x=alt.X("lo:Q", title=f"{label} with its 95% interval", scale=SCORE,
+                axis=alt.Axis(values=[i / 10 for i in range(11)], format=".1f")),
+        x2="hi:Q",
+    )
+    dots = base.mark_point(filled=True, size=60, color="black", opacity=1).encode(
+        x="value:Q", color=alt.value("black")
+    )
+    return (bars + dots).properties(height=alt.Step(22))
 
 
 def importance(table: pd.DataFrame, column: str) -> alt.Chart:

@@ -45,7 +45,7 @@ from tsfmicro.metrics import METRICS
 URI_ENV = "TSFMICRO_TRACKING_URI"
 PROBE_TIMEOUT_S = 3.0
 # The fold runs' columns of the trial page, in order, after the subject.
-FOLD_PARAMS = (FoldParam.WORKER, FoldParam.DEVICE)
+FOLD_PARAMS = (FoldParam.HOST, FoldParam.WORKER, FoldParam.DEVICE)
 FOLD_METRICS = (
     FoldMetric.FINAL_ACC,
     FoldMetric.ORACLE_ACC,

@@ -8,7 +8,9 @@ with their reason and never ranked.
 
 from __future__ import annotations
 
+import json
 import math
+import shlex
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -29,8 +31,10 @@ from search.schema import (
     FIGURES,
     OPTIMISTIC_FIGURES,
     STATE_COMPLETE,
+    FoldParam,
     SearchMetric,
     TieMetric,
+    VersionTag,
     class_metric_prefix,
     figure_metric,
     fold_mean_metric,
@@ -73,6 +77,14 @@ def ci_text(lo: Any, hi: Any) -> str:
     if _missing(lo) or _missing(hi):
         return ""
     return f"[{float(lo):.3f}, {float(hi):.3f}]"
+
+
+def ci_short(lo: Any, hi: Any) -> str:
+    """'0.36–0.59' (two decimals, for narrow table columns), or '' when either end is
+    unknown."""
+    if _missing(lo) or _missing(hi):
+        return ""
+    return f"{float(lo):.2f}–{float(hi):.2f}"
 
 
 def _missing(value: Any) -> bool:
@@ -197,7 +209,8 @@ def shown_params(board: pd.DataFrame) -> list[str]:
 
 
 def display(rows: pd.DataFrame, params: Sequence[str]) -> pd.DataFrame:
-    """The leaderboard's columns, in order, for ranked trials (and reference rows)."""
+    """The leaderboard's columns, in order, for ranked trials (and reference rows); the
+    intervals written short ('0.36–0.59') to keep the table within the page."""
     out = pd.DataFrame(index=rows.index)
     out["rank"] = rows.get("rank", pd.Series(pd.NA, index=rows.index)).astype("Int64")
     out["source"] = rows.get("source", pd.Series(MEASURED, index=rows.index)).fillna(MEASURED)
@@ -213,11 +226,81 @@ def display(rows: pd.DataFrame, params: Sequence[str]) -> pd.DataFrame:
         label = METRIC_LABELS[m]
         out[label] = pd.to_numeric(rows[m], errors="coerce")
         out[f"{label} 95% CI"] = [
-            ci_text(lo, hi) for lo, hi in zip(rows[m + CI_LO], rows[m + CI_HI], strict=True)
+            ci_short(lo, hi) for lo, hi in zip(rows[m + CI_LO], rows[m + CI_HI], strict=True)
         ]
     out["started"] = rows["started"] if "started" in rows else pd.NaT
     out["run_id"] = rows["run_id"] if "run_id" in rows else None
     return naive_utc(out.reset_index(drop=True))
+
+
+def with_details(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with a `details` column: the trial page's link of each row's run
+    (`trial?run=<run id>`), empty for rows without a run (reported figures)."""
+    out = table.copy()
+    runs = out["run_id"] if "run_id" in out else pd.Series(None, index=out.index)
+    out["details"] = [f"trial?run={r}" if isinstance(r, str) and r else None for r in runs]
+    return out
+
+
+# Columns of the trial tables (leaderboard, not ranked, overview) that stay in their data but
+# not on the page: `source` (a reported figure's mode cell already says "reported: ...") and
+# `run_id` (behind the details link, and on the trial page to copy).
+HIDDEN_COLUMNS = ("source", "run_id")
+
+
+def visible_columns(table: pd.DataFrame) -> list[str]:
+    """A trial table's visible columns, in order: every column but HIDDEN_COLUMNS."""
+    return [c for c in table.columns if c not in HIDDEN_COLUMNS]
+
+
+CONSTANT_COLUMNS = ("mode", "search")  # named in the caption where every row shares one
+# The leaderboard's column widths in pixels (a hyperparameter's comes from its name), and the
+# width its table has on a 1600 px wide window (the 224 px sidebar and the page's margins
+# taken off, with room for the table's borders).
+LEADERBOARD_WIDTHS = {
+    "rank": 36, "mode": 126, "trial": 78, "search": 80,
+    **{METRIC_LABELS[m]: 56 for m in METRICS},
+    **{f"{METRIC_LABELS[m]} 95% CI": 84 for m in METRICS},
+    "started": 124, "details": 76,
+}  # fmt: skip
+TIE_WIDTH = 152  # the TIE_COLUMN's: 'tied: -0.070 [-0.08, +0.00]'
+LEADERBOARD_BUDGET = 1190
+OPTIONAL_COLUMNS = ("started",)  # left out, in this order, where the rest needs the room
+
+
+def column_width(name: str) -> int:
+    """A leaderboard column's width: LEADERBOARD_WIDTHS, or for a hyperparameter enough for
+    its name (its values, numbers or short words, are narrower)."""
+    if name == TIE_COLUMN:
+        return TIE_WIDTH
+    return LEADERBOARD_WIDTHS.get(name, max(56, min(150, 7 * len(name) + 18)))
+
+
+def leaderboard_columns(table: pd.DataFrame, metric: str) -> list[str]:
+    """The leaderboard's visible columns (of `display`'s table), within LEADERBOARD_BUDGET
+    pixels: not HIDDEN_COLUMNS; `mode` and `search` only where the rows differ in them
+    (several modes or searches, or reported figures beside trials; `shared_note` names a
+    single one); the 95% interval of the ranked `metric` only (the interval chart draws it;
+    the trial page lists every one); and OPTIONAL_COLUMNS only where there is room."""
+    shown_ci = f"{METRIC_LABELS[metric]} 95% CI"
+    hide = set(HIDDEN_COLUMNS) | {f"{METRIC_LABELS[m]} 95% CI" for m in METRICS} - {shown_ci}
+    hide |= {c for c in CONSTANT_COLUMNS if c in table and table[c].nunique(dropna=False) <= 1}
+    shown = [c for c in table.columns if c not in hide]
+    for optional in OPTIONAL_COLUMNS:
+        if sum(map(column_width, shown)) > LEADERBOARD_BUDGET and optional in shown:
+            shown.remove(optional)
+    return shown
+
+
+def shared_note(table: pd.DataFrame) -> str:
+    """How the leaderboard's rows are ranked, naming what `leaderboard_columns` leaves out
+    because every row shares it: ' in the final (leak-free) mode, all from search s1', or
+    ' within each evaluation mode'."""
+    one = {c: c in table and len(table) > 0 and table[c].nunique(dropna=False) == 1
+           for c in CONSTANT_COLUMNS}  # fmt: skip
+    note = (f" in the {table['mode'].iloc[0]} mode" if one["mode"]
+            else " within each evaluation mode")  # fmt: skip
+    return note + (f", all from search {table['search'].iloc[0]}" if one["search"] else "")
 
 
 # ---- ties with the search's champion and the search's honest estimates ----------------------
@@ -396,6 +479,92 @@ def figures(row: dict | None) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+# ---- each trial's interval against its search's best ---------------------------------------
+
+BEST_STATUS = "best of its search"
+TIED_STATUS = "tied with it (paired bootstrap)"
+NOT_TIED_STATUS = "not tied (paired bootstrap)"
+OVERLAP_STATUS = "interval overlaps its interval"
+APART_STATUS = "interval apart from its interval"
+NO_INTERVAL = "no interval"
+# The statuses in legend order, with their colours: blues where the paired test against the
+# champion decides, oranges where only the intervals' overlap does.
+STATUS_COLOURS = {
+    BEST_STATUS: "#08306b",
+    TIED_STATUS: "#4292c6",
+    NOT_TIED_STATUS: "#c6dbef",
+    OVERLAP_STATUS: "#f16913",
+    APART_STATUS: "#fdd0a2",
+    NO_INTERVAL: "#bdbdbd",
+}
+STATUS_TITLE = "vs its search's best"
+INTERVALS_CAPTION = (
+    "Each trial's score with its 95% interval, coloured by how it compares with the best "
+    "trial of its search in that mode. Blue: the paired subject-bootstrap test against the "
+    "search's champion (*vs search best*; the mode and metric the search optimised). Orange, "
+    "where there is no such test (other modes and metrics, searches without estimates): "
+    "whether the two intervals overlap, a rougher rule that says *tied* more often."
+)
+
+
+def _tie_rule(group: pd.DataFrame, mode: str, metric: str) -> bool:
+    """Whether the paired tie test covers every row of one search's rows in one mode: the
+    mode and metric are the ones the search optimised and every row has its test."""
+    needed = {"eval_mode", "objective_name", TIED, TieMetric.DIFF}
+    if not needed <= set(group.columns):
+        return False
+    return bool(
+        (group["eval_mode"] == mode).all()
+        and (group["objective_name"] == metric).all()
+        and group[TIED].notna().all()
+        and group[TieMetric.DIFF].notna().all()
+    )
+
+
+def intervals(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Ranked rows (`ranked`/`by_mode`, one experiment) as interval bars: per row its label
+    (the trial, with the mode when there are several), `metric`'s value and interval, and its
+    status against the best trial of its search in its mode: by the paired tie test where it
+    covers the rows (`BEST_STATUS`, `TIED_STATUS`, `NOT_TIED_STATUS`), otherwise by interval
+    overlap with that best trial's (`BEST_STATUS`, `OVERLAP_STATUS`, `APART_STATUS`), and
+    the rule used ('paired test' or 'overlap')."""
+    columns = ["label", "trial", "search", "mode", "value", "lo", "hi", "status", "rule"]
+    if rows.empty or metric not in rows:
+        return pd.DataFrame(columns=columns)
+    several = rows["mode"].nunique() > 1
+    out = {}
+    for (_, mode), group in rows.groupby(["search", "mode"], sort=False, dropna=False):
+        paired = _tie_rule(group, mode, metric)
+        values = pd.to_numeric(group[metric], errors="coerce")
+        top = values.idxmax() if values.notna().any() else None
+        best_lo = group.at[top, metric + CI_LO] if top is not None else np.nan
+        best_hi = group.at[top, metric + CI_HI] if top is not None else np.nan
+        for idx, r in group.iterrows():
+            lo, hi = r.get(metric + CI_LO), r.get(metric + CI_HI)
+            if paired:
+                zero = r[TieMetric.DIFF] == r.get(TieMetric.DIFF + CI_LO) == r.get(
+                    TieMetric.DIFF + CI_HI) == 0  # fmt: skip
+                status = BEST_STATUS if zero else (
+                    TIED_STATUS if bool(r[TIED]) else NOT_TIED_STATUS)  # fmt: skip
+            elif idx == top:
+                status = BEST_STATUS
+            elif any(_missing(v) for v in (lo, hi, best_lo, best_hi)):
+                status = NO_INTERVAL
+            else:
+                overlap = float(lo) <= float(best_hi) and float(hi) >= float(best_lo)
+                status = OVERLAP_STATUS if overlap else APART_STATUS
+            out[idx] = {
+                "label": f"{r['trial']} · {mode}" if several else str(r["trial"]),
+                "trial": r["trial"], "search": r["search"], "mode": mode,
+                "value": values[idx], "lo": lo, "hi": hi, "status": status,
+                "rule": "paired test" if paired else "overlap",
+            }  # fmt: skip
+    table = pd.DataFrame([out[i] for i in rows.index], columns=columns)  # in the rows' order
+    for col in ("value", "lo", "hi"):
+        table[col] = pd.to_numeric(table[col], errors="coerce")
+    return table
+
+
 # ---- published reference figures -----------------------------------------------------------
 
 
@@ -448,6 +617,13 @@ def references_display(refs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def references_columns(table: pd.DataFrame) -> list[str]:
+    """The columns of `references_display`'s table worth showing: every one but the interval
+    columns no published figure fills (the paper reports none today)."""
+    return [c for c in table.columns
+            if not (c.endswith("95% CI") and table[c].fillna("").eq("").all())]  # fmt: skip
+
+
 # ---- overview ------------------------------------------------------------------------------
 
 
@@ -480,7 +656,7 @@ def overview(
                         "fusion": top.get("fusion")})
             for m in METRICS:
                 row[METRIC_LABELS[m]] = top[m]
-                row[f"{METRIC_LABELS[m]} 95% CI"] = ci_text(top[m + CI_LO], top[m + CI_HI])
+                row[f"{METRIC_LABELS[m]} 95% CI"] = ci_short(top[m + CI_LO], top[m + CI_HI])
             row["run_id"] = top["run_id"]
         ref = reference_rows(refs, [(exp.dataset, exp.protocol)])
         known = ref.dropna(subset=["acc"]) if not ref.empty else ref
@@ -493,6 +669,18 @@ def overview(
                *(c for m in METRICS for c in (METRIC_LABELS[m], f"{METRIC_LABELS[m]} 95% CI")),
                "complete trials", "not ranked", "reported ACC (paper)", "reported by", "run_id"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def overview_columns(table: pd.DataFrame, metric: str) -> list[str]:
+    """The overview's visible columns (of `with_details(overview(...))`): not HIDDEN_COLUMNS
+    nor `mode` (the one chosen on the page), the 95% interval of the chosen `metric` only,
+    and the published figure's columns only where some experiment has one."""
+    hide = {*HIDDEN_COLUMNS, "mode"}
+    hide |= {f"{METRIC_LABELS[m]} 95% CI" for m in METRICS} - {f"{METRIC_LABELS[metric]} 95% CI"}
+    for col in ("reported ACC (paper)", "reported by"):
+        if col in table and table[col].isna().all():
+            hide.add(col)
+    return [c for c in table.columns if c not in hide]
 
 
 def overview_scores(table: pd.DataFrame) -> pd.DataFrame:
@@ -512,7 +700,7 @@ def overview_scores(table: pd.DataFrame) -> pd.DataFrame:
 def _parse_ci(text: Any) -> tuple[float, float]:
     if not text or _missing(text):
         return math.nan, math.nan
-    lo, hi = str(text).strip("[]").split(",")
+    lo, hi = str(text).strip("[]").replace("–", ",").split(",")  # ci_text's or ci_short's
     return float(lo), float(hi)
 
 
@@ -558,33 +746,115 @@ def _log_scaled(series: pd.Series) -> bool:
     return bool(len(values) and (values > 0).all() and values.max() / values.min() >= 20)
 
 
+def nice_ticks(lo: float, hi: float, count: int = 5, integer: bool = False) -> list[float]:
+    """Round values within [lo, hi] one 1-2-5 step apart, at most `count` of them (whole
+    numbers only when `integer`); [lo] when the range is a single value."""
+    if not hi > lo:
+        return [lo]
+    raw = (hi - lo) / max(1, count - 1)
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    if integer:
+        step = max(1.0, float(round(step)))
+    first = math.ceil(lo / step - 1e-9)
+    ticks = [(first + i) * step for i in range(int((hi - first * step) / step + 1e-9) + 1)]
+    decimals = max(0, -math.floor(math.log10(step)))
+    return [round(t, decimals + 1) for t in ticks if lo - 1e-12 <= t <= hi + 1e-12]
+
+
+def log_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
+    """Values within [lo, hi] (lo > 0) on a log axis: 1, 2 and 5 times the powers of ten,
+    then 1 and 3 times, then powers of ten alone (every other one, ...), whichever first gives
+    at most `count` marks."""
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    inside = [lo * (1 - 1e-9), hi * (1 + 1e-9)]
+
+    def marks(mantissas: tuple[int, ...], every: int = 1) -> list[float]:
+        return [float(f"{m}e{e}") for e in range(first, last + 1) for m in mantissas
+                if (e - first) % every == 0 and inside[0] <= m * 10.0**e <= inside[1]]  # fmt: skip
+
+    for mantissas in ((1, 2, 5), (1, 3), (1,)):
+        ticks = marks(mantissas)
+        if len(ticks) <= count:
+            return ticks
+    every = 2
+    while len(ticks := marks((1,), every)) > count:
+        every += 1
+    return ticks
+
+
+def tick_text(ticks: Sequence[float], log: bool) -> list[str]:
+    """Tick labels: on a log axis of small values `1e-4`, `2e-4` ... (no zero padding), else
+    the shortest plain form of each value."""
+    if log and ticks and min(ticks) < 0.01:
+        parts = [f"{t:.0e}".split("e") for t in ticks]  # 1e-04: one digit, 1, 2, 3 or 5
+        return [f"{mantissa}e{int(exponent)}" for mantissa, exponent in parts]
+    return [f"{t:.6g}" for t in ticks]
+
+
+def _axis(values: pd.Series, score: bool) -> tuple[pd.Series, pd.Series, list[tuple[float, str]]]:
+    """One parallel-coordinates axis: each value's position in [0, 1], its text, and the
+    axis's labelled ticks [(position, text)]. Numeric values are min-max scaled (log10 where
+    they span 20x or more, except the score), categories evenly spaced, each labelled once."""
+    if _numeric(values):
+        v = values.astype(float)
+        log = not score and _log_scaled(v)
+        lo, hi = (float(v.min()), float(v.max())) if v.notna().any() else (0.0, 0.0)
+        if log:
+            ticks = log_ticks(lo, hi)
+            scale = np.log10
+        else:
+            integer = bool(v.dropna().map(float.is_integer).all())
+            ticks = nice_ticks(lo, hi, integer=integer)
+            scale = np.asarray
+        a, b = float(scale(lo)), float(scale(hi))
+        span = b - a
+
+        def where(x: Any) -> Any:
+            return (scale(x) - a) / span if span > 0 else 0.5 + 0 * np.asarray(x)
+
+        pos = pd.Series(where(v.to_numpy()), index=v.index, dtype=float)
+        text = values.map(lambda x: "" if _missing(x) else f"{x:.4g}")
+        marks = list(zip((float(where(t)) for t in ticks), tick_text(ticks, log), strict=True))
+        if span > 0 and len(marks) < 2:  # too narrow a range for round values: its ends
+            marks = [(0.0, f"{lo:.4g}"), (1.0, f"{hi:.4g}")]
+        return pos, text, marks
+    cats = sorted(values.dropna().astype(str).unique())
+    step = 1 / (len(cats) - 1) if len(cats) > 1 else 0.0
+    places = {c: (i * step if len(cats) > 1 else 0.5) for i, c in enumerate(cats)}
+    return values.astype(str).map(places), values.astype(str), [(places[c], c) for c in cats]
+
+
+def _parallel_axes(trials: pd.DataFrame, params: Sequence[str], column: str, label: str):
+    t = complete(trials)
+    t = t[t[column].notna()] if column in t else t.iloc[0:0]
+    for axis in [*params, label]:
+        pos, text, marks = _axis(t[column] if axis == label else t[axis], axis == label)
+        yield t, axis, pos, text, marks
+
+
 def parallel(trials: pd.DataFrame, params: Sequence[str], column: str, label: str) -> pd.DataFrame:
     """Parallel-coordinates data, long: one row per (trial, axis) with the axis position in
     [0, 1] (numeric axes min-max scaled, log where the range spans 20x or more; categories
     evenly spaced), the value as text, and the trial's score for the colour."""
     rows = []
-    t = complete(trials)
-    t = t[t[column].notna()] if column in t else t.iloc[0:0]
-    axes = [*params, label]
-    for axis in axes:
-        values = t[column] if axis == label else t[axis]
-        if _numeric(values):
-            v = values.astype(float)
-            if axis != label and _log_scaled(v):
-                v = np.log10(v)
-            span = v.max() - v.min()
-            pos = (v - v.min()) / span if span > 0 else pd.Series(0.5, index=v.index)
-            text = values.map(lambda x: f"{x:.4g}")
-        else:
-            cats = sorted(values.dropna().astype(str).unique())
-            step = 1 / (len(cats) - 1) if len(cats) > 1 else 0.0
-            where = {c: (i * step if len(cats) > 1 else 0.5) for i, c in enumerate(cats)}
-            pos = values.astype(str).map(where)
-            text = values.astype(str)
+    for t, axis, pos, text, _ in _parallel_axes(trials, params, column, label):
         for idx in t.index:
             rows.append({"trial": t.at[idx, "trial"], "axis": axis, "position": pos[idx],
                          "value": text[idx], "score": t.at[idx, column]})
     return pd.DataFrame(rows, columns=["trial", "axis", "position", "value", "score"])
+
+
+def parallel_ticks(
+    trials: pd.DataFrame, params: Sequence[str], column: str, label: str
+) -> pd.DataFrame:
+    """The labelled ticks of every parallel-coordinates axis (axis, position, text): a few
+    round values per numeric axis (1-2-5 steps; on a log axis 1, 2 and 5 times powers of ten,
+    written 1e-4), each category once, so that labels never pile up where trials cluster."""
+    rows = [{"axis": axis, "position": p, "text": s}
+            for _, axis, _, _, marks in _parallel_axes(trials, params, column, label)
+            for p, s in marks]  # fmt: skip
+    return pd.DataFrame(rows, columns=["axis", "position", "text"])
 
 
 def eta_squared(trials: pd.DataFrame, params: Sequence[str], column: str) -> dict[str, float]:
@@ -750,6 +1020,21 @@ def per_class_from_metrics(metrics: dict[str, float], mode: str) -> pd.DataFrame
     )
 
 
+def fold_table(folds: pd.DataFrame) -> pd.DataFrame:
+    """The fold runs as the trial page shows them: where each ran as `host` (the worker's
+    host name; empty for runs logged before host names were recorded) and `Ray node` (the
+    node id's first 8 characters, enough to tell nodes apart; "local" outside Ray), in
+    place of the raw 56-character node id."""
+    out = folds.copy()
+    host = out.pop(FoldParam.HOST) if FoldParam.HOST in out else pd.Series("", index=out.index)
+    node = out.pop(FoldParam.WORKER) if FoldParam.WORKER in out else pd.Series(
+        "", index=out.index)  # fmt: skip
+    at = out.columns.get_loc(FoldParam.SUBJECT) + 1 if FoldParam.SUBJECT in out else 0
+    out.insert(at, "Ray node", ["" if _missing(n) else str(n)[:8] for n in node])
+    out.insert(at, "host", ["" if _missing(h) else str(h) for h in host])
+    return out
+
+
 def params_table(params: dict[str, str], searched: Sequence[str]) -> pd.DataFrame:
     """Every parameter of the run, the searched ones first and marked."""
     rows = [{"parameter": k, "value": v, "searched": k in searched} for k, v in params.items()]
@@ -772,3 +1057,53 @@ def confusion_long(confusion: dict[str, Any], normalize: bool) -> pd.DataFrame:
                          "share": share[i, j],
                          "shown": share[i, j] if normalize else matrix[i, j]})
     return pd.DataFrame(rows)
+
+
+# ---- registered models -------------------------------------------------------------------
+
+
+def registry_columns(versions: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """The versions table's visible columns among `columns` (those it has): the LOSO scores of
+    the final mode and of every mode a version was chosen in, not of the others (the
+    champion's scores in every mode are shown above the table)."""
+    chosen = set(versions.get(VersionTag.EVAL_MODE, pd.Series(dtype=str)).dropna()) | {"final"}
+    scores = {score_metric(mode, m) for mode in EVAL_MODES for m in METRICS}
+    wanted = {score_metric(mode, m) for mode in chosen for m in METRICS}
+    return [c for c in columns if c in versions and (c not in scores or c in wanted)]
+
+
+MODEL_INPUT = ("onset_path", "apex_path")  # the pyfunc's input columns (search.mlflow_model)
+SERVE_PORT = 5001  # not MLflow's default 5000, which a tracking server often holds
+
+
+def load_code(name: str, version: int | str, uri: str) -> dict[str, str]:
+    """The code that loads version `version` of registered model `name` from the store at
+    `uri`, three ways: `python` (mlflow.pyfunc.load_model and a prediction), `pull`
+    (`tsfmicro pull NAME/VERSION`, then `tsfmicro predict` on the folder it writes) and
+    `serve` (`mlflow models serve` in this environment, and a request to it)."""
+    model = f"models:/{name}/{version}"
+    spec = f"{name}/{version}"
+    folder = f"models/{name}_v{version}"  # where `tsfmicro pull` puts it (search.cli.run_pull)
+    first, second = MODEL_INPUT
+    python = (
+        "import mlflow\n"
+        "import pandas as pd\n\n"
+        f"mlflow.set_tracking_uri({json.dumps(uri)})\n"
+        f"model = mlflow.pyfunc.load_model({json.dumps(model)})\n"
+        f'pairs = pd.DataFrame({{"{first}": ["onset.jpg"], "{second}": ["apex.jpg"]}})\n'
+        "print(model.predict(pairs))  # a probability per class, and the label"
+    )
+    pull = (
+        f"tsfmicro pull {shlex.quote(spec)} --tracking-uri {shlex.quote(uri)}\n"
+        f"tsfmicro predict --model {shlex.quote(folder)} --onset onset.jpg --apex apex.jpg"
+    )
+    body = json.dumps({"dataframe_split": {"columns": list(MODEL_INPUT),
+                                           "data": [["onset.jpg", "apex.jpg"]]}})
+    serve = (
+        f"MLFLOW_TRACKING_URI={shlex.quote(uri)} \\\n"
+        f"  mlflow models serve -m {shlex.quote(model)} --env-manager local --port {SERVE_PORT}\n"
+        f"curl -s http://127.0.0.1:{SERVE_PORT}/invocations "
+        "-H 'Content-Type: application/json' \\\n"
+        f"  -d {shlex.quote(body)}"
+    )
+    return {"python": python, "pull": pull, "serve": serve}

@@ -19,6 +19,13 @@ OPTIMISTIC_NOTE = (
 )
 
 
+def table(data: Any, key: str, **options: Any) -> Any:
+    """A table as every page shows one: full width, no index, and missing values as empty
+    cells (Streamlit writes "None" otherwise)."""
+    return st.dataframe(data, hide_index=True, width="stretch", placeholder="", key=key,
+                        **options)
+
+
 def read(fn: Callable[..., Any], *args: Any) -> Any:
     """Call a data function; on a StoreError show its message and stop the page."""
     try:

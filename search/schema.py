@@ -158,6 +158,7 @@ class FoldParam:
     SEED = "seed"
     DEVICE = "device"
     WORKER = "worker"
+    HOST = "host"  # the worker's host name (runs logged before it have only the node id)
     VAL_SUBJECTS = "val_subjects"
 
 

@@ -439,6 +439,8 @@ class MlflowTracker(Callback):
             Param(FoldParam.WORKER, fold.worker or "local"),
             Param(FoldParam.VAL_SUBJECTS, ",".join(fold.val_subjects)),
         ]
+        if fold.host:
+            params.append(Param(FoldParam.HOST, fold.host))
         for begin in range(0, len(metrics), 900):  # log_batch takes at most 1000 metrics
             self.client.log_batch(
                 run.info.run_id,

@@ -24,6 +24,7 @@ takes the union of both.
 from __future__ import annotations
 
 import json
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,8 @@ _ARRAYS = (
     "train_loss",
     "train_acc",
 )
-_SCALARS = ("seed", "seconds", "train_samples", "device", "val_subjects", "worker", "started")
+_SCALARS = ("seed", "seconds", "train_samples", "device", "val_subjects", "worker", "host",
+            "started")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -172,14 +174,14 @@ def run_folds(
 ) -> list[FoldResult]:
     """Body of a fold-group task: the library's LOSO engine on these folds, with the runner a
     task of `threads` CPUs uses for `group` (Runner.for_task); each fold labelled with the node
-    it ran on."""
+    it ran on (Ray node id and host name)."""
     import ray
 
     runner = Runner.for_task(group, len(subjects), threads, machine)
     folds = run_loso(data, model_cfg, train_cfg, runner, subjects=subjects).folds
-    node = ray.get_runtime_context().get_node_id()
+    node, host = ray.get_runtime_context().get_node_id(), socket.gethostname()
     for fold in folds:
-        fold.worker = node
+        fold.worker, fold.host = node, host
     return folds
 
 

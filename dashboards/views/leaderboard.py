@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboards import data, tables, ui
+from dashboards import charts, data, tables, ui
 from tsfmicro.metrics import METRICS
 from tsfmicro.vocab import EVAL_MODES, OPTIMISTIC_MODES
 
@@ -47,13 +47,26 @@ filtered = tables.filter_trials(board, searches=searches, fusions=fusions, dates
 rows = tables.ranked(filtered, modes, metric)
 params = tables.shown_params(filtered)
 label = tables.METRIC_LABELS[metric]
-number = st.column_config.NumberColumn(format="%.3f")
-columns = {
+columns = {  # the widths keep the table within a 1600 px wide page (tables.leaderboard_columns)
     "rank": st.column_config.NumberColumn("#", format="%d"),
-    "ACC": number, "UF1": number, "UAR": number,
+    tables.TIE_COLUMN: st.column_config.TextColumn(help=tables.TIE_CAPTION),
+    **{tables.METRIC_LABELS[m]: st.column_config.NumberColumn(format="%.3f") for m in METRICS},
+    **{f"{tables.METRIC_LABELS[m]} 95% CI": st.column_config.TextColumn(help="subject bootstrap")
+       for m in METRICS},
     "started": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm"),
     "details": st.column_config.LinkColumn("details", display_text="open trial"),
 }
+
+
+def sized(table: pd.DataFrame) -> dict:
+    """`columns` with every visible column's width (hyperparameters' included)."""
+    out = {}
+    for name in tables.leaderboard_columns(table, metric):
+        config = dict(columns.get(name) or st.column_config.Column())
+        config["width"] = tables.column_width(name)
+        out[name] = config
+    return out
+
 
 for exp in shown.itertuples():
     st.subheader(f"{exp.dataset} / {exp.protocol}")
@@ -68,16 +81,20 @@ for exp in shown.itertuples():
         st.info("No complete trial matches these filters.")
         continue
     table = tables.display(pd.concat([part, ref], ignore_index=True), params)
-    table["details"] = [f"trial?run={r}" if isinstance(r, str) else None
-                        for r in table["run_id"]]
-    st.dataframe(table, hide_index=True, width="stretch", column_config=columns,
-                 key=f"lb_table_{exp.experiment_id}")
+    table = tables.with_details(table)
+    ui.table(table, f"lb_table_{exp.experiment_id}", column_config=sized(table),
+             column_order=tables.leaderboard_columns(table, metric))
     st.caption(
-        f"{len(part)} row(s) ranked by {label} within each evaluation mode. Scores are pooled "
+        f"{len(part)} row(s) ranked by {label}{tables.shared_note(table)}. Scores are pooled "
         "over the LOSO folds; 95% CI: subject bootstrap. " + tables.TIE_CAPTION + " "
-        + ("Rows marked *reported figure* are published numbers, not runs of this service. "
-           if not ref.empty else "")
+        + ("Rows whose mode reads *reported: ...* are published numbers, not runs of this "
+           "service (in full in the table of published figures below). " if not ref.empty
+           else "")
     )
+    bars = tables.intervals(part, metric)
+    if not bars.empty:
+        st.altair_chart(charts.intervals(bars, label), key=f"lb_intervals_{exp.experiment_id}")
+        st.caption(tables.INTERVALS_CAPTION)
 
 skipped = tables.not_ranked(tables.filter_trials(
     board, experiments=shown["experiment"].tolist(), searches=searches, fusions=fusions,
@@ -85,7 +102,10 @@ skipped = tables.not_ranked(tables.filter_trials(
 if not skipped.empty:
     st.subheader("Not ranked: pruned, failed, killed or running trials")
     st.caption("Their partial metrics are not results; the reason is the run's own.")
-    st.dataframe(skipped, hide_index=True, width="stretch", key="lb_not_ranked")
+    skipped = tables.with_details(skipped)
+    ui.table(skipped, "lb_not_ranked", column_order=tables.visible_columns(skipped),
+             column_config={"reason": st.column_config.TextColumn(width=420),
+                            "started": columns["started"], "details": columns["details"]})
 
 if show_refs:
     st.subheader("Published reference figures")
@@ -94,5 +114,9 @@ if show_refs:
         "Empty cells are figures we do not know. The TSFmicro paper picks each subject's best "
         "epoch (per-subject best epoch), which compares with the oracle mode here."
     )
-    st.dataframe(tables.references_display(refs), hide_index=True, width="stretch",
-                 key="lb_references")
+    published = tables.references_display(refs)
+    ui.table(published, "lb_references", column_order=tables.references_columns(published),
+             column_config={"method": st.column_config.TextColumn(width=210),
+                            "selection": st.column_config.TextColumn(width=200),
+                            "source": st.column_config.TextColumn(width=220),
+                            "note": st.column_config.TextColumn(width=240)})

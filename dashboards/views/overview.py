@@ -21,10 +21,13 @@ if mode in OPTIMISTIC_MODES:
 
 table = tables.overview(board, experiments, refs, mode, metric)
 number = st.column_config.NumberColumn(format="%.3f")
-st.dataframe(
-    table, hide_index=True, width="stretch", key="ov_table",
+shown = tables.with_details(table)
+ui.table(
+    shown, "ov_table", column_order=tables.overview_columns(shown, metric),
     column_config={"ACC": number, "UF1": number, "UAR": number,
-                   "reported ACC (paper)": st.column_config.NumberColumn(format="%.4f")},
+                   "reported ACC (paper)": st.column_config.NumberColumn(format="%.4f"),
+                   "reported by": st.column_config.TextColumn(width=220),
+                   "details": st.column_config.LinkColumn(display_text="open trial")},
 )
 st.caption(
     f"One row per MLflow experiment: its best complete trial by {mode} "

@@ -1,4 +1,5 @@
-"""Registered models: versions, aliases, the champion's scores, how to pull one, a download."""
+"""Registered models: versions, aliases, the champion's scores, the code that loads each
+version (pyfunc, tsfmicro pull, mlflow models serve), a download."""
 
 from functools import partial
 
@@ -6,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import data, tables, ui
-from search.schema import CHAMPION, SCORE_PREFIXES, VersionTag, score_metric
+from search.schema import CHAMPION, VersionTag, score_metric
 from tsfmicro.metrics import METRICS
 from tsfmicro.vocab import EVAL_MODES, OPTIMISTIC_MODES
 
@@ -47,10 +48,20 @@ for name, group in versions.groupby("model", sort=True):
                            key=f"rg_version_{name}",
                            format_func=lambda v, g=group: f"{v} ({a})" if (
                                a := g.loc[g['version'] == v, 'aliases'].iloc[0]) else str(v))
-    spec = f"{name}@{CHAMPION}" if version == default and not champion.empty \
-        else f"{name}/{version}"
-    st.markdown("Pull it (then `tsfmicro predict --model DIR --onset A --apex B`):")
-    st.code(f"tsfmicro pull {spec} --tracking-uri {uri}", language="bash")
+    code = tables.load_code(name, version, uri)
+    st.markdown(f"**Load version {version}** in Python (MLflow pyfunc):")
+    st.code(code["python"], language="python")
+    st.markdown("or download it and predict with `tsfmicro` (`predict --clip FOLDER` takes a "
+                "clip's frames instead of a pair):")
+    st.code(code["pull"], language="bash")
+    st.markdown("or serve it over HTTP with MLflow (`--env-manager local` uses the current "
+                "environment, which needs tsfmicro: the project's .venv; the server reads the "
+                "image paths it is sent):")
+    st.code(code["serve"], language="bash")
+    is_champion = not champion.empty and version == int(champion.iloc[0]["version"])
+    if is_champion:
+        st.caption(f"`{name}@{CHAMPION}` in place of `{name}/{version}` (or `models:/{name}@"
+                   f"{CHAMPION}`) follows the alias when a later search moves it.")
     st.download_button(
         f"Download version {version} (zip)", data=partial(data.model_zip, uri, name, version),
         file_name=f"{name}-v{version}.zip", mime="application/zip", on_click="ignore",
@@ -59,11 +70,12 @@ for name, group in versions.groupby("model", sort=True):
     columns = ["version", "aliases", "created", VersionTag.SEARCH, VersionTag.TRIAL_ID,
                VersionTag.EVAL_MODE, VersionTag.OBJECTIVE,
                *(score_metric(m, s) for m in EVAL_MODES for s in METRICS), "run_id", "status"]
-    st.dataframe(group[[c for c in columns if c in group]], hide_index=True, width="stretch",
-                 key=f"rg_versions_{name}",
-                 column_config={"created": st.column_config.DatetimeColumn(
-                     "created (UTC)", format="YYYY-MM-DD HH:mm"),
-                     **{c: st.column_config.NumberColumn(format="%.3f") for c in columns
-                        if c.startswith(SCORE_PREFIXES)}})
+    ui.table(group[[c for c in columns if c in group]], f"rg_versions_{name}",
+             column_order=tables.registry_columns(group, columns),
+             column_config={"created": st.column_config.DatetimeColumn(
+                 "created (UTC)", format="YYYY-MM-DD HH:mm"),
+                 **{score_metric(m, s): st.column_config.NumberColumn(
+                     f"{m} {tables.METRIC_LABELS[s]}", format="%.3f")
+                    for m in EVAL_MODES for s in METRICS}})
     if isinstance(group["description"].iloc[0], str):
         st.caption(group["description"].iloc[0])

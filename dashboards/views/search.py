@@ -73,10 +73,9 @@ def figures_panel(metric: str) -> None:
                 st.metric(tables.FIGURE_LABELS[figure], "not run",
                           help=tables.FIGURE_MEANINGS[figure])  # fmt: skip
                 st.caption("Not run for this search. " + tables.FIGURE_MEANINGS[figure])
-    st.dataframe(tables.figures(estimates), hide_index=True, width="stretch",
-                 key="se_figures",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                for c in ("ACC", "UF1", "UAR")})  # fmt: skip
+    ui.table(tables.figures(estimates), "se_figures",
+             column_config={c: st.column_config.NumberColumn(format="%.3f")
+                            for c in ("ACC", "UF1", "UAR")})  # fmt: skip
     st.caption(tables.figures_caption(estimates) + (" " + source_note if source_note else ""))
 
 
@@ -96,16 +95,15 @@ if search in nested_names:  # a nested search: no trials of its own, its outer f
                 f"`tsfmicro search --resume {search}` continues it.", icon=":material/info:")
         st.stop()
     st.subheader("Outer folds")
-    st.dataframe(tables.outer_folds(nested), hide_index=True, width="stretch", key="se_outer",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                for c in ("inner objective", "test ACC", "test UF1",
-                                          "test UAR")})  # fmt: skip
+    ui.table(tables.outer_folds(nested), "se_outer",
+             column_config={c: st.column_config.NumberColumn(format="%.3f")
+                            for c in ("inner objective", "test ACC", "test UF1",
+                                      "test UAR")})  # fmt: skip
     st.caption(f"Each outer fold ran the whole search on the other subjects ({nested['grouping']}),"
                " refitted its champion and scored it on the held-out subjects; the nested "
                "figure pools those predictions.")  # fmt: skip
     st.subheader("What the outer folds chose")
-    st.dataframe(tables.choice_counts(nested), hide_index=True, width="stretch",
-                 key="se_choices")  # fmt: skip
+    ui.table(tables.choice_counts(nested), "se_choices")
     cost = nested.get("cost", {})
     if cost:
         st.caption(f"Cost: {cost['nested']['folds']} inner fold trainings and "
@@ -149,6 +147,14 @@ st.caption(f"The search optimised {own_mode} {own_metric.upper()}; preset "
 st.subheader("How good is the configuration this search picks?")
 figures_panel(metric)
 
+st.subheader("Every complete trial with its interval")
+bars = tables.intervals(tables.ranked(trials, [mode], metric), metric)
+if bars.empty:
+    st.info("No complete trial in this mode yet.")
+else:
+    st.altair_chart(charts.intervals(bars, label), key="se_intervals")
+    st.caption(tables.INTERVALS_CAPTION)
+
 st.subheader("Best so far")
 progress = tables.best_so_far(trials, column)
 left, right = st.columns(2)
@@ -165,7 +171,8 @@ if done.empty or not params:
     st.info("No complete trial with searched parameters yet.")
 else:
     long = tables.parallel(trials, params, column, label)
-    st.altair_chart(charts.parallel(long, [*params, label], label), key="se_parallel")
+    ticks = tables.parallel_ticks(trials, params, column, label)
+    st.altair_chart(charts.parallel(long, [*params, label], label, ticks), key="se_parallel")
     st.caption("Parallel coordinates: a line per complete trial, coloured by its score; "
                "numeric axes span the observed range (log scale where it covers 20x or more), "
                "categories are evenly spaced.")
@@ -174,9 +181,10 @@ else:
     importance, note = ui.read(data.importance, trials, tuple(params), column)
     shown = "fANOVA (Optuna)" if "fANOVA (Optuna)" in importance else "η² (variance share)"
     left, right = st.columns([1, 1])
-    left.dataframe(importance, hide_index=True, width="stretch", key="se_importance",
-                   column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                  for c in importance.columns if c != "parameter"})
+    with left:
+        ui.table(importance, "se_importance",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in importance.columns if c != "parameter"})
     right.altair_chart(charts.importance(importance, shown), key="se_importance_chart")
     st.caption(
         "How these were computed, from this page's complete trials only: **fANOVA (Optuna)**: "
@@ -194,9 +202,10 @@ if fusion.empty:
     st.info("No complete trial with a fusion type yet.")
 else:
     left, right = st.columns([1, 1])
-    left.dataframe(fusion, hide_index=True, width="stretch", key="se_fusion",
-                   column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                  for c in ("mean", "std", "median", "best")})
+    with left:
+        ui.table(fusion, "se_fusion",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in ("mean", "std", "median", "best")})
     right.altair_chart(charts.by_fusion(done.dropna(subset=[column]), column, label),
                        key="se_fusion_chart")
 
@@ -207,9 +216,9 @@ if gap.empty:
 else:
     st.metric(f"mean oracle - final {tables.METRIC_LABELS[metric]}",
               f"{gap['gap (oracle - final)'].mean():+.3f}")
-    st.dataframe(gap, hide_index=True, width="stretch", key="se_gap",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                for c in ("final", "oracle", "gap (oracle - final)")})
+    ui.table(gap, "se_gap",
+             column_config={c: st.column_config.NumberColumn(format="%.3f")
+                            for c in ("final", "oracle", "gap (oracle - final)")})
     st.altair_chart(charts.gap(gap), key="se_gap_chart")
     st.caption("The gap is what picking each subject's best epoch on its own test data adds: "
                "the optimism of the oracle selection, for this configuration.")
@@ -217,4 +226,7 @@ else:
 skipped = tables.not_ranked(trials)
 if not skipped.empty:
     st.subheader("Not ranked")
-    st.dataframe(skipped, hide_index=True, width="stretch", key="se_not_ranked")
+    skipped = tables.with_details(skipped)
+    ui.table(skipped, "se_not_ranked", column_order=tables.visible_columns(skipped),
+             column_config={"reason": st.column_config.TextColumn(width=420),
+                            "details": st.column_config.LinkColumn(display_text="open trial")})

@@ -65,9 +65,9 @@ if state != STATE_COMPLETE:
 scores = tables.trial_scores(metrics)
 if not scores.empty:
     number = st.column_config.NumberColumn(format="%.3f")
-    st.dataframe(scores, hide_index=True, width="stretch", key="tr_scores",
-                 column_config={c: number for c in scores.columns if c != "mode"
-                                and "CI" not in c})
+    ui.table(scores, "tr_scores",
+             column_config={c: number for c in scores.columns if c != "mode"
+                            and "CI" not in c})
     st.caption("Pooled over the LOSO folds, 95% CI over subjects (bootstrap); 'fold mean' is "
                "the mean of per-fold scores. " + ui.OPTIMISTIC_NOTE)
 modes = [m for m in EVAL_MODES if score_metric(m, "acc") in metrics] or ["final"]
@@ -81,8 +81,7 @@ mode = st.radio("Evaluation mode for the details below", modes, horizontal=True,
      "Folds"])
 with t_params:
     searched = [p for p in tags.get(Tag.SEARCHED, "").split(",") if p]
-    st.dataframe(tables.params_table(params, searched), hide_index=True, width="stretch",
-                 key="tr_params")
+    ui.table(tables.params_table(params, searched), "tr_params")
     st.caption("Every resolved model and training field; searched ones first.")
 with t_class:
     per_class = ui.read(data.artifact_csv, uri, run_id, per_class_artifact(mode))
@@ -91,7 +90,7 @@ with t_class:
     if per_class.empty:
         st.info("No per-class results for this trial (only complete trials have them).")
     else:
-        st.dataframe(per_class, hide_index=True, width="stretch", key="tr_per_class")
+        ui.table(per_class, "tr_per_class")
         st.altair_chart(charts.per_class_bars(per_class), key="tr_per_class_chart")
 with t_confusion:
     confusion = ui.read(data.artifact_json, uri, run_id, confusion_artifact(mode))
@@ -106,7 +105,7 @@ with t_subject:
     if per_subject is None:
         st.info("No per-subject results for this trial (only complete trials have them).")
     else:
-        st.dataframe(per_subject, hide_index=True, width="stretch", key="tr_per_subject")
+        ui.table(per_subject, "tr_per_subject")
         st.altair_chart(charts.per_subject_bars(per_subject, "uf1"), key="tr_subject_chart")
         st.caption("Each row is one LOSO fold: the held-out subject's own scores.")
 folds = ui.read(data.fold_runs, uri, info["experiment_id"], run_id)
@@ -125,7 +124,10 @@ with t_folds:
     if folds.empty:
         st.info("No fold runs logged for this trial yet.")
     else:
-        st.dataframe(folds, hide_index=True, width="stretch", key="tr_folds")
+        ui.table(tables.fold_table(folds), "tr_folds")
+        st.caption("One MLflow run per fold: the worker's host name (runs logged before host "
+                   "names were recorded leave it empty) and the first characters of its Ray "
+                   "node id.")
     partial = ui.read(data.partial_history, uri, run_id, partial_metric(OBJECTIVE))
     if len(partial) > 1:
         st.caption("The objective pooled over the folds done so far (what ASHA compares):")

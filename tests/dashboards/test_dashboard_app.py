@@ -81,7 +81,7 @@ def test_leaderboard_ranks_complete_trials_with_intervals(dash_store, monkeypatc
         m = truth[row["run_id"]]
         assert row["UF1"] == pytest.approx(m["final_uf1"])
         assert row["ACC"] == pytest.approx(m["final_acc"])
-        assert row["UF1 95% CI"] == f"[{m['final_uf1_ci_lo']:.3f}, {m['final_uf1_ci_hi']:.3f}]"
+        assert row["UF1 95% CI"] == f"{m['final_uf1_ci_lo']:.2f}–{m['final_uf1_ci_hi']:.2f}"
     # The synthetic set has no published figure: no reference row mixed into its table ...
     assert (board["source"] == "measured here").all()
     # ... but the published figures are listed, marked as reported, unknown cells empty.
@@ -221,7 +221,15 @@ def test_trial_page_shows_a_trials_results(dash_store, monkeypatch):
     assert per_class["recall"].tolist() == pytest.approx(
         [metrics[f"final_recall_{c}"] for c in CLASSES])
     assert len(table(at, "subject", "n", "uf1")) == SUBJECTS
-    assert len(table(at, "worker", "oracle_epoch")) == SUBJECTS
+    folds = table(at, "host", "Ray node", "oracle_epoch")
+    assert len(folds) == SUBJECTS
+    client = dash_store.client()
+    runs = {r.data.params["subject"]: r.data.params for r in client.search_runs(
+        [client.get_run(best).info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{best}' and tags.`tsfmicro.kind` = 'fold'")}
+    for row in folds.to_dict("records"):  # the host each fold ran on, not a hex node id
+        assert row["host"] == runs[row["subject"]]["host"] and row["host"]
+        assert row["Ray node"] == runs[row["subject"]]["worker"][:8]
     assert len(charts(at)) == 5  # per class, confusion, per subject, curves, partial objective
 
     at.radio(key="tr_mode").set_value("oracle").run()
@@ -246,7 +254,7 @@ def test_search_page_analyses_the_search(dash_store, monkeypatch):
     gap = table(at, "gap (oracle - final)")
     assert (gap["gap (oracle - final)"] == gap["oracle"] - gap["final"]).all()
     assert (gap["gap (oracle - final)"] >= -1e-9).all()  # oracle picks the best epoch
-    assert len(charts(at)) == 6  # best so far x2, parallel, importance, fusion, gap
+    assert len(charts(at)) == 7  # intervals, best so far x2, parallel, importance, fusion, gap
 
 
 def search_run(store):
@@ -294,13 +302,80 @@ def test_registry_page_shows_the_champion_and_how_to_pull_it(dash_store, monkeyp
     no_exception(at)
     champion = dash_store.client().get_model_version_by_alias(MODEL, "champion")
     assert any(f"champion: version {champion.version}" in m.value for m in at.markdown)
-    pull = f"tsfmicro pull {MODEL}@champion --tracking-uri {dash_store.uri}"
-    assert any(c.value == pull for c in at.code)
+    code = [c.value for c in at.code]
+    v = champion.version
+    assert any(f'mlflow.pyfunc.load_model("models:/{MODEL}/{v}")' in c for c in code)
+    assert any(c.startswith(f"tsfmicro pull {MODEL}/{v} --tracking-uri {dash_store.uri}\n")
+               for c in code)
+    assert any(f"mlflow models serve -m models:/{MODEL}/{v}" in c for c in code)
+    assert any(f"`{MODEL}@champion`" in c.value for c in at.caption)
     shown = {m.label: m.value for m in at.metric}
     assert shown["final UF1"] == f"{float(champion.tags['final_uf1']):.3f}"
     versions = table(at, "aliases")
     assert versions["aliases"].iloc[0] == "champion"
     assert len(at.get("download_button")) == 1
+
+
+def test_registry_code_loads_the_version(dash_store, monkeypatch, tmp_path):
+    """The registry page's pyfunc code, run as shown, loads the version it names and predicts
+    on a real onset/apex pair of the search's data."""
+    at = app_test(dash_store.uri, monkeypatch).run()
+    at.switch_page("views/registry.py").run()
+    no_exception(at)
+    (python,) = [c.value for c in at.code if "mlflow.pyfunc.load_model" in c.value]
+    clip = sorted((dash_store.folder / "data").rglob("*.jpg"))[0].parent
+    frames = sorted(clip.glob("*.jpg"))  # one clip's first frames: an onset and a later one
+    assert len(frames) >= 2, "the synthetic set's frames"
+    python = python.replace('"onset.jpg"', repr(str(frames[0]))).replace(
+        '"apex.jpg"', repr(str(frames[1])))
+    namespace: dict = {"print": lambda *a: None}
+    monkeypatch.chdir(tmp_path)
+    exec(compile(python, "<registry page>", "exec"), namespace)
+    prediction = namespace["model"].predict(namespace["pairs"])
+    assert set(CLASSES) <= set(prediction.columns) and prediction["label"].iloc[0] in CLASSES
+
+
+def test_registry_serve_code_serves_the_version(dash_store, monkeypatch, tmp_path):
+    """The registry page's `mlflow models serve` and `curl` lines, run by bash as shown (a
+    free port and a real onset/apex pair in place of the examples), answer with a prediction."""
+    import json
+    import subprocess
+
+    from services import BIN, served
+
+    at = app_test(dash_store.uri, monkeypatch).run()
+    at.switch_page("views/registry.py").run()
+    no_exception(at)
+    (code,) = [c.value for c in at.code if "mlflow models serve" in c.value]
+    port = free_port()
+    code = code.replace("--port 5001", f"--port {port}").replace("127.0.0.1:5001",
+                                                                   f"127.0.0.1:{port}")
+    serve, request = code.split("\ncurl ")
+    clip = sorted((dash_store.folder / "data").rglob("*.jpg"))[0].parent
+    onset, apex = sorted(clip.glob("*.jpg"))[:2]
+    request = "curl " + request.replace("onset.jpg", str(onset)).replace("apex.jpg", str(apex))
+    path = f"PATH={BIN}:$PATH"
+    with served(["bash", "-c", f"{path} exec env {serve}"], tmp_path / "serve.log",
+                f"http://127.0.0.1:{port}/ping", cwd=tmp_path):
+        answer = subprocess.run(["bash", "-c", request], capture_output=True, text=True,
+                                timeout=120, check=True).stdout
+    (prediction,) = json.loads(answer)["predictions"]
+    assert prediction["label"] in CLASSES
+    assert sum(prediction[c] for c in CLASSES) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_every_table_draws_missing_values_as_empty_cells(dash_store, monkeypatch):
+    """Streamlit draws a missing value as "None" unless told otherwise: every table on every
+    page is told to leave it empty."""
+    at = app_test(dash_store.uri, monkeypatch).run()
+    seen = 0
+    for page in PAGES:
+        at.switch_page(page).run()
+        no_exception(at)
+        for frame in at.dataframe:
+            assert frame.proto.HasField("placeholder") and frame.proto.placeholder == "", page
+            seen += 1
+    assert seen >= 10
 
 
 def test_model_download_holds_the_weights(dash_store):

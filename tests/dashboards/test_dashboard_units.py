@@ -59,7 +59,7 @@ def test_each_mode_ranks_separately_and_oracle_is_flagged():
     assert not final["optimistic"].any() and oracle["optimistic"].all()
     shown = tables.display(ranked, ["fusion"])
     assert set(shown["mode"]) == {"final (leak-free)", "oracle ⚠ optimistic"}
-    assert shown["UF1 95% CI"].iloc[0] == "[0.500, 0.700]"
+    assert shown["UF1 95% CI"].iloc[0] == "0.50–0.70"  # short, for a narrow column
 
 
 def test_filters_by_search_fusion_and_date():
@@ -316,3 +316,270 @@ def test_the_figures_caption_says_what_they_are_over():
     nested = tables.figures_caption({"eval_mode": "final", "objective_name": "uf1",
                                      "nested_uf1": 0.4})
     assert "tied" not in nested and nested.endswith("by UF1.")
+
+
+# ---- the dashboard at 1600 px: columns, empty cells, interval colours, ticks, hosts, code ---
+
+
+def tied_board() -> pd.DataFrame:
+    """Four trials of one search that optimised final UF1, with their tie estimates: t0 the
+    champion, t1 tied, t2 not tied; t3 has final scores but its search stored no estimates."""
+    from search.schema import CI_HI, CI_LO, TieMetric
+
+    b = board([{"final": 0.6}, {"final": 0.55}, {"final": 0.2}, {"final": 0.5, "search": "u"}])
+    b["eval_mode"], b["objective_name"] = "final", "uf1"
+    ties = [(0.0, 0.0, 0.0, True), (-0.05, -0.15, 0.05, True), (-0.4, -0.5, -0.3, False),
+            (None, None, None, None)]
+    for col, values in zip((TieMetric.DIFF, TieMetric.DIFF + CI_LO, TieMetric.DIFF + CI_HI,
+                            "tied_with_best"), zip(*ties, strict=True), strict=True):
+        b[col] = list(values)
+    return b
+
+
+def test_leaderboard_columns_fit_a_1600_px_page():
+    rows = tables.ranked(tied_board(), ["final"], "uf1")
+    shown = tables.with_details(tables.display(rows, ["fusion", "lr"]))
+    visible = tables.leaderboard_columns(shown, "uf1")
+    # the run id stays in the data (tests, links) but only the details link shows it
+    assert "run_id" in shown and "run_id" not in visible and "source" not in visible
+    assert shown["details"].tolist() == [f"trial?run={r}" for r in shown["run_id"]]
+    # one interval column: the ranked metric's; the others stay in the data
+    assert [c for c in visible if "CI" in c] == ["UF1 95% CI"]
+    assert {"ACC 95% CI", "UAR 95% CI"} <= set(shown.columns)
+    assert visible[:2] == ["rank", "trial"] and "search" in visible  # two searches: s and u
+    assert "mode" not in visible  # one mode: the caption names it
+    assert tables.shared_note(shown) == " in the final (leak-free) mode"
+    two = tables.display(tables.ranked(tied_board(), ["final", "oracle"], "acc"), [])
+    assert "mode" in tables.leaderboard_columns(two, "acc")
+    assert tables.shared_note(two) == " within each evaluation mode"
+    assert "ACC 95% CI" in tables.leaderboard_columns(two, "acc")
+    one = tables.display(tables.ranked(board([{}, {}]), ["final"], "uf1"), [])
+    assert "search" not in tables.leaderboard_columns(one, "uf1")
+    assert tables.shared_note(one) == " in the final (leak-free) mode, all from search s"
+    assert tables.ci_short(0.1234, 0.5) == "0.12–0.50" and tables.ci_short(None, 0.5) == ""
+
+
+def test_leaderboard_columns_stay_within_the_page_with_every_column_needed():
+    """The widest case: several modes and searches (mode and search shown) and the four
+    searched parameters of the default space: the start time gives way, the rest fits."""
+    params = ["temporal_depth", "spatial_depth", "fusion", "lr"]
+    many = board([{"search": s} for s in ("a", "b", "c")]).assign(spatial_depth=3)
+    wide = tables.with_details(tables.display(
+        tables.ranked(many, ["final", "oracle"], "uf1"), params))
+    visible = tables.leaderboard_columns(wide, "uf1")
+    assert {"mode", "search", *params, "details"} <= set(visible)
+    assert "started" not in visible
+    assert sum(map(tables.column_width, visible)) <= tables.LEADERBOARD_BUDGET
+    narrow = tables.with_details(tables.display(tables.ranked(many, ["final"], "uf1"), params))
+    visible = tables.leaderboard_columns(narrow, "uf1")
+    assert "started" in visible and "search" in visible and "mode" not in visible
+    assert sum(map(tables.column_width, visible)) <= tables.LEADERBOARD_BUDGET
+    assert tables.column_width("temporal_depth") >= 7 * len("temporal_depth")
+
+
+def test_every_table_leaves_empty_cells_blank():
+    """Every page's tables go through ui.table, which tells Streamlit to draw a missing value
+    as an empty cell (it writes "None" by default)."""
+    import ast
+    import inspect
+    import pathlib
+
+    from dashboards import ui
+
+    views = pathlib.Path(tables.__file__).with_name("views")
+    calls = [
+        f"{path.name}:{node.lineno}"
+        for path in sorted(views.glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("dataframe", "data_editor", "table")
+        and not (isinstance(node.func.value, ast.Name) and node.func.value.id == "ui")
+    ]
+    assert not calls, f"tables drawn without ui.table (empty cells would read None): {calls}"
+    source = inspect.getsource(ui.table)
+    assert 'placeholder=""' in source
+
+
+def test_interval_bars_are_coloured_by_the_tie_test_where_it_exists():
+    bars = tables.intervals(tables.ranked(tied_board(), ["final"], "uf1"), "uf1")
+    status = bars.set_index("trial")["status"].to_dict()
+    rule = bars.set_index("trial")["rule"].to_dict()
+    assert status == {"t0": tables.BEST_STATUS, "t1": tables.TIED_STATUS,
+                      "t2": tables.NOT_TIED_STATUS, "t3": tables.BEST_STATUS}
+    # t3's search has no tie estimates: it is the best of its own search by overlap
+    assert rule == {"t0": "paired test", "t1": "paired test", "t2": "paired test",
+                    "t3": "overlap"}
+    assert bars["label"].tolist() == ["t0", "t1", "t3", "t2"]  # ranked order
+    row = bars.set_index("trial").loc["t1"]
+    assert (row["value"], row["lo"], row["hi"]) == pytest.approx((0.55, 0.45, 0.65))
+
+
+def test_interval_bars_fall_back_to_overlap_without_a_tie_test():
+    b = tied_board()
+    # ranked by ACC, the tie test (of UF1) does not apply: overlap with the best interval
+    bars = tables.intervals(tables.ranked(b, ["final"], "acc"), "acc").set_index("trial")
+    assert bars.loc["t0", "status"] == tables.BEST_STATUS  # 0.6 [0.5, 0.7]
+    assert bars.loc["t1", "status"] == tables.OVERLAP_STATUS  # 0.55 [0.45, 0.65]
+    assert bars.loc["t2", "status"] == tables.APART_STATUS  # 0.2 [0.1, 0.3]
+    assert set(bars["rule"]) == {"overlap"}
+    # in another mode than the one the search optimised: overlap too, labelled by mode
+    both = tables.intervals(tables.ranked(b, ["final", "oracle"], "uf1"), "uf1")
+    oracle = both[both["mode"] == "oracle"].set_index("trial")
+    assert set(oracle["rule"]) == {"overlap"} and oracle.loc["t0", "label"] == "t0 · oracle"
+    # a trial without an interval is said to have none
+    b.loc[1, "final_acc_ci_lo"] = np.nan
+    gone = tables.intervals(tables.ranked(b, ["final"], "acc"), "acc").set_index("trial")
+    assert gone.loc["t1", "status"] == tables.NO_INTERVAL
+    assert tables.intervals(tables.ranked(b.iloc[0:0], ["final"], "acc"), "acc").empty
+
+
+def test_interval_chart_legend_names_the_rule_of_each_colour():
+    from dashboards import charts
+
+    bars = tables.intervals(tables.ranked(tied_board(), ["final"], "uf1"), "uf1")
+    spec = charts.intervals(bars, "final UF1").to_dict()
+    colour = next(layer["encoding"]["color"] for layer in spec["layer"]
+                  if layer["encoding"]["color"].get("field") == "status")
+    assert colour["title"] == tables.STATUS_TITLE
+    assert colour["scale"]["domain"] == [tables.BEST_STATUS, tables.TIED_STATUS,
+                                         tables.NOT_TIED_STATUS]  # only the rules used
+    assert colour["scale"]["range"] == [tables.STATUS_COLOURS[s]
+                                        for s in colour["scale"]["domain"]]
+    assert "paired" in tables.TIED_STATUS and "interval" in tables.OVERLAP_STATUS
+
+
+def test_log_axes_are_labelled_at_round_values():
+    assert tables.log_ticks(1e-4, 3e-3) == pytest.approx([1e-4, 2e-4, 5e-4, 1e-3, 2e-3])
+    assert tables.tick_text([1e-4, 2e-4, 5e-4, 1e-3], log=True) == ["1e-4", "2e-4", "5e-4",
+                                                                    "1e-3"]
+    assert tables.log_ticks(1e-6, 1.0) == pytest.approx([1e-6, 1e-4, 1e-2, 1.0])
+    assert tables.tick_text(tables.log_ticks(0.01, 1.0), log=True) == ["0.01", "0.03", "0.1",
+                                                                        "0.3", "1"]
+    assert tables.nice_ticks(2, 8, integer=True) == [2, 4, 6, 8]
+    assert tables.nice_ticks(0.3, 0.57) == pytest.approx([0.3, 0.4, 0.5])
+    assert tables.nice_ticks(0.5, 0.5) == [0.5]
+
+
+def test_parallel_coordinates_ticks_never_pile_up():
+    """Learning rates clustered at the low end of a log axis (the case whose labels used to
+    overlap): each axis gets a few round, distinct, well spaced labels, not one per trial."""
+    rng = np.random.default_rng(0)
+    lrs = [1.0e-4, 1.1e-4, 1.2e-4, 1.25e-4, 1.3e-4, 3e-3] + list(10 ** rng.uniform(-4, -2.5, 14))
+    b = board([{"lr": lr, "depth": 2 + i % 7, "fusion": ("late", "early")[i % 2],
+                "final": 0.2 + 0.02 * i} for i, lr in enumerate(lrs)])
+    params = ["temporal_depth", "fusion", "lr"]
+    ticks = tables.parallel_ticks(b, params, "final_uf1", "final UF1")
+    assert set(ticks["axis"]) == {*params, "final UF1"}
+    for axis, marks in ticks.groupby("axis"):
+        positions = sorted(marks["position"])
+        assert 2 <= len(marks) <= 6, (axis, marks)
+        assert marks["text"].is_unique
+        assert min(np.diff(positions)) >= 0.15, (axis, positions)  # 48 px apart at 320 px
+        assert 0 <= positions[0] and positions[-1] <= 1
+    lr = ticks[ticks["axis"] == "lr"]
+    assert lr["text"].tolist() == ["1e-4", "2e-4", "5e-4", "1e-3", "2e-3"]
+    long = tables.parallel(b, params, "final_uf1", "final UF1")
+    at = dict(zip(lr["text"], lr["position"], strict=True))
+    first = long[(long["axis"] == "lr") & (long["value"] == "0.0001")]["position"].iloc[0]
+    assert first == pytest.approx(at["1e-4"])  # the ticks sit on the lines' scale
+    assert list(ticks[ticks["axis"] == "fusion"]["text"]) == ["early", "late"]
+
+
+def test_fold_runs_show_the_host_name_not_the_node_id():
+    from search.schema import FoldParam
+
+    node = "46f7c7c09a599fdf23aef912845e5aa48d884c58df798c0d11f329f7"
+    folds = pd.DataFrame({FoldParam.SUBJECT: ["s1", "s2", "s3"],
+                          FoldParam.HOST: ["gpu-node-1", None, None],
+                          FoldParam.WORKER: [node, node, "local"],
+                          FoldParam.DEVICE: ["cuda", "cuda", "cpu"], "run_id": ["a", "b", "c"]})
+    shown = tables.fold_table(folds)
+    assert shown.columns.tolist()[:4] == ["subject", "host", "Ray node", "device"]
+    assert shown["host"].tolist() == ["gpu-node-1", "", ""]  # runs from before hosts: empty
+    assert shown["Ray node"].tolist() == ["46f7c7c0", "46f7c7c0", "local"]
+    assert "worker" not in shown
+    old = tables.fold_table(folds.drop(columns=FoldParam.HOST))  # an older store's reader
+    assert old["host"].tolist() == ["", "", ""]
+
+
+def test_a_fold_records_its_host_and_old_fold_stores_still_load(tmp_path):
+    """run_folds labels each fold with its host name beside the Ray node id; the fold store
+    keeps it, and a fold stored before hosts were recorded loads with an empty host."""
+    import json
+    import socket
+
+    from search import trial
+    from tsfmicro.training.fold import FoldResult
+
+    def fold(subject: str) -> FoldResult:
+        empty = np.zeros(0, dtype=np.int64)
+        return FoldResult(subject=subject, seed=1, train_index=empty, test_index=empty,
+                          val_index=empty, val_subjects=[], test_probs=np.zeros((1, 0, 2)),
+                          val_probs=np.zeros((1, 0, 2)), train_loss=np.zeros(1),
+                          train_acc=np.zeros(1), seconds=1.0, train_samples=0, device="cpu",
+                          worker="node-1", host=socket.gethostname())
+
+    trial.store_fold(tmp_path, 0, fold("s1"))
+    assert trial.load_stored_folds(tmp_path, ("s1",))["s1"].host == socket.gethostname()
+    # an npz written before the host field: its meta has no "host"
+    with np.load(tmp_path / "0000.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    meta.pop("host")
+    np.savez(tmp_path / "0001.npz", meta=np.array(json.dumps({**meta, "subject": "s2"})),
+             **arrays)
+    old = trial.load_stored_folds(tmp_path, ("s1", "s2"))["s2"]
+    assert old.host == "" and old.worker == "node-1"
+
+
+def test_the_registry_shows_code_that_loads_each_version():
+    import shlex
+
+    from search.registry import parse_model_spec
+
+    code = tables.load_code("tsfmicro-casme2-5class", 3, "sqlite:///mlflow.db")
+    assert 'mlflow.pyfunc.load_model("models:/tsfmicro-casme2-5class/3")' in code["python"]
+    assert 'mlflow.set_tracking_uri("sqlite:///mlflow.db")' in code["python"]
+    compile(code["python"], "<registry>", "exec")  # valid Python
+    pull, predict = code["pull"].splitlines()
+    assert pull == "tsfmicro pull tsfmicro-casme2-5class/3 --tracking-uri sqlite:///mlflow.db"
+    args = build_parser().parse_args(shlex.split(pull)[1:])  # the real `tsfmicro pull`
+    assert parse_model_spec(args.model) == ("tsfmicro-casme2-5class", None, "3")
+    # `predict` reads the folder `pull` writes (search.cli.run_pull names it)
+    folder = args.out / args.model.replace("@", "_").replace("/", "_v")
+    assert shlex.split(predict)[:4] == ["tsfmicro", "predict", "--model", str(folder)]
+    build_parser().parse_args(shlex.split(predict)[1:])
+    serve = shlex.split(code["serve"].split("\ncurl")[0].replace("\\\n", " "))
+    assert serve[0] == "MLFLOW_TRACKING_URI=sqlite:///mlflow.db"
+    assert serve[1:6] == ["mlflow", "models", "serve", "-m", "models:/tsfmicro-casme2-5class/3"]
+    from mlflow.models.cli import commands
+
+    commands.commands["serve"].make_context("serve", serve[4:])  # options mlflow accepts
+    assert '"columns": ["onset_path", "apex_path"]' in code["serve"]
+
+
+def test_registry_and_overview_tables_show_what_fits():
+    versions = pd.DataFrame({"version": [2, 1], "eval_mode": ["val", "final"],
+                             "final_uf1": [0.5, 0.4], "val_uf1": [0.6, 0.3],
+                             "oracle_uf1": [0.7, 0.6], "run_id": ["a", "b"]})
+    columns = ["version", "eval_mode", "final_uf1", "val_uf1", "oracle_uf1", "missing",
+               "run_id"]
+    assert tables.registry_columns(versions, columns) == ["version", "eval_mode", "final_uf1",
+                                                          "val_uf1", "run_id"]
+    refs = tables.load_references(tables.REFERENCES)
+    shown = tables.references_display(refs)
+    assert not any("CI" in c for c in tables.references_columns(shown))  # none published
+    shown.loc[0, "ACC 95% CI"] = "[0.800, 0.900]"
+    assert "ACC 95% CI" in tables.references_columns(shown)
+    b = board([{"final": 0.4}, {"final": 0.6}])
+    experiments = pd.DataFrame({"experiment": ["tsfmicro/casme2/5class"],
+                                "dataset": ["casme2"], "protocol": ["5class"]})
+    overview = tables.with_details(tables.overview(b, experiments, refs, "final", "uf1"))
+    visible = tables.overview_columns(overview, "uf1")
+    assert [c for c in visible if "CI" in c] == ["UF1 95% CI"]
+    assert "run_id" not in visible and "mode" not in visible and "details" in visible
+    assert overview["UF1 95% CI"].iloc[0] == "0.50–0.70"
+    assert "reported by" in visible  # CASME II 5-class has a published ACC
+    scores = tables.overview_scores(overview)
+    assert scores.set_index("metric").loc["UF1", ["lo", "hi"]].tolist() == pytest.approx(
+        [0.5, 0.7])

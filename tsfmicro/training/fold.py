@@ -66,6 +66,7 @@ class FoldResult:
     train_samples: int  # training samples per epoch
     device: str
     worker: str = ""  # where the fold ran, when a runner records it (e.g. a Ray node id)
+    host: str = ""  # the host name of the machine it ran on, when a runner records it
     started: float = 0.0  # Unix time its training started (0: not recorded)
     state_dict: dict[str, torch.Tensor] | None = None  # only with keep_model=True
 
