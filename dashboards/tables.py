@@ -1,7 +1,8 @@
 """What the pages show, as plain pandas: pure functions of the trial table and their options.
 
 The trial table is `search.leaderboard.leaderboard()`'s: one row per trial run with its state,
-hyperparameters and `<mode>_<metric>[_ci_lo|_ci_hi]` for the modes final, val and oracle.
+hyperparameters and `<mode>_<metric>[_ci_lo|_ci_hi]` for the modes final, val, oracle and
+published-oracle.
 Only complete trials are results; pruned, failed, killed and running ones are listed apart
 with their reason and never ranked.
 """

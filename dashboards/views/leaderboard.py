@@ -112,7 +112,8 @@ if show_refs:
     st.caption(
         "Reported figures, copied from the cited source and not reproduced by this service. "
         "Empty cells are figures we do not know. The TSFmicro paper picks each subject's best "
-        "epoch (per-subject best epoch), which compares with the oracle mode here."
+        "epochs on its test data (ACC and UF1 separately), which compares with the "
+        "published-oracle mode here."
     )
     published = tables.references_display(refs)
     ui.table(published, "lb_references", column_order=tables.references_columns(published),

@@ -32,8 +32,8 @@ ui.table(
 st.caption(
     f"One row per MLflow experiment: its best complete trial by {mode} "
     f"{tables.METRIC_LABELS[metric]}, with subject-bootstrap 95% intervals. 'reported ACC "
-    "(paper)' is a published figure (per-subject best epoch, oracle-like), not a run of this "
-    "service; empty where no figure is known."
+    "(paper)' is a published figure (per-subject best epochs, as the published-oracle mode "
+    "selects), not a run of this service; empty where no figure is known."
 )
 scores = tables.overview_scores(table)
 if scores.empty:

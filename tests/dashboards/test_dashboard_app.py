@@ -210,7 +210,7 @@ def test_trial_page_shows_a_trials_results(dash_store, monkeypatch):
     assert any(c.value == best for c in at.code)  # the MLflow run id, to copy
     scores = table(at, "ACC fold mean")
     assert scores["mode"].tolist() == ["final (leak-free)", "val (leak-free)",
-                                       "oracle ⚠ optimistic"]
+                                       "oracle ⚠ optimistic", "published-oracle ⚠ optimistic"]
     metrics = dash_store.client().get_run(best).data.metrics
     assert scores["UF1"].iloc[0] == pytest.approx(metrics["final_uf1"])
     params = table(at, "parameter", "searched")

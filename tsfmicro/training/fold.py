@@ -323,7 +323,13 @@ def _fit(
             onset, apex = to_unit_float(train_onset[idx]), to_unit_float(train_apex[idx])
             params, noise = draw_step(len(idx), data.image_size, generator, cfg, drop_calls)
             if params is not None:
-                onset, apex = augment_pair(onset, apex, params)
+                onset, apex = augment_pair(
+                    onset,
+                    apex,
+                    params,
+                    fill=cfg.augment_fill,
+                    interpolation=cfg.augment_interpolation,
+                )
             target = train_labels[idx]
             if graphs:  # the previous step's graph outputs are no longer read
                 torch.compiler.cudagraph_mark_step_begin()

@@ -291,3 +291,35 @@ def test_train_config_checks_the_options():
         TrainConfig(augment_fill="white")
     with pytest.raises(ConfigError, match="augment_interpolation"):
         TrainConfig(augment_interpolation="area")
+
+
+def test_every_runner_trains_with_the_options():
+    """The fold loop and the stacked runner pass the fill and interpolation on: the same
+    folds under both give the same predictions, and other ones than the defaults give."""
+    from tsfmicro.config import MachineConfig
+    from tsfmicro.toy import make_toy_pairs
+    from tsfmicro.training.loso import run_loso
+    from tsfmicro.training.runners import Runner
+
+    toy = make_toy_pairs(subjects=3, per_subject=4, classes=3, size=32, seed=0)
+    micro = preset("micro", num_classes=3)
+    cpu = MachineConfig(device="cpu")
+    published = TrainConfig(
+        epochs=1,
+        batch_size=8,
+        rotation_deg=20.0,
+        crop_padding=60,  # 9 px at 32 px: much of the image is fill
+        augment_fill="imagenet_mean",
+        augment_interpolation="nearest",
+    )
+    one = run_loso(toy, micro, published, Runner(machine=cpu)).folds
+    stacked = run_loso(toy, micro, published, Runner("stacked", 0, machine=cpu)).folds
+    plain = run_loso(
+        toy,
+        micro,
+        published.replace(augment_fill="black", augment_interpolation="bilinear"),
+        Runner(machine=cpu),
+    ).folds
+    for a, b, c in zip(one, stacked, plain, strict=True):
+        assert np.allclose(a.test_probs, b.test_probs, atol=1e-4)
+        assert not np.allclose(a.test_probs, c.test_probs, atol=1e-4)
