@@ -208,7 +208,15 @@ def loso_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     restored = len(folds)  # folds kept from an earlier attempt of this trial
     todo = [s for s in setup.subjects if s not in folds]
     if not todo:  # restored with every fold done: report once more and finish
-        tune.report({**trial_metrics(folds, setup), FOLDS_RESTORED: restored})
+        # with a checkpoint of every fold: the fold store may hold folds the driver never
+        # logged (killed between the fold's report and its MLflow run), and the trial's
+        # results are computed from its last checkpoint
+        with tempfile.TemporaryDirectory(prefix="tsfmicro-folds-") as tmp:
+            save_folds(folds, Path(tmp))
+            tune.report(
+                {**trial_metrics(folds, setup), FOLDS_RESTORED: restored},
+                checkpoint=tune.Checkpoint.from_directory(tmp),
+            )
         return
 
     fold_task = ray.remote(run_folds).options(
