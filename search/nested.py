@@ -26,10 +26,11 @@ out *before* any choice is made:
   procedure it describes is the one the flat search with the same settings registers; the
   nested search writes that search's settings (`flat_search.yaml`) and prints its command.
   Inner searches never register.
-- **one after another.** Inner searches run one at a time; each uses the whole cluster as a
-  flat search does (trials and fold tasks at once, `search.run.plan_resources`). Running
-  several Tune experiments side by side in one driver, with the driver's MLflow writes to a
-  SQLite store, is not done (see docs/search.md).
+- **side by side when the cluster has room.** One inner search is planned as a flat search
+  (`search.run.plan_resources`); when the cluster fits several (`inner_room`), that many run
+  at once, each a Ray task driving its own Tune experiment with its plan pinned to that size
+  (`run_side_by_side`); else they run one after another in this driver, each using the whole
+  cluster. Refits run in this driver as each inner search ends.
 
 Storage: `<storage>/<name>/` holds the settings (`tsfmicro_search.json`, nested: true), the
 outer plan and each finished outer fold's record (`outer/fold-<k>.json` and `.npz`: the chosen
@@ -51,7 +52,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -70,7 +70,6 @@ from search.honest import driver_tags, json_safe, reopen_run
 from search.run import (
     FLAT_SETTINGS_FILE,
     SETTINGS_FILE,
-    _sigterm_to_exit,
     checked_experiment_dir,
     experiment_dir,
     init_ray,
@@ -122,7 +121,8 @@ REGISTERED = (
     "describes is the one the flat search below registers"
 )
 SIDE_BY_SIDE = (
-    "inner searches run one after another; each uses the whole cluster as a flat search does"
+    "inner searches run side by side (each a Ray task) when the cluster fits several, each as "
+    "large as one alone would plan; else one after another, each using the whole cluster"
 )
 
 
@@ -494,6 +494,89 @@ def nested_estimate(
 # ---- the driver -----------------------------------------------------------------------------
 
 
+def inner_room(cfg: SearchConfig, inner_subjects: int, pending: int) -> tuple[int, Any]:
+    """How many inner searches run side by side, and the resources each keeps to (None: one at
+    a time, each planned for the whole cluster as a flat search is).
+
+    One inner search is planned as a flat search would be on the connected cluster
+    (search.run.plan_resources: fold tasks per trial, trials at once, the latter at most the
+    trial count); it needs concurrency x (trial CPUs + parallelism x fold CPUs) CPUs and the
+    matching GPUs. As many as fit that many times run at once, up to the outer folds left."""
+    import math
+
+    import ray
+
+    from search.run import plan_resources
+
+    here = placed(cfg)
+    parallelism, concurrency = plan_resources(here, inner_subjects)
+    r = here.resources
+    total = ray.cluster_resources()
+    cpus = concurrency * (r.trial_cpus + parallelism * r.fold_cpus)
+    room = math.floor((total.get("CPU", 0.0) + 1e-9) / cpus)
+    if r.fold_gpus:
+        room = min(
+            room,
+            math.floor(total.get("GPU", 0.0) / (concurrency * parallelism * r.fold_gpus) + 1e-9),
+        )
+    side = max(1, min(room, pending))
+    if side == 1:
+        return 1, None
+    return side, replace(cfg.resources, concurrency=concurrency, fold_parallelism=parallelism)
+
+
+def _inner_task(inner: SearchConfig, resume: bool, parent_run: str, run_tags: dict) -> Any:
+    """Body of an inner search run as a Ray task (side by side): the flat search's driver in
+    a worker. What it would have printed comes back in outcome.extra["said"]."""
+    said: list[str] = []
+    outcome = run_search(
+        inner,
+        resume=resume,
+        progress=False,
+        echo=said.append,
+        parent_run=parent_run,
+        run_tags=run_tags,
+    )
+    outcome.extra["said"] = said
+    return outcome
+
+
+def run_side_by_side(
+    pending: list[int], side: int, prepare: Any, finish: Any, tags_of: Any, say: Any
+) -> None:
+    """The pending outer folds' inner searches as Ray tasks, `side` at once (each task a Tune
+    driver holding no CPU; its trials and folds take the cluster's resources as a flat
+    search's do). As each ends, its champion is refitted and the outer fold recorded (in this
+    driver, `finish`) and the next inner search starts. On any error or interruption the
+    inner searches still running are cancelled (their Tune loops stop, their runs are closed
+    by the nested search's own clean-up)."""
+    import ray
+
+    task = ray.remote(num_cpus=0, max_retries=0)(_inner_task)
+    queue = list(pending)
+    running: dict[Any, tuple[int, SearchConfig, str, float]] = {}
+    try:
+        while queue or running:
+            while queue and len(running) < side:
+                k = queue.pop(0)
+                inner, resume, outer_run, fold_started = prepare(k)
+                ref = task.options(name=f"inner_search:{inner.name}").remote(
+                    inner, resume, outer_run, tags_of(k)
+                )
+                running[ref] = (k, inner, outer_run, fold_started)
+            ready, _ = ray.wait(list(running), num_returns=1)
+            k, inner, outer_run, fold_started = running.pop(ready[0])
+            outcome = ray.get(ready[0])
+            for line in outcome.extra.get("said", [])[-3:]:
+                say(f"  {inner.name}: {line}")
+            finish(k, inner, outcome, outer_run, fold_started)
+    finally:
+        for ref in running:
+            ray.cancel(ref)
+        if running:  # let their drivers stop and close their runs before ours closes the rest
+            ray.wait(list(running), num_returns=len(running), timeout=60)
+
+
 def _check_plan(cfg: SearchConfig, groups: list[list[str]], resume: bool) -> None:
     """The outer plan is written once; a resume checks the data still splits the same way."""
     path = experiment_dir(cfg) / OUTER_DIR / PLAN_FILE
@@ -581,132 +664,157 @@ def run_nested(
         },
         settings=cfg.to_dict(),
     )
+    finished: dict[int, tuple[dict[str, Any], dict[str, np.ndarray]]] = {}
+    tags = {Tag.NESTED_IN: cfg.name}
+
+    def prepare(k: int) -> tuple[SearchConfig, bool, str, float]:
+        """Outer fold k's run and its inner search's settings (resumed where Tune can)."""
+        test = groups[k - 1]
+        train = [s for s in subjects if s not in set(test)]
+        say(
+            f"outer fold {k}/{len(groups)}: test subject(s) {', '.join(test)}; inner search "
+            f"{inner_name(cfg.name, k)} on {len(train)} subjects"
+        )
+        outer_run = open_outer_run(client, experiment_id, cfg, search_run, k, test, train, common)
+        inner = inner_config(cfg, k, train)
+        if pinned is not None:  # side by side: each inner search keeps to its share
+            inner = inner.replace(resources=pinned)
+        inner_dir = experiment_dir(inner)
+        inner_resume = (inner_dir / SETTINGS_FILE).is_file()
+        if inner_resume:
+            from ray import tune
+
+            if not tune.Tuner.can_restore(str(inner_dir)):
+                # stopped before Tune wrote its first state: nothing to keep, start again
+                shutil.rmtree(inner_dir)
+                inner_resume = False
+        return inner, inner_resume, outer_run, time.perf_counter()
+
+    def finish(k: int, inner: SearchConfig, outcome: Any, outer_run: str, fold_started: float):
+        """Refit outer fold k's inner champion on its training subjects, score it on the test
+        subjects, and record, log and save the outer fold."""
+        test = groups[k - 1]
+        train = [s for s in subjects if s not in set(test)]
+        if outcome.extra.get("interrupted"):
+            raise KeyboardInterrupt  # Tune stopped on Ctrl-C: stop here, --resume later
+        if outcome.best is None:
+            raise ConfigError(
+                f"outer fold {k}: inner search {inner.name} completed no trial, so there "
+                "is no configuration to refit (a time budget too short?)"
+            )
+        best = outcome.best
+        model_cfg, train_cfg = resolve_configs(base_model, base_train, best["params"])
+        say(
+            f"outer fold {k}: refitting trial {best['trial_id']} ({cfg.eval_mode} "
+            f"{cfg.objective} {best['metrics'][OBJECTIVE]:.3f} on the inner LOSO) on "
+            f"{len(train)} subjects, predicting {', '.join(test)}"
+        )
+        init_ray(cfg)
+        resources = placed(cfg).resources
+        test_pairs = pairs.only_subjects(test)
+        probs, refit_seconds = refit_predict(
+            pairs.only_subjects(train),
+            test_pairs,
+            model_cfg,
+            train_cfg,
+            resources.fold_cpus,
+            resources.fold_gpus,
+            cfg.machine,
+        )
+        probs = np.asarray(probs, dtype=np.float32)
+        y_true = test_pairs.labels.numpy().astype(np.int64)
+        y_pred = probs.argmax(1)
+        test_scores = scores(confusion_matrix(y_true, y_pred, pairs.num_classes))
+        index = np.flatnonzero(np.isin(pairs.subjects.astype(str), test))
+        sampled = {n: best["params"][n] for n in cfg.space.names if n in best["params"]}
+        record = {
+            "outer_fold": k,
+            "test_subjects": test,
+            "train_subjects": train,
+            "inner_search": inner.name,
+            "trial_id": best["trial_id"],
+            "params": sampled,
+            "config": best["params"],
+            "inner_objective": float(best["metrics"][OBJECTIVE]),
+            "test": {m: float(test_scores[m]) for m in METRICS},
+            "n_test": len(test_pairs),
+            "run_id": outer_run,
+            "predictions": _outer_paths(cfg, k)[1].name,
+            "cost": {
+                "seconds": time.perf_counter() - fold_started,
+                "inner_seconds": float(outcome.seconds),
+                "inner_fold_seconds": float(outcome.fold_seconds),
+                "inner_folds": int(sum(t["metrics"].get(FOLDS_DONE, 0) for t in outcome.trials)),
+                "inner_trials": len(outcome.trials),
+                "refit_seconds": float(refit_seconds),
+            },
+        }
+        record = json_safe(record)
+        stored = {
+            "index": index,
+            "keys": test_pairs.keys.astype(str),
+            "subjects": test_pairs.subjects.astype(str),
+            "y_true": y_true,
+            "probs": probs,
+        }
+        table = pd.DataFrame(
+            {
+                "key": stored["keys"],
+                "subject": stored["subjects"],
+                "label": y_true,
+                "pred": y_pred,
+                **{f"p_{c}": probs[:, i] for i, c in enumerate(pairs.class_names)},
+            }
+        )
+        log_outer(client, outer_run, record, table)
+        save_outer(cfg, record, stored)
+        end_run(client, outer_run, "FINISHED", state=STATE_COMPLETE)
+        say(
+            f"outer fold {k}: test "
+            + ", ".join(f"{m.upper()} {record['test'][m]:.3f}" for m in METRICS)
+            + f" on {len(test_pairs)} samples"
+        )
+        finished[k] = (record, stored)
+
+    # SIGINT and SIGTERM are the guard's (search.endings, @guarded): they raise here and the
+    # finally below closes the runs
     status, reason = "KILLED", "the nested search stopped before every outer fold finished"
-    previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)
-    records: list[dict[str, Any]] = []
-    arrays: list[dict[str, np.ndarray]] = []
     try:
+        pending = []
         for k, test in enumerate(groups, start=1):
-            train = [s for s in subjects if s not in set(test)]
             done = load_outer(cfg, k)
             if done is not None and done[0]["test_subjects"] == test:
-                record, stored = done
-                say(f"outer fold {k}/{len(groups)}: finished before, kept ({record['trial_id']})")
+                say(f"outer fold {k}/{len(groups)}: finished before, kept ({done[0]['trial_id']})")
                 run = _find_outer_run(client, experiment_id, cfg.name, k)
                 if run is not None and run.data.tags.get(Tag.STATE) != STATE_COMPLETE:
                     end_run(client, run.info.run_id, "FINISHED", state=STATE_COMPLETE)
-                records.append(record)
-                arrays.append(stored)
-                continue
-            fold_started = time.perf_counter()
-            say(
-                f"outer fold {k}/{len(groups)}: test subject(s) {', '.join(test)}; inner search "
-                f"{inner_name(cfg.name, k)} on {len(train)} subjects"
-            )
-            outer_run = open_outer_run(
-                client, experiment_id, cfg, search_run, k, test, train, common
-            )
-            inner = inner_config(cfg, k, train)
-            inner_dir = experiment_dir(inner)
-            inner_resume = (inner_dir / SETTINGS_FILE).is_file()
-            if inner_resume:
-                from ray import tune
-
-                if not tune.Tuner.can_restore(str(inner_dir)):
-                    # stopped before Tune wrote its first state: nothing to keep, start again
-                    shutil.rmtree(inner_dir)
-                    inner_resume = False
-            outcome = run_search(
-                inner,
-                resume=inner_resume,
-                progress=progress,
-                echo=say,
-                parent_run=outer_run,
-                run_tags={Tag.NESTED_IN: cfg.name, Tag.OUTER_FOLD: str(k)},
-            )
-            if outcome.extra.get("interrupted"):
-                raise KeyboardInterrupt  # Tune stopped on Ctrl-C: stop here, --resume later
-            if outcome.best is None:
-                raise ConfigError(
-                    f"outer fold {k}: inner search {inner.name} completed no trial, so there "
-                    "is no configuration to refit (a time budget too short?)"
+                finished[k] = done
+            else:
+                pending.append(k)
+        init_ray(cfg)
+        side, pinned = inner_room(cfg, max(len(subjects) - len(g) for g in groups), len(pending))
+        if side == 1:
+            for k in pending:
+                inner, inner_resume, outer_run, fold_started = prepare(k)
+                outcome = run_search(
+                    inner,
+                    resume=inner_resume,
+                    progress=progress,
+                    echo=say,
+                    parent_run=outer_run,
+                    run_tags={**tags, Tag.OUTER_FOLD: str(k)},
                 )
-            best = outcome.best
-            model_cfg, train_cfg = resolve_configs(base_model, base_train, best["params"])
+                finish(k, inner, outcome, outer_run, fold_started)
+        else:
             say(
-                f"outer fold {k}: refitting trial {best['trial_id']} ({cfg.eval_mode} "
-                f"{cfg.objective} {best['metrics'][OBJECTIVE]:.3f} on the inner LOSO) on "
-                f"{len(train)} subjects, predicting {', '.join(test)}"
+                f"{side} inner searches side by side (each {pinned.concurrency} trial(s) of "
+                f"{pinned.fold_parallelism} fold task(s) at once), each a Ray task of its own"
             )
-            init_ray(cfg)
-            resources = placed(cfg).resources
-            test_pairs = pairs.only_subjects(test)
-            probs, refit_seconds = refit_predict(
-                pairs.only_subjects(train),
-                test_pairs,
-                model_cfg,
-                train_cfg,
-                resources.fold_cpus,
-                resources.fold_gpus,
-                cfg.machine,
+            run_side_by_side(
+                pending, side, prepare, finish, lambda k: {**tags, Tag.OUTER_FOLD: str(k)}, say
             )
-            probs = np.asarray(probs, dtype=np.float32)
-            y_true = test_pairs.labels.numpy().astype(np.int64)
-            y_pred = probs.argmax(1)
-            test_scores = scores(confusion_matrix(y_true, y_pred, pairs.num_classes))
-            index = np.flatnonzero(np.isin(pairs.subjects.astype(str), test))
-            sampled = {n: best["params"][n] for n in cfg.space.names if n in best["params"]}
-            record = {
-                "outer_fold": k,
-                "test_subjects": test,
-                "train_subjects": train,
-                "inner_search": inner.name,
-                "trial_id": best["trial_id"],
-                "params": sampled,
-                "config": best["params"],
-                "inner_objective": float(best["metrics"][OBJECTIVE]),
-                "test": {m: float(test_scores[m]) for m in METRICS},
-                "n_test": len(test_pairs),
-                "run_id": outer_run,
-                "predictions": _outer_paths(cfg, k)[1].name,
-                "cost": {
-                    "seconds": time.perf_counter() - fold_started,
-                    "inner_seconds": float(outcome.seconds),
-                    "inner_fold_seconds": float(outcome.fold_seconds),
-                    "inner_folds": int(
-                        sum(t["metrics"].get(FOLDS_DONE, 0) for t in outcome.trials)
-                    ),
-                    "inner_trials": len(outcome.trials),
-                    "refit_seconds": float(refit_seconds),
-                },
-            }
-            record = json_safe(record)
-            stored = {
-                "index": index,
-                "keys": test_pairs.keys.astype(str),
-                "subjects": test_pairs.subjects.astype(str),
-                "y_true": y_true,
-                "probs": probs,
-            }
-            table = pd.DataFrame(
-                {
-                    "key": stored["keys"],
-                    "subject": stored["subjects"],
-                    "label": y_true,
-                    "pred": y_pred,
-                    **{f"p_{c}": probs[:, i] for i, c in enumerate(pairs.class_names)},
-                }
-            )
-            log_outer(client, outer_run, record, table)
-            save_outer(cfg, record, stored)
-            end_run(client, outer_run, "FINISHED", state=STATE_COMPLETE)
-            say(
-                f"outer fold {k}: test "
-                + ", ".join(f"{m.upper()} {record['test'][m]:.3f}" for m in METRICS)
-                + f" on {len(test_pairs)} samples"
-            )
-            records.append(record)
-            arrays.append(stored)
+        records = [finished[k][0] for k in range(1, len(groups) + 1)]
+        arrays = [finished[k][1] for k in range(1, len(groups) + 1)]
         for record, stored in zip(records, arrays, strict=True):
             index = np.asarray(stored["index"])
             if not np.array_equal(pairs.keys[index].astype(str), stored["keys"]):
@@ -735,7 +843,6 @@ def run_nested(
         status, reason = "FAILED", f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
         closed = close_nested_runs(
             client,
             experiment_id,
@@ -793,8 +900,8 @@ def format_nested(outcome: NestedOutcome) -> str:
     cost = est["cost"]
     nested, flat = cost["nested"], cost["flat"]
     lines += [
-        f"  cost: {nested['seconds']:.0f} s over the outer folds ({nested['folds']} inner fold "
-        f"trainings, {nested['fold_seconds']:.0f} s; {nested['refits']} refits, "
+        f"  cost: {nested['seconds']:.0f} s summed over the outer folds ({nested['folds']} "
+        f"inner fold trainings, {nested['fold_seconds']:.0f} s; {nested['refits']} refits, "
         f"{nested['refit_seconds']:.0f} s); the flat search trains {flat['folds']} folds + 1 "
         f"refit: nested/flat {cost['fold_ratio']:.1f}x the fold trainings, "
         f"{cost['sample_pass_ratio']:.1f}x the training samples",

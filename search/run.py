@@ -308,6 +308,10 @@ def run_search(
     trainable = tune.with_resources(
         tune.with_parameters(loso_trial, setup=setup), PlacementGroupFactory(bundles)
     )
+    if parent_run is not None:
+        # Tune registers a trainable by its name for the whole Ray job; the inner searches of a
+        # nested one may run side by side in one job, each with its own data and setup.
+        trainable._name = f"loso_trial_{cfg.name}"
     ctx = SearchContext(
         search_name=cfg.name,
         tracking_uri=cfg.tracking_uri,

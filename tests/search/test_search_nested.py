@@ -289,12 +289,18 @@ def check_estimate(outcome: dict, outer: int) -> dict:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_nested_search_on_local_ray(tmp_path):
+    """One fold task at a time per inner search: the local Ray (2 CPUs here and in CI) fits two
+    inner searches, which run side by side as Ray tasks."""
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = run_cli("search", "--name", "nest", *TOY, "--trials", "2", "--set", "epochs=1",
                    "--nested", "--outer-folds", "2", "--seed", "1", "--tracking-uri", tracking,
+                   "--concurrency", "1", "--fold-parallelism", "1",
                    "--storage-path", str(tmp_path / "runs"), "--json",
                    str(tmp_path / "outcome.json"), "--quiet", cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    if (os.cpu_count() or 1) >= 2:
+        assert "2 inner searches side by side" in proc.stderr
+        assert_inner_searches_overlapped(mlflow_runs(tracking))
     outcome = json.loads((tmp_path / "outcome.json").read_text())
     nested = check_estimate(outcome, outer=2)
     assert nested["n_subjects"] == 4 and nested["n_samples"] == 16
@@ -314,6 +320,17 @@ def test_nested_search_on_local_ray(tmp_path):
 
     assert leaderboard(tracking).empty
     assert len(leaderboard(tracking, search="nest-outer1")) == 2
+
+
+def assert_inner_searches_overlapped(runs) -> None:
+    """The two outer folds' inner searches trained folds at the same time."""
+    spans = {}
+    for fold in kind(runs, "fold"):
+        k = fold.data.tags["tsfmicro.outer_fold"]
+        lo, hi = spans.get(k, (fold.info.start_time, fold.info.end_time))
+        spans[k] = (min(lo, fold.info.start_time), max(hi, fold.info.end_time))
+    (a, b) = spans["1"], spans["2"]
+    assert a[0] < b[1] and b[0] < a[1], spans
 
 
 def start_search(folder, name: str, *extra: str) -> subprocess.Popen:
@@ -339,9 +356,11 @@ def test_killed_nested_driver_resumes_without_redoing_a_finished_outer_fold(tmp_
     resumes the second's inner search through Tune's restore."""
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     experiment = "tsfmicro/toy-shuffled/3class"
+    # each inner search plans for the whole local Ray (its two folds at once), so the two run
+    # one after another
     driver = start_search(tmp_path, "nestkill", "--trials", "2", "--set", "epochs=2",
-                          "--concurrency", "1", "--fold-parallelism", "1", "--nested",
-                          "--outer-folds", "2", "--shuffle-labels")  # fmt: skip
+                          "--concurrency", "1", "--nested", "--outer-folds", "2",
+                          "--shuffle-labels")  # fmt: skip
 
     def second_outer_fold_halfway() -> bool:
         # read the store only once the driver has created it (two processes creating the
@@ -405,7 +424,8 @@ def test_killed_nested_driver_resumes_without_redoing_a_finished_outer_fold(tmp_
 @pytest.mark.timeout(1200)
 def test_nested_search_job_on_a_two_node_cluster(tmp_path):
     """A small nested search sent with `ray job submit` to a two-worker loopback cluster,
-    logging to `mlflow server`: the inner searches' folds and the refits run on the workers."""
+    logging to `mlflow server`: the inner searches run side by side, their folds and the refits
+    on the workers."""
     from services import killable_ray_cluster, mlflow_server, submit_job
 
     shared = tmp_path / "shared"  # every node sees this folder (one machine)
@@ -413,7 +433,8 @@ def test_nested_search_job_on_a_two_node_cluster(tmp_path):
             killable_ray_cluster([{"cpus": 1}] * 2, tmp_path / "ray") as (_, url, _):  # fmt: skip
         entrypoint = [sys.executable, "-m", "tsfmicro.cli", "search", "--ray-address", "auto",
                       "--name", "nestc", *TOY, "--trials", "1", "--set", "epochs=1",
-                      "--nested", "--outer-folds", "2", "--tracking-uri", tracking,
+                      "--nested", "--outer-folds", "2", "--fold-parallelism", "1",
+                      "--tracking-uri", tracking,
                       "--storage-path", str(shared / "runs"), "--json",
                       str(shared / "outcome.json"), "--quiet"]  # fmt: skip
         runtime_env = {"env_vars": {"RAY_AUTH_MODE": "disabled", "OMP_WAIT_POLICY": "PASSIVE"}}
@@ -424,5 +445,8 @@ def test_nested_search_job_on_a_two_node_cluster(tmp_path):
         check_tree(runs, "nestc", outer=2, trials=1, folds_per_trial=2)
         workers = {r.data.params["worker"] for r in kind(runs, "fold")}
         assert len(workers) == 2, workers  # the inner folds ran on both worker nodes
+        # one fold task at a time each: the two 1-CPU workers fit both inner searches at once
+        assert "2 inner searches side by side" in job.stdout + job.stderr
+        assert_inner_searches_overlapped(runs)
     nested = check_estimate(json.loads((shared / "outcome.json").read_text()), outer=2)
     assert nested["n_subjects"] == 4
