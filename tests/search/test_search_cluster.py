@@ -53,3 +53,22 @@ def test_search_job_on_a_two_node_cluster_with_a_tracking_server(tmp_path):
         assert not [r for r in runs if r.info.status == "RUNNING"]
     outcome = json.loads((shared / "outcome.json").read_text())
     assert all(t["state"] == "complete" for t in outcome["trials"])
+    # the honest figures were computed at the end of the cluster's search and logged on its
+    # search run: search-best (the champion's own, optimistic), BBC, and each trial's tie
+    estimates = outcome["estimates"]
+    best, bbc = estimates["search_best"], estimates["bbc"]
+    assert best["optimistic"] is True and bbc["optimistic"] is False
+    for figure in (best, bbc):
+        for m in ("uf1", "acc", "uar"):
+            lo, hi = figure[m + "_ci"]
+            assert 0 <= lo <= figure[m] <= hi <= 1
+    assert best["uf1"] == pytest.approx(max(t["metrics"]["objective"] for t in outcome["trials"]))
+    assert estimates["nested"] is None
+    search = [r for r in runs if r.data.tags["tsfmicro.kind"] == "search"]
+    assert len(search) == 1 and search[0].info.status == "FINISHED"
+    assert search[0].data.metrics["bbc_uf1"] == pytest.approx(bbc["uf1"])
+    champion = [t for t in outcome["trials"] if t["trial_id"] == outcome["best"]["trial_id"]]
+    assert champion[0]["tie"]["tied_with_best"] is True  # the champion is tied with itself
+    by_id = {t.data.tags["tsfmicro.trial_id"]: t.data.metrics for t in trials}
+    for trial in outcome["trials"]:
+        assert by_id[trial["trial_id"]]["tied_with_best"] == float(trial["tie"]["tied_with_best"])
