@@ -562,10 +562,6 @@ def register_search(
     name: str, storage_path: str = DEFAULT_STORAGE, say: Any = None
 ) -> dict[str, Any]:
     """Refit and register the best complete trial of a finished search (from its MLflow runs)."""
-    from mlflow import MlflowClient
-
-    from search.registry import register_best
-
     say = say or (lambda message: print(message, file=sys.stderr))
     cfg = load_settings(name, storage_path)
     if cfg.nested:
@@ -574,6 +570,22 @@ def register_search(
             "the model it describes is the flat search's, whose command it printed "
             f"(tsfmicro search --config {experiment_dir(cfg) / FLAT_SETTINGS_FILE} ...)"
         )
+    from search.endings import hold_name
+    from search.stores import require_readable, store_errors
+
+    # the store the search wrote must be there and readable (never a new empty one), and the
+    # search's name is held while its champion is refitted and registered: a second register,
+    # or the search itself resumed meanwhile, refuses
+    require_readable(cfg.tracking_uri)
+    with hold_name(cfg.storage_path, name), store_errors(cfg.tracking_uri):
+        return _register_held(cfg, name, say)
+
+
+def _register_held(cfg: SearchConfig, name: str, say: Any) -> dict[str, Any]:
+    from mlflow import MlflowClient
+
+    from search.registry import register_best
+
     dataset, protocol = dataset_label(cfg.data)
     client = MlflowClient(cfg.tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name(dataset, protocol))

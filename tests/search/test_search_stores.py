@@ -208,3 +208,67 @@ def test_leaderboard_of_a_real_store_still_reads_it_and_writes_its_json_whole(
     one_line(err, "leaderboard")
     assert f"cannot write {board}: No space left on device" in err
     assert board.read_bytes() == before and leftovers(board.parent) == []
+
+
+def search_settings(tmp_path, tracking: str, name: str = "reg1") -> Path:
+    """A finished search's settings file (what `register` reads first), no Ray needed."""
+    from search.config import DataSpec, SearchConfig
+    from search.run import save_settings
+
+    storage = tmp_path / "runs"
+    cfg = SearchConfig(
+        name=name,
+        data=DataSpec(dataset="toy"),
+        tracking_uri=tracking,
+        storage_path=str(storage),
+    )
+    save_settings(cfg)
+    return storage
+
+
+def test_register_refuses_a_missing_or_corrupt_store_in_one_line(garbage, tmp_path, capsys):
+    """`register` writes to the store its search used: a mistyped or damaged one is refused
+    before MLflow touches it, nothing created, nothing changed, the name not left held."""
+    missing = tmp_path / "gone.db"
+    storage = search_settings(tmp_path, f"sqlite:///{missing}", "reg1")
+    code, err = run(capsys, ["register", "reg1", "--storage-path", str(storage)])
+    assert code == 2
+    one_line(err, "register")
+    assert f"there is no MLflow database at {missing}" in err and not missing.exists()
+
+    before = garbage.read_bytes()
+    storage = search_settings(tmp_path, f"sqlite:///{garbage}", "reg2")
+    code, err = run(capsys, ["register", "reg2", "--storage-path", str(storage)])
+    assert code == 2
+    one_line(err, "register")
+    assert f"{garbage}: it is not an SQLite database, or it is damaged" in err
+    assert garbage.read_bytes() == before
+    assert not list(storage.glob("*.lock"))  # the name is not left held
+
+
+def test_register_refuses_while_another_process_holds_the_search_name(tmp_path, capsys):
+    import subprocess
+    import sys
+    import time
+
+    from mlflow import MlflowClient
+
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(tracking).search_experiments()  # a real, empty store
+    storage = search_settings(tmp_path, tracking, "reg3")
+    capsys.readouterr()  # MLflow's own lines while it created the store
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from search.endings import acquire; "
+         f"acquire({str(storage)!r}, 'reg3'); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        code, err = run(capsys, ["register", "reg3", "--storage-path", str(storage)])
+        assert code == 2 and time.monotonic() - started < 30
+        one_line(err, "register")
+        assert "'reg3' is running" in err and f"pid {holder.pid}" in err
+    finally:
+        holder.kill()
+        holder.wait()
