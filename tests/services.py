@@ -84,7 +84,7 @@ def ray(*args: str, check: bool = True, timeout: float = 120) -> subprocess.Comp
 
 
 def submit_job(url: str, args: list[str], timeout: float, cwd: Path | None = None,
-               agent_wait: float = 180) -> subprocess.CompletedProcess:
+               agent_wait: float = 300) -> subprocess.CompletedProcess:
     """`ray job submit --address url ARGS`, submitted again while the cluster answers that no
     job agent is up yet (a freshly started node's agent can come up after the node is listed,
     later still on a loaded machine); a job that was submitted is never submitted twice."""
