@@ -164,7 +164,12 @@ def test_search_survives_losing_a_worker_node(tmp_path):
     assert task_retries or trial_retries
     for run in trial_retries:  # the reason Tune recorded, not a placeholder
         assert "unknown error" not in run.data.tags["tsfmicro.last_retry_reason"]
-    assert finished == len(complete) * FOLDS  # each fold ran to the end once
+    # Each fold ran to the end once (a fold finished before the loss is not trained again: the
+    # retried trial restores it from its checkpoint or the search's fold store; one cut short by
+    # the loss runs again in a new task). Every fold task FINISHED once, except that one that
+    # finished on the lost node may have had its FINISHED event die with the node (workers
+    # report task events about once a second).
+    assert len(complete) * FOLDS - len(on_victim) <= finished <= len(complete) * FOLDS
 
 
 def test_a_retried_trial_records_the_error_tune_just_wrote(tmp_path):
