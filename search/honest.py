@@ -390,6 +390,33 @@ def find_search_run(client: Any, experiment_id: str, search: str) -> Any | None:
     return runs[0] if runs else None
 
 
+def search_run_tags(cfg: Any, dataset: str, protocol: str, commit: str | None) -> dict[str, str]:
+    """The tags every run of a search's own tree carries (its search run, a nested search's
+    outer fold runs): what was searched, on what, by which commit."""
+    return {
+        Tag.DATASET: dataset,
+        Tag.PROTOCOL: protocol,
+        Tag.PRESET: cfg.preset,
+        Tag.EVAL_MODE: cfg.eval_mode,
+        Tag.OBJECTIVE: cfg.objective,
+        Tag.GIT_COMMIT: commit or "unknown",
+        Tag.SHUFFLED_LABELS: str(cfg.data.shuffle_labels).lower(),
+    }
+
+
+def search_run_params(cfg: Any, subjects: int, samples: int) -> dict[str, Any]:
+    """The parameters of a search's run: its size, sampler, scheduler and seeds."""
+    return {
+        "trials": cfg.trials,
+        "sampler": cfg.sampler,
+        "scheduler": cfg.scheduler,
+        "seed": cfg.seed,
+        "bootstrap": cfg.bootstrap,
+        "subjects": subjects,
+        "samples": samples,
+    }
+
+
 def open_search_run(
     client: Any,
     experiment_id: str,

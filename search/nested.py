@@ -599,7 +599,12 @@ def run_nested(
     """Run (or, with resume=True, continue) a nested search; see the module docstring."""
     import pandas as pd
 
-    from search.honest import end_search_run, open_search_run
+    from search.honest import (
+        end_search_run,
+        open_search_run,
+        search_run_params,
+        search_run_tags,
+    )
     from search.registry import refit_predict
     from search.space import resolve_configs
     from search.tracking import end_run
@@ -633,15 +638,7 @@ def run_nested(
     client, exp_name, experiment_id = open_experiment(cfg, dataset, protocol, resume, say)
     _check_plan(cfg, groups, resume)
     _write_atomic(exp_dir / FLAT_SETTINGS_FILE, flat_yaml(cfg).encode())
-    common = {
-        Tag.DATASET: dataset,
-        Tag.PROTOCOL: protocol,
-        Tag.PRESET: cfg.preset,
-        Tag.EVAL_MODE: cfg.eval_mode,
-        Tag.OBJECTIVE: cfg.objective,
-        Tag.GIT_COMMIT: git_commit() or "unknown",
-        Tag.SHUFFLED_LABELS: str(cfg.data.shuffle_labels).lower(),
-    }
+    common = search_run_tags(cfg, dataset, protocol, git_commit())
     search_run = open_search_run(
         client,
         experiment_id,
@@ -652,16 +649,7 @@ def run_nested(
             Tag.FLAT_SEARCH: flat_name(cfg),
             Tag.STORAGE_PATH: str(Path(cfg.storage_path).resolve()),
         },
-        params={
-            "trials": cfg.trials,
-            "sampler": cfg.sampler,
-            "scheduler": cfg.scheduler,
-            "seed": cfg.seed,
-            "bootstrap": cfg.bootstrap,
-            "subjects": len(subjects),
-            "samples": len(pairs),
-            "outer_folds": len(groups),
-        },
+        params={**search_run_params(cfg, len(subjects), len(pairs)), "outer_folds": len(groups)},
         settings=cfg.to_dict(),
     )
     finished: dict[int, tuple[dict[str, Any], dict[str, np.ndarray]]] = {}

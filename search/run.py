@@ -109,7 +109,8 @@ def init_ray(cfg: SearchConfig, say: Any = None) -> None:
     if cfg.ray_address is None:
         # Loopback only (Ray alone would listen on every interface), and Ray's token
         # authentication stays on (a fresh local ray.init() turns it on; the token file goes
-        # in the user's Ray folder). Only tests and benchmarks set RAY_AUTH_MODE=disabled.
+        # in the user's Ray folder). Only the test suite's and benchmarks' own clusters, which
+        # nobody else reaches, run without it.
         with loopback_node():
             ray.init(
                 include_dashboard=False,
@@ -234,7 +235,12 @@ def run_search(
     from ray import tune
     from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-    from search.honest import end_search_run, open_search_run
+    from search.honest import (
+        end_search_run,
+        open_search_run,
+        search_run_params,
+        search_run_tags,
+    )
     from search.searcher import make_searcher
     from search.tracking import (
         MlflowTracker,
@@ -371,24 +377,10 @@ def run_search(
         experiment_id,
         cfg.name,
         tags={
-            Tag.DATASET: dataset,
-            Tag.PROTOCOL: protocol,
-            Tag.PRESET: cfg.preset,
-            Tag.EVAL_MODE: cfg.eval_mode,
-            Tag.OBJECTIVE: cfg.objective,
-            Tag.GIT_COMMIT: ctx.git_commit or "unknown",
-            Tag.SHUFFLED_LABELS: str(cfg.data.shuffle_labels).lower(),
+            **search_run_tags(cfg, dataset, protocol, ctx.git_commit),
             Tag.STORAGE_PATH: str(Path(cfg.storage_path).resolve()),
         },
-        params={
-            "trials": cfg.trials,
-            "sampler": cfg.sampler,
-            "scheduler": cfg.scheduler,
-            "seed": cfg.seed,
-            "bootstrap": cfg.bootstrap,
-            "subjects": len(subjects),
-            "samples": len(pairs),
-        },
+        params=search_run_params(cfg, len(subjects), len(pairs)),
         settings=cfg.to_dict(),
     )
     status, reason = "KILLED", "the search driver stopped before the search finished"
