@@ -209,3 +209,21 @@ def evaluate(
         n_samples=len(y_true),
         n_subjects=len(per_fold),
     )
+
+
+def part_scores(pred: pd.DataFrame, num_classes: int) -> dict[str, dict[str, float | int]]:
+    """Per dataset part of a pooled (composite) run, as MEGC reports them beside the pooled
+    scores: samples, subjects, ACC, UF1 and UAR on each part's own samples. `pred` has
+    `key` (the part is its first component: casme2/sub01/EP02_01f), `subject`, `label` and
+    `pred` columns (LosoResult.predictions)."""
+    part = pred["key"].astype(str).str.split("/").str[0]
+    out: dict[str, dict[str, float | int]] = {}
+    for name, rows in pred.groupby(part, sort=True):
+        cm = confusion_matrix(rows["label"].to_numpy(), rows["pred"].to_numpy(), num_classes)
+        scored = scores(cm)
+        out[str(name)] = {
+            "n": int(len(rows)),
+            "n_subjects": int(rows["subject"].nunique()),
+            **{m: float(scored[m]) for m in METRICS},
+        }
+    return out

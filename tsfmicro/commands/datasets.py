@@ -160,6 +160,8 @@ def _quiet_library_log() -> Iterator[None]:
 def _summary(table: Any, reasons: list[str]) -> dict[str, Any]:
     from dataclasses import asdict
 
+    from tsfmicro.datasets.inspection import published_check
+
     report = table.report
     samples = table.samples
     return {
@@ -185,6 +187,8 @@ def _summary(table: Any, reasons: list[str]) -> dict[str, Any]:
         "small_frames": [asdict(u) for u in report.small_frames],
         "frames_decoded": report.frames_decoded,
         "grayscale_frames": report.grayscale_frames,
+        "published_counts": published_check(table),
+        "list_missing": report.list_missing,
         "usable": not reasons,
         "problems": reasons,
     }
@@ -192,6 +196,8 @@ def _summary(table: Any, reasons: list[str]) -> dict[str, Any]:
 
 def _text_report(table: Any, reasons: list[str]) -> str:
     import pandas as pd
+
+    from tsfmicro.datasets.inspection import published_check
 
     report, samples = table.report, table.samples
     names = list(table.class_names)
@@ -209,6 +215,16 @@ def _text_report(table: Any, reasons: list[str]) -> str:
         lines.append(f"dropped by the protocol: {dropped}")
     lines += ["", "per class:"]
     lines += [f"  {i} {name:<12} {n}" for i, (name, n) in enumerate(table.class_counts().items())]
+    check = published_check(table)
+    if check is not None:
+        verdict = "this copy matches" if check["matches"] else "this copy differs"
+        lines.append(f"published: {table.protocol.published.line()}: {verdict}")
+    if report.list_missing:
+        listed = table.protocol.sample_list
+        lines.append(
+            f"{len(report.list_missing)} sample(s) of the {listed} list not in this copy, "
+            f"first: {', '.join(report.list_missing[:5])}"
+        )
     if len(samples):
         for column, title in (("dataset", "per dataset"), ("subject", "per subject")):
             if column == "dataset" and samples["dataset"].nunique() < 2:

@@ -34,8 +34,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "the dataset loaders look for them.",
     )
     p.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="folder to write the copy to")
-    p.add_argument("--dataset", required=True, help="casme2, samm, casme3 or mmew")
-    p.add_argument("--layout", help="frame layout, e.g. raw or cropped (default: the first)")
+    p.add_argument("--dataset", required=True, help="casme2, samm, casme3, mmew or smic")
+    p.add_argument(
+        "--layout",
+        help="frame layout, e.g. raw or cropped; smic: the subset hs, vis or nir "
+        "(default: the first)",
+    )
 
     gen = p.add_argument_group("generated dataset (mode a)")
     gen.add_argument("--subjects", type=int, help="synthetic subjects (default 8)")
@@ -145,8 +149,11 @@ def _print_summary(result: Any) -> None:
     )
     folder = next(lay.folder for lay in adapter.layouts if lay.name == result.layout)
     print(f"frames:     {result.root / folder}")
-    kind = "written" if result.generated_annotation else "rendered for (not copied)"
-    print(f"annotation: {result.annotation} ({kind})")
+    if result.annotation is None:
+        print("annotation: none (SMIC: clips and classes are in the folder names)")
+    else:
+        kind = "written" if result.generated_annotation else "rendered for (not copied)"
+        print(f"annotation: {result.annotation} ({kind})")
     print(f"inspect:    {result.inspect_command()}")
 
 

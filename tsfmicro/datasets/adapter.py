@@ -31,6 +31,7 @@ from tsfmicro.datasets.frames import (
     check_dataset_folder,
     locate_frames,
 )
+from tsfmicro.datasets.lists import keep_listed
 from tsfmicro.datasets.samples import build_samples
 from tsfmicro.datasets.sheets import SheetSpec, read_sheet
 from tsfmicro.errors import DataError
@@ -173,6 +174,7 @@ class DatasetAdapter:
             report.frames_dir = str(base.resolve())
             report.layout = found.name
         samples = build_samples(self, records, annotation_path, chosen, policies, finder, report)
+        samples = keep_listed(samples, chosen, report)
         if require_frames and report.missing_frames:
             raise MissingFramesError(missing_frames_message(report), report)
         return SampleTable(samples=samples, protocol=chosen, report=report)

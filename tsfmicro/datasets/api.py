@@ -21,7 +21,7 @@ def list_datasets() -> tuple[str, ...]:
 def list_protocols(dataset: str) -> tuple[Protocol, ...]:
     """The protocols of a dataset, the default first."""
     if dataset == composite.NAME:
-        return (composite.PROTOCOL,)
+        return (composite.PROTOCOL, composite.MEGC2019_PROTOCOL)
     adapter = get_adapter(dataset)
     default = adapter.protocol()
     return (default, *(p for p in adapter.protocols if p is not default))
@@ -30,9 +30,7 @@ def list_protocols(dataset: str) -> tuple[Protocol, ...]:
 def get_protocol(dataset: str, name: str | None = None) -> Protocol:
     """A protocol by dataset and name ("5class"), or the dataset's default."""
     if dataset == composite.NAME:
-        if name not in (None, composite.PROTOCOL.name, composite.PROTOCOL.id):
-            raise DataError(f"composite has no protocol {name!r} (protocols: 3class)")
-        return composite.PROTOCOL
+        return composite.composite_protocol(name)
     return get_adapter(dataset).protocol(name)
 
 
@@ -58,7 +56,7 @@ def load_dataset(
         return get_adapter(name).load(root, protocol, annotation, layout, policies, require_frames)
     get_protocol(name, protocol)
     return composite.load_composite(
-        _composite_parts(root, annotation, layout), policies, require_frames
+        _composite_parts(root, annotation, layout), policies, require_frames, protocol
     )
 
 

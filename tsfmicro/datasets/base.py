@@ -52,6 +52,7 @@ ApexOnsetPolicy = Literal["keep", "middle", "max_difference", "drop", "error"]
 OffsetPolicy = Literal["apex", "drop", "error"]
 LabelSpellingPolicy = Literal["fold", "error"]
 DuplicatePolicy = Literal["keep_first", "drop_all", "error"]
+UnannotatedApexPolicy = Literal["middle", "max_difference"]
 FrameNaming = Literal["auto", "padded", "unpadded"]
 
 
@@ -82,6 +83,8 @@ class Policies:
     frame_naming: FrameNaming = "auto"
     # One-channel frames (SAMM): replicate to RGB, or fail.
     grayscale: GrayscalePolicy = "to_rgb"
+    # Datasets without any apex annotation (SMIC): the apex every clip gets.
+    unannotated_apex: UnannotatedApexPolicy = "middle"
 
     def __post_init__(self) -> None:
         for name, allowed in self.options().items():
@@ -110,12 +113,27 @@ class Policies:
 
 
 @dataclass(frozen=True)
+class Published:
+    """The counts a correct copy gives under a protocol, as published (checked by inspection)."""
+
+    samples: int
+    subjects: int
+    per_class: tuple[tuple[str, int], ...]  # in the protocol's class order
+
+    def line(self) -> str:
+        classes = ", ".join(f"{name} {n}" for name, n in self.per_class)
+        return f"{self.samples} samples, {self.subjects} subjects ({classes})"
+
+
+@dataclass(frozen=True)
 class Protocol:
     """A labelling of one dataset: which source emotions form which class, in a fixed order.
 
     `classes` pairs each class name with the source emotions (lower case) it takes; the class
     id is the position in that tuple. Emotions in `dropped` are removed by the protocol, not
-    errors; any other emotion not in a class is an unknown label.
+    errors; any other emotion not in a class is an unknown label. A protocol with a
+    `sample_list` (e.g. "megc2019") keeps only the samples of that published list
+    (tsfmicro.datasets.lists); `published` holds the counts a correct copy gives.
     """
 
     dataset: str
@@ -123,6 +141,8 @@ class Protocol:
     classes: tuple[tuple[str, tuple[str, ...]], ...]
     dropped: frozenset[str] = frozenset()
     description: str = ""
+    sample_list: str | None = None
+    published: Published | None = None
 
     @property
     def id(self) -> str:
@@ -157,14 +177,23 @@ def make_protocol(
     classes: Mapping[str, tuple[str, ...]],
     dropped: tuple[str, ...] = (),
     description: str = "",
+    sample_list: str | None = None,
+    published: tuple[int, int, tuple[int, ...]] | None = None,
 ) -> Protocol:
-    """Build a Protocol from an ordered {class name: source emotions} mapping."""
+    """Build a Protocol from an ordered {class name: source emotions} mapping; `published` is
+    (samples, subjects, per-class counts in class order)."""
+    counts = None
+    if published is not None:
+        samples, subjects, per_class = published
+        counts = Published(samples, subjects, tuple(zip(classes, per_class, strict=True)))
     return Protocol(
         dataset=dataset,
         name=name,
         classes=tuple((k, tuple(v)) for k, v in classes.items()),
         dropped=frozenset(dropped),
         description=description,
+        sample_list=sample_list,
+        published=counts,
     )
 
 
@@ -230,6 +259,8 @@ class LoadReport:
     frames_decoded: int = 0  # set by inspection only
     grayscale_frames: int = 0  # set by inspection only
     parts: list[LoadReport] = field(default_factory=list)  # composite only
+    # Samples of the protocol's published list (Protocol.sample_list) not in this copy.
+    list_missing: list[str] = field(default_factory=list)
 
     def add(self, issue: Issue) -> None:
         """Record an issue and log it, one line per affected row."""
@@ -242,7 +273,7 @@ class LoadReport:
 
 
 # Issues that change no number: logged at INFO so a large copy does not flood warnings.
-_BENIGN_KINDS = frozenset({"label_spelling", "frame_naming"})
+_BENIGN_KINDS = frozenset({"label_spelling", "frame_naming", "unannotated_apex"})
 
 
 class MissingFramesError(DataError):

@@ -39,6 +39,21 @@ PROTOCOLS = (
         description="As the TSFmicro authors ran it: negative = repression, disgust, fear, "
         "sadness; positive = happiness; surprise; others dropped. 156 samples, 25 subjects.",
     ),
+    make_protocol(
+        NAME,
+        "megc2019",
+        {
+            "negative": ("repression", "disgust"),
+            "positive": ("happiness",),
+            "surprise": ("surprise",),
+        },
+        dropped=("others", "fear", "sadness"),
+        description="The CASME II part of the MEGC 2019 composite: negative = repression, "
+        "disgust; positive = happiness; surprise; only the samples of the shipped MEGC 2019 "
+        "list (tsfmicro/datasets/data/megc2019.csv). 145 samples, 24 subjects.",
+        sample_list="megc2019",
+        published=(145, 24, (88, 32, 25)),
+    ),
 )
 
 

@@ -1,14 +1,16 @@
-"""Composite 3-class protocol (MEGC 2019 style): negative / positive / surprise, pooled.
+"""Composite protocols (MEGC 2019): negative / positive / surprise pooled over datasets.
 
-Each part is loaded with its own `3class` protocol (same class order), subjects are
-prefixed with the dataset (`casme2/sub01`) so leave-one-subject-out runs over all subjects
-of all parts, and the `dataset` column keeps the part for per-part metrics.
+Each part is loaded with its own protocol of the same class order, subjects are prefixed with
+the dataset (`casme2/sub01`) so leave-one-subject-out runs over all subjects of all parts, and
+the `dataset` column keeps the part for per-part metrics.
 
-MEGC 2019 pooled CASME II (145), SAMM (133) and SMIC (164). SMIC has no apex annotation and
-is not supported, and the MEGC CASME II list is a curated subset we do not have, so the
-MEGC-like composite is CASME II 3-class (156) plus SAMM 3-class (133). CAS(ME)3 and MMEW can
-be added as parts with their 3-class protocols. The parts are the ones given: a mapping,
-or the dataset-named sub-folders present in one folder.
+- `3class`: the parts given (a mapping, or the dataset-named sub-folders present in one
+  folder), each through its `3class` protocol: CASME II (156), SAMM (133), SMIC-HS (164),
+  CAS(ME)3, MMEW.
+- `megc2019`: exactly the MEGC 2019 composite: CASME II 145, SAMM 133 and SMIC-HS 164 (442
+  samples, 68 subjects), each part through its `megc2019` protocol, which keeps the samples of
+  the shipped MEGC 2019 list (tsfmicro.datasets.lists) with the published emotion-to-class
+  mapping. All three parts are required.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tsfmicro.datasets.base import (
     LoadReport,
     MissingFramesError,
     Policies,
+    Protocol,
     SampleTable,
     make_protocol,
 )
@@ -56,8 +59,42 @@ PROTOCOL = make_protocol(
         sorted(set().union(*(a.protocol(PART_PROTOCOL).dropped for a in PARTS.values())))
     ),
     description="negative / positive / surprise pooled over the parts given (MEGC 2019 style: "
-    "CASME II and SAMM), each through its own 3class protocol; subjects prefixed by dataset.",
+    "CASME II, SAMM, SMIC-HS), each through its own 3class protocol; subjects prefixed by dataset.",
 )
+
+MEGC2019 = "megc2019"
+MEGC2019_PARTS = ("casme2", "samm", "smic")
+MEGC2019_PROTOCOL = make_protocol(
+    NAME,
+    MEGC2019,
+    {
+        name: tuple(
+            sorted(
+                {e for d in MEGC2019_PARTS for e in dict(PARTS[d].protocol(MEGC2019).classes)[name]}
+            )
+        )
+        for name in CLASS_NAMES
+    },
+    dropped=tuple(
+        sorted(set().union(*(PARTS[d].protocol(MEGC2019).dropped for d in MEGC2019_PARTS)))
+    ),
+    description="The MEGC 2019 composite exactly: CASME II 145 + SAMM 133 + SMIC-HS 164 "
+    "samples of the shipped MEGC 2019 list, 3 classes, LOSO over all 68 subjects. "
+    "442 samples, 68 subjects.",
+    sample_list=MEGC2019,
+    published=(442, 68, (250, 109, 83)),
+)
+PROTOCOLS = {PROTOCOL.name: PROTOCOL, MEGC2019: MEGC2019_PROTOCOL}
+
+
+def composite_protocol(name: str | None = None) -> Protocol:
+    """A composite protocol by name or id (3class by default)."""
+    if name is None:
+        return PROTOCOL
+    for protocol in PROTOCOLS.values():
+        if name in (protocol.name, protocol.id):
+            return protocol
+    raise DataError(f"composite has no protocol {name!r} (protocols: {', '.join(PROTOCOLS)})")
 
 
 @dataclass(frozen=True)
@@ -87,14 +124,29 @@ def load_composite(
     parts: Mapping[str, PartSource | PathLike] | None = None,
     policies: Policies | None = None,
     require_frames: bool = True,
+    protocol: str | None = None,
 ) -> SampleTable:
     """Load and pool the parts; see the module docstring.
 
     `parts` maps a dataset name to its PartSource (or just its folder). Missing frames of
     all parts are gathered before a strict load fails.
     """
+    chosen = composite_protocol(protocol)
+    part_protocol = PART_PROTOCOL if chosen is PROTOCOL else chosen.name
     if not parts:
         raise DataError(f"composite: no parts given (choose from {', '.join(PARTS)})")
+    if chosen is MEGC2019_PROTOCOL:
+        missing = [name for name in MEGC2019_PARTS if name not in parts]
+        extra = [name for name in parts if name not in MEGC2019_PARTS]
+        if missing or extra:
+            problem = f"missing part {', '.join(missing)}" if missing else ""
+            problem += ("; " if missing and extra else "") + (
+                f"part {', '.join(extra)} is not in it" if extra else ""
+            )
+            raise DataError(
+                f"composite megc2019: {problem} (the MEGC 2019 composite is "
+                f"{', '.join(MEGC2019_PARTS)}: sub-folders of that name, or --part NAME=PATH)"
+            )
     tables = []
     for name, source in parts.items():
         if name not in PARTS:
@@ -106,7 +158,7 @@ def load_composite(
         tables.append(
             PARTS[name].load(
                 source.root,
-                protocol=PART_PROTOCOL,
+                protocol=part_protocol,
                 annotation=source.annotation,
                 layout=source.layout,
                 policies=policies,
@@ -115,8 +167,8 @@ def load_composite(
         )
     table = SampleTable(
         samples=_pool([t.samples for t in tables]),
-        protocol=PROTOCOL,
-        report=_pool_reports([t.report for t in tables]),
+        protocol=chosen,
+        report=_pool_reports([t.report for t in tables], chosen),
     )
     if require_frames and table.report.missing_frames:
         raise MissingFramesError(missing_frames_message(table.report), table.report)
@@ -130,11 +182,11 @@ def _pool(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pooled
 
 
-def _pool_reports(reports: list[LoadReport]) -> LoadReport:
+def _pool_reports(reports: list[LoadReport], protocol: Protocol) -> LoadReport:
     frames_dirs = [r.frames_dir for r in reports if r.frames_dir]
     return LoadReport(
         dataset=NAME,
-        protocol=PROTOCOL.id,
+        protocol=protocol.id,
         annotation="; ".join(r.annotation for r in reports),
         rows_read=sum(r.rows_read for r in reports),
         frames_dir="; ".join(frames_dirs) if frames_dirs else None,
@@ -146,5 +198,6 @@ def _pool_reports(reports: list[LoadReport]) -> LoadReport:
         },
         issues=[issue for r in reports for issue in r.issues],
         missing_frames=[m for r in reports for m in r.missing_frames],
+        list_missing=[key for r in reports for key in r.list_missing],
         parts=reports,
     )

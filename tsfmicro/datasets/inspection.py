@@ -66,6 +66,26 @@ def decode_frames(
                     )
 
 
+def published_check(table: SampleTable) -> dict[str, object] | None:
+    """This copy's counts against the protocol's published ones (None when it declares none):
+    samples, subjects and per class, and whether all of them match."""
+    published = table.protocol.published
+    if published is None:
+        return None
+    samples = table.samples
+    found = {
+        "samples": len(samples),
+        "subjects": int(samples["subject"].nunique()),
+        "per_class": table.class_counts(),
+    }
+    expected = {
+        "samples": published.samples,
+        "subjects": published.subjects,
+        "per_class": dict(published.per_class),
+    }
+    return {"expected": expected, "found": found, "matches": found == expected}
+
+
 def unusable_reasons(table: SampleTable) -> list[str]:
     """Why a copy cannot be trained on; empty when it can."""
     report = table.report

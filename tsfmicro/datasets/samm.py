@@ -39,6 +39,16 @@ PROTOCOLS = (
         description="negative = anger, contempt, disgust, fear, sadness; positive = "
         "happiness; surprise; other dropped. 133 samples, 28 subjects (the MEGC 2019 part).",
     ),
+    make_protocol(
+        NAME,
+        "megc2019",
+        {"negative": NEGATIVE, "positive": ("happiness",), "surprise": ("surprise",)},
+        dropped=("other",),
+        description="The SAMM part of the MEGC 2019 composite, kept to the shipped MEGC 2019 "
+        "list (on the v2 sheet it equals 3class). 133 samples, 28 subjects.",
+        sample_list="megc2019",
+        published=(133, 28, (92, 26, 15)),
+    ),
 )
 
 

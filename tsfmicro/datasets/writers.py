@@ -224,6 +224,8 @@ def write_annotation(
     "anger"); "verbatim" writes the emotion column unchanged (to write spelling quirks).
     """
     adapter = get_adapter(dataset)
+    if adapter.name not in _FORMATS:
+        raise DataError(f"{adapter.title} has no annotation spreadsheet to write")
     fmt = _FORMATS[adapter.name]
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
@@ -264,7 +266,10 @@ def write_annotation(
 
 def annotation_path(dataset: str, root: PathLike) -> Path:
     """Where the loader looks for the annotation by default: the real file name in `root`."""
-    return Path(root) / get_adapter(dataset).annotation_file
+    adapter = get_adapter(dataset)
+    if adapter.annotation_file is None:
+        raise DataError(f"{adapter.title} has no annotation spreadsheet")
+    return Path(root) / adapter.annotation_file
 
 
 def frame_file(

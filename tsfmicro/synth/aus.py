@@ -184,7 +184,15 @@ EMOTION_AUS: dict[str, EmotionAUs] = {
 }
 
 # Spellings the datasets use for the same class (after trimming and case-folding).
-EMOTION_SYNONYMS: dict[str, str] = {"happy": "happiness", "sad": "sadness", "other": "others"}
+EMOTION_SYNONYMS: dict[str, str] = {
+    "happy": "happiness",
+    "sad": "sadness",
+    "other": "others",
+    # SMIC labels only the class: its positive clips show happiness, negative ones (mostly
+    # disgust in SMIC's elicitation) get disgust's AUs.
+    "positive": "happiness",
+    "negative": "disgust",
+}
 
 
 def canonical_emotion(label: str) -> str | None:

@@ -17,7 +17,7 @@ from typing import Literal, get_args
 
 from tsfmicro.errors import ConfigError
 
-DatasetName = Literal["casme2", "samm", "casme3", "mmew"]
+DatasetName = Literal["casme2", "samm", "casme3", "mmew", "smic"]
 Difficulty = Literal["easy", "medium", "hard"]
 AuSource = Literal["emotion", "annotation"]
 
@@ -76,6 +76,10 @@ LOOKS: dict[tuple[str, str], Look] = {
     ("samm", "samm"): Look((480, 325), 0.55, True),
     ("casme3", "part_a"): Look((426, 240), 0.5, False),
     ("mmew", "micro_expression"): Look((384, 216), 0.5, False),
+    # SMIC: HS 640x480 colour; VIS and NIR 640x480 (NIR looks grey but is stored in colour).
+    ("smic", "hs"): Look((320, 240), 0.55, False),
+    ("smic", "vis"): Look((320, 240), 0.55, False),
+    ("smic", "nir"): Look((320, 240), 0.55, False),
 }
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tsfmicro.datasets import smic
 from tsfmicro.datasets.base import Policies, normalise_label
 from tsfmicro.datasets.registry import get_adapter
 from tsfmicro.datasets.train_pairs import candidate_frames, jitter_range
@@ -65,14 +66,18 @@ class SynthPlan:
 
 def plan_dataset(config: SynthConfig) -> SynthPlan:
     """Mode (a): a whole synthetic dataset in the layout of `config.dataset`."""
-    adapter = get_adapter(config.dataset)
     classes = config.class_labels()
+    fps = _fps(config)
     subjects = tuple(_subject_name(config.dataset, i) for i in range(config.subjects))
     clips, rows = [], []
     for position, subject in enumerate(subjects):
+        per_class: dict[str, int] = {}
         for index, emotion in enumerate(_subject_emotions(config, position, subject, classes)):
+            per_class[emotion] = per_class.get(emotion, 0) + 1
             clip_name = _clip_name(config.dataset, subject, index)
-            event = _generated_event(config, adapter.fps, subject, clip_name, emotion)
+            if config.dataset == "smic":
+                clip_name = smic.clip_name(subject, emotion, per_class[emotion])
+            event = _generated_event(config, fps, subject, clip_name, emotion)
             clips.append(_clip(config, config.full_clips, subject, clip_name, (event,)))
             rows.append(
                 {
@@ -85,10 +90,17 @@ def plan_dataset(config: SynthConfig) -> SynthPlan:
                     "action_units": format_aus(event.actions),
                 }
             )
-    context = RenderContext(config, float(adapter.fps), subjects)
+    context = RenderContext(config, float(fps), subjects)
     return SynthPlan(
         context, config.dataset, config.layout_name(), tuple(clips), pd.DataFrame(rows), "generated"
     )
+
+
+def _fps(config: SynthConfig) -> int:
+    """The frame rate of the dataset's layout (SMIC's subsets differ: HS 100, VIS/NIR 25)."""
+    if config.dataset == "smic":
+        return smic.SUBSETS[config.layout_name()][1]
+    return get_adapter(config.dataset).fps
 
 
 def _subject_emotions(
@@ -113,6 +125,10 @@ def _generated_event(
     onset = int(timing.integers(1, round(fps) + 1))
     length = max(2, round(timing.uniform(*DURATION_SECONDS) * fps))
     apex = onset + max(1, min(length - 1, round(timing.uniform(*APEX_FRACTION) * length)))
+    if config.dataset == "smic":
+        # No apex annotation: the loader's default apex is the clip's middle frame, and the
+        # clip's first and last frame are its onset and offset, so all three are written.
+        apex = onset + length // 2
     return _event(config, subject, clip, emotion, onset, apex, onset + length, "")
 
 
@@ -150,6 +166,8 @@ def _clip(
             frames.update(range(event.start, event.end + 1))
         else:
             frames.update((event.onset, event.apex))
+            if config.dataset == "smic":  # the loader reads onset and offset from the files
+                frames.add(event.offset)
             if config.pair_frames:
                 r = jitter_range(config.dataset, event.onset, event.apex)
                 frames.update(candidate_frames(event.onset, event.apex, r))
@@ -164,6 +182,8 @@ def _subject_name(dataset: str, index: int) -> str:
         return f"{index + 6:03d}"  # SAMM's subjects start at 006
     if dataset == "casme3":
         return f"spNO.{index + 1}"
+    if dataset == "smic":
+        return f"s{index + 1}"
     return f"S{index + 1:02d}"
 
 
@@ -201,6 +221,8 @@ def plan_from_annotation(
     reading the frames (max_difference) get every frame onset..offset.
     """
     path = Path(annotation)
+    if config.dataset == "smic":
+        raise DataError("SMIC has no annotation spreadsheet; generate a copy instead (mode a)")
     if not path.is_file():
         raise DataError(f"annotation file not found: {path}")
     policies = policies or Policies()

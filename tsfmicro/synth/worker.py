@@ -54,7 +54,10 @@ def write_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
     file in the same folder, then renamed, so a killed run never leaves half a JPEG under a
     frame's name (fileio.written_whole; a full disk is one InputError naming the frame)."""
     pixels = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if path.suffix.casefold() == ".bmp":  # SMIC ships bitmaps
+        ok, data = cv2.imencode(".bmp", pixels)
+    else:
+        ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise OSError(f"JPEG encoding failed for {path}")
     with write_errors(path.parent):

@@ -46,7 +46,8 @@ class SynthResult:
     root: Path  # the dataset folder (pass it to load_dataset / datasets inspect)
     dataset: str
     layout: str
-    annotation: Path  # the spreadsheet written (mode a) or rendered for (mode b)
+    annotation: Path | None  # the spreadsheet written (mode a) or rendered for (mode b);
+    # None for SMIC, which has none
     generated_annotation: bool  # True: mode (a) wrote `annotation` under root
     subjects: int
     clips: int
@@ -56,9 +57,11 @@ class SynthResult:
     def inspect_command(self) -> str:
         """The command that checks the copy through the real loader."""
         parts = ["tsfmicro datasets inspect", f"--dataset {self.dataset}"]
-        if len(get_adapter(self.dataset).layouts) > 1:
+        if self.dataset == "smic":
+            parts.append(f"--protocol {self.layout}")  # SMIC's protocols name the subset
+        elif len(get_adapter(self.dataset).layouts) > 1:
             parts.append(f"--layout {self.layout}")
-        if not self.generated_annotation:
+        if not self.generated_annotation and self.annotation is not None:
             parts.append(f"--annotation {_quoted(self.annotation)}")
         parts.append(_quoted(self.root))
         return " ".join(parts)
@@ -118,9 +121,9 @@ def write_plan(
                 bar.update(render_job(plan.context, job))
         else:
             _run_pool(plan, jobs, sources, count, bar)
-    sheet = Path(plan.source)
+    sheet: Path | None = Path(plan.source)
     if plan.annotation is not None:
-        sheet = _write_sheet(plan, root)
+        sheet = _write_sheet(plan, root) if get_adapter(plan.dataset).annotation_file else None
     return SynthResult(
         root=root,
         dataset=plan.dataset,
@@ -187,9 +190,10 @@ def _prepare_folder(root: Path, plan: SynthPlan, overwrite: bool) -> None:
     folder = next(lay.folder for lay in adapter.layouts if lay.name == plan.layout)
     frames = root / folder
     existing = [frames] if frames.is_dir() and any(frames.iterdir()) else []
-    sheet = annotation_path(plan.dataset, root)
-    if plan.annotation is not None and sheet.exists():
-        existing.append(sheet)
+    if plan.annotation is not None and get_adapter(plan.dataset).annotation_file:
+        sheet = annotation_path(plan.dataset, root)
+        if sheet.exists():
+            existing.append(sheet)
     if existing:
         raise DataError(
             f"{existing[0]} already exists; choose an empty folder or pass overwrite=True "

@@ -241,7 +241,7 @@ def test_empty_and_missing_folders(tmp_path):
 
 
 def test_registry_protocols_cover_every_label():
-    assert list_datasets() == ("casme2", "samm", "casme3", "mmew", "composite")
+    assert list_datasets() == ("casme2", "samm", "casme3", "mmew", "smic", "composite")
     for dataset in list_datasets()[:-1]:
         adapter = get_adapter(dataset)
         for protocol in list_protocols(dataset):
@@ -252,8 +252,8 @@ def test_registry_protocols_cover_every_label():
     assert list_protocols("casme2")[0].name == "5class"
     with pytest.raises(DataError, match="no protocol '9class'"):
         get_protocol("samm", "9class")
-    with pytest.raises(DataError, match="unknown dataset 'smic'"):
-        get_adapter("smic")
+    with pytest.raises(DataError, match="unknown dataset 'smicx'"):
+        get_adapter("smicx")
 
 
 def test_writer_rejects_tables_without_required_columns(tmp_path):

@@ -74,7 +74,7 @@ def test_frames_for_an_existing_sheet(run_cli, tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--dataset", "smic", "{out}"], "unknown dataset 'smic'"),
+        (["--dataset", "smicx", "{out}"], "unknown dataset 'smicx'"),
         (["--dataset", "casme2", "--classes", "happiness,joy", "{out}"], "unknown class 'joy'"),
         (["--dataset", "casme2", "--subjects", "0", "{out}"], "subjects must be a positive"),
         (["--dataset", "samm", "--clips-per-subject", "-1", "{out}"], "clips_per_subject"),

@@ -28,7 +28,7 @@ SINGLE_DATASETS = [name for name in list_datasets() if name != "composite"]
     [
         ({"subjects": 0}, "subjects must be a positive integer"),
         ({"clips_per_subject": -2}, "clips_per_subject must be a positive integer"),
-        ({"dataset": "smic"}, "unknown dataset 'smic'"),
+        ({"dataset": "smicx"}, "unknown dataset 'smicx'"),
         ({"layout": "aligned"}, "CASME II has no layout 'aligned'"),
         ({"difficulty": "insane"}, "difficulty='insane'"),
         ({"classes": ("happiness", "boredom")}, "unknown class 'boredom' for CASME II"),
@@ -169,4 +169,5 @@ def test_generated_plan_is_balanced_and_timed_at_the_frame_rate(dataset):
     assert length.between(0.19, 0.51).all()
     assert ((table["onset"] < table["apex"]) & (table["apex"] < table["offset"])).all()
     assert table[["subject", "clip"]].drop_duplicates().shape[0] == len(table)
-    assert all(len(clip.frames) == 2 for clip in plan.clips)
+    frames = 3 if dataset == "smic" else 2  # SMIC: onset, apex and offset (no annotation)
+    assert all(len(clip.frames) == frames for clip in plan.clips)
