@@ -20,6 +20,7 @@ from search.schema import (
     STATE_COMPLETE,
     Tag,
     TieMetric,
+    held_out_metric,
     run_filter,
     score_metric,
 )
@@ -120,8 +121,30 @@ def leaderboard(
         for key in TIE_COLUMNS:
             row[key] = metrics.get(key)
         row["shuffled_labels"] = tags.get(Tag.SHUFFLED_LABELS) == "true"
+        # a cross-dataset protocol's held-out (tested) datasets, with each one's own scores
+        row["held_out"] = tags.get(Tag.HELD_OUT)
+        for dataset in (row["held_out"] or "").split(","):
+            for mode in EVAL_MODES if dataset else ():
+                for m in METRICS:
+                    key = held_out_metric(dataset, mode, m)
+                    if key in metrics:
+                        row[key] = metrics[key]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def held_out_text(row: Any, mode: str, metric: str) -> str:
+    """A cross-dataset trial's held-out datasets with each one's own `mode` `metric`:
+    'casme2 0.412, samm 0.380' (a name alone where the score is missing); '' for a trial
+    whose folds are subjects."""
+    names = row.get("held_out")
+    if not isinstance(names, str) or not names:
+        return ""
+    cells = []
+    for dataset in names.split(","):
+        value = _value(row.get(held_out_metric(dataset, mode, metric)))
+        cells.append(dataset if value is None else f"{dataset} {value:.3f}")
+    return ", ".join(cells)
 
 
 def _number(text: str) -> Any:
@@ -152,8 +175,13 @@ def format_leaderboard(
         shown = complete.sort_values(key, ascending=False).head(limit)
         params = [p for p in HYPERPARAMETERS if p in shown.columns and shown[p].nunique() > 0]
         with_ties = _has_ties(board)
+        held = [held_out_text(row, mode, metric) for _, row in shown.iterrows()]
+        width = max(map(len, held), default=0)
+        if width:  # a cross-dataset protocol: which dataset each score was tested on
+            width = max(width, len(f"held out ({metric.upper()})")) + 2
         header = (
             f"{'#':>2} {'trial':<10}"
+            + (f"  {'held out (' + metric.upper() + ')':<{width - 2}}" if width else "")
             + "".join(f"{p[:14]:>15}" for p in params)
             + "".join(f"{m.upper():>22}" for m in METRICS)
             + (f"{'oracle UF1':>12}" if mode != "oracle" else "")
@@ -171,7 +199,10 @@ def format_leaderboard(
             oracle_uf1 = row.get(score_metric("oracle", "uf1"), float("nan"))
             oracle = f"{oracle_uf1:>12.3f}" if mode != "oracle" else ""
             tie = f"  {tie_text(row)}" if with_ties else ""
-            lines.append(f"{rank:>2} {str(row['trial']):<10}{cells}{scores}{oracle}{tie}")
+            held_cell = f"  {held[rank - 1]:<{width - 2}}" if width else ""
+            lines.append(
+                f"{rank:>2} {str(row['trial']):<10}{held_cell}{cells}{scores}{oracle}{tie}"
+            )
         if mode != "oracle":
             lines.append(
                 "oracle UF1: per-subject best-accuracy epoch (optimistic; --eval-mode "
@@ -237,6 +268,7 @@ def board_json(board: pd.DataFrame, mode: str = "final", metric: str = "uf1") ->
                                                 "run_id", "eval_mode", "objective_name",
                                                 "objective")},
         }  # fmt: skip
+        out["held_out"] = _plain(row.get("held_out"))
         for m in METRICS:
             name = score_metric(mode, m)
             out[m] = _value(row.get(name))

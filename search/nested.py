@@ -608,6 +608,7 @@ def run_nested(
     from search.registry import refit_predict
     from search.space import resolve_configs
     from search.tracking import end_run
+    from tsfmicro.datasets import cross
     from tsfmicro.metrics import confusion_matrix, scores
 
     say = echo or (lambda message: print(message, file=sys.stderr))
@@ -618,6 +619,11 @@ def run_nested(
     exp_dir = checked_experiment_dir(cfg, resume)
 
     dataset, protocol = dataset_label(cfg.data)
+    if cross.is_cross(protocol):  # folds by dataset (tsfmicro.datasets.cross)
+        raise ConfigError(
+            f"nested search {cfg.name!r}: protocol {protocol} holds out whole datasets, and "
+            "nested LOSO splits subjects; run it as a flat search"
+        )
     base_model = preset(cfg.preset)
     pairs = load_search_pairs(cfg.data, base_model.image_size, seed=cfg.seed, progress=progress)
     base_model = base_model.replace(num_classes=pairs.num_classes)

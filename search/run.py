@@ -262,7 +262,7 @@ def run_search(
     pairs = load_search_pairs(cfg.data, base_model.image_size, seed=cfg.seed, progress=progress)
     base_model = base_model.replace(num_classes=pairs.num_classes)
     base_train = cfg.train.replace(seed=cfg.seed)
-    subjects = tuple(pairs.subject_ids())
+    subjects = tuple(pairs.fold_ids())  # one fold each: subjects, or held-out datasets
     moved = pairs.moved_training_pairs()
     say(
         f"data: {len(pairs)} samples, {len(subjects)} subjects, classes "
@@ -330,6 +330,7 @@ def run_search(
         class_names=pairs.class_names,
         keys=pairs.keys,
         subjects=pairs.subjects,
+        folds=pairs.folds,
         labels=pairs.labels.numpy(),
         base_model=base_model,
         base_train=base_train,
@@ -476,7 +477,7 @@ def _honest_estimates(
             num_classes=pairs.num_classes,
             eval_mode=cfg.eval_mode,
             objective=cfg.objective,
-            subjects=pairs.subject_ids(),
+            subjects=pairs.fold_ids(),
             n_boot=cfg.bootstrap,
             champion=outcome.best["trial_id"] if outcome.best else None,
             search=cfg.name,

@@ -71,6 +71,10 @@ class Tag:
     NESTED_IN = TAG_PREFIX + "nested_in"
     OUTER_FOLD = TAG_PREFIX + "outer_fold"
     INNER_SEARCH = TAG_PREFIX + "inner_search"
+    # A cross-dataset protocol's folds (tsfmicro.datasets.cross), comma-separated: the
+    # dataset(s) held out / tested on (trial and fold runs; absent for subject folds)
+    HELD_OUT = TAG_PREFIX + "held_out"
+
 
 
 KIND_TRIAL, KIND_FOLD, KIND_REFIT = "trial", "fold", "refit"
@@ -123,6 +127,12 @@ def class_metric(mode: str, score: str, class_name: str) -> str:
     """A per-class score, e.g. final_recall_happiness (the class name made metric-safe)."""
     safe = "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in str(class_name))
     return class_metric_prefix(mode, score) + safe
+
+
+def held_out_metric(dataset: str, mode: str, metric: str) -> str:
+    """A cross-dataset trial's score on one held-out dataset alone, e.g. held_out/samm/final_uf1
+    (no interval: the pooled score's interval is the trial's)."""
+    return f"held_out/{dataset}/{score_metric(mode, metric)}"
 
 
 def report_key(mode: str, metric: str) -> str:

@@ -51,6 +51,7 @@ from search.schema import (
     class_metric,
     confusion_artifact,
     fold_mean_metric,
+    held_out_metric,
     partial_metric,
     per_class_artifact,
     per_subject_artifact,
@@ -152,6 +153,14 @@ class SearchContext:
     # run (the outer fold's), and its trial and fold runs carry these tags too.
     parent_run: str | None = None
     extra_tags: tuple[tuple[str, str], ...] = ()
+    # Each sample's fold key where folds are held-out datasets (PairSet.folds), else None
+    folds: np.ndarray | None = None
+
+    def fold_ids(self) -> list[str]:
+        """The search's folds: its subjects, or its held-out datasets."""
+        keys = self.subjects if getattr(self, "folds", None) is None else self.folds
+        return sorted(set(np.asarray(keys).tolist()) - {""})
+
 
 
 class MlflowTracker(Callback):
@@ -196,6 +205,7 @@ class MlflowTracker(Callback):
             Tag.DRIVER_HOST: socket.gethostname(),
             Tag.DRIVER_PID: str(os.getpid()),
             **dict(getattr(c, "extra_tags", ())),
+            **({} if getattr(c, "folds", None) is None else {Tag.HELD_OUT: ",".join(c.fold_ids())}),
         }
 
     def parent_run(self, trial: Any) -> str:
@@ -310,7 +320,7 @@ class MlflowTracker(Callback):
         if self._already_complete(run_id):
             return
         folds = self._trial_folds(trial)
-        n_folds = len(np.unique(self.ctx.subjects))
+        n_folds = len(self.ctx.fold_ids())
         if len(folds) < n_folds:
             end_run(
                 self.client,
@@ -467,6 +477,7 @@ class MlflowTracker(Callback):
             model_cfg=model_cfg,
             train_cfg=train_cfg,
             seconds=float(sum(f.seconds for f in folds.values())),
+            fold_keys=getattr(c, "folds", None),
             info={
                 "search": c.search_name,
                 "trial_id": trial.trial_id,
@@ -485,6 +496,11 @@ class MlflowTracker(Callback):
             ]
             for mode, report in reports.items():
                 metrics += _report_metrics(mode, report, stamp)
+                for dataset, scores in report.extra.get("held_out", {}).items():
+                    metrics += [
+                        Metric(held_out_metric(dataset, mode, m), float(scores[m]), stamp, 0)
+                        for m in METRICS
+                    ]
                 report.per_class.to_csv(Path(tmp) / per_class_artifact(mode), index=False)
                 report.per_fold.to_csv(Path(tmp) / per_subject_artifact(mode), index=False)
                 _write_confusion(Path(tmp) / confusion_artifact(mode), report)

@@ -85,6 +85,8 @@ def pairs_from_table(
         keys=samples["key"].astype(str).to_numpy(),
         class_names=table.class_names,
         name=table.protocol.id,
+        # the fold key of a cross-dataset protocol (tsfmicro.datasets.cross): folds by dataset
+        folds=samples["fold"].astype(str).to_numpy() if "fold" in samples.columns else None,
         train_onset=per_frame[2] if chosen is not None else None,
         train_apex=per_frame[3] if chosen is not None else None,
     )

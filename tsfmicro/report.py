@@ -27,6 +27,17 @@ def results_table(reports: Mapping[str, MetricsReport]) -> str:
             f"{getattr(r, m):>8.3f} [{r.ci[m][0]:.3f},{r.ci[m][1]:.3f}]" for m in METRICS
         )
         lines.append(f"{label:<31}{cells}{r.fold_mean['uf1']:>15.3f}")
+    held_out = first.extra.get("held_out")
+    if held_out:  # a cross-dataset run (tsfmicro.datasets.cross): scores per held-out dataset
+        lines += ["", "per held-out dataset (each scored on its own samples):"]
+        lines.append(f"{'mode':<31}{'held out':<12}{'samples':>8}{'subjects':>9}"
+                     + "".join(f"{m.upper():>8}" for m in METRICS))  # fmt: skip
+        for mode, r in reports.items():
+            for name, row in r.extra["held_out"].items():
+                lines.append(
+                    f"{mode:<31}{name:<12}{row['n']:>8}{row['n_subjects']:>9}"
+                    + "".join(f"{row[m]:>8.3f}" for m in METRICS)
+                )
     optimistic = [m for m, r in reports.items() if r.extra.get("optimistic")]
     if optimistic:
         lines.append(

@@ -180,6 +180,7 @@ def _summary(table: Any, reasons: list[str]) -> dict[str, Any]:
             for subject, group in samples.groupby("subject", sort=True)
         },
         "dropped_by_protocol": report.dropped_by_protocol,
+        **_folds(samples),
         "issue_counts": report.issue_counts(),
         "issues": [asdict(i) for i in report.issues],
         "missing_frames": [asdict(m) for m in report.missing_frames],
@@ -210,6 +211,9 @@ def _text_report(table: Any, reasons: list[str]) -> str:
     else:
         lines.append("frames      not checked (no dataset folder given)")
     lines.append(f"samples     {len(samples)} in {samples['subject'].nunique()} subjects")
+    if "per_fold" in _folds(samples):  # a cross-dataset protocol: folds by dataset
+        held = ", ".join(f"{k} {v}" for k, v in _folds(samples)["per_fold"].items())
+        lines.append(f"folds       by dataset: {held}")
     if report.dropped_by_protocol:
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(report.dropped_by_protocol.items()))
         lines.append(f"dropped by the protocol: {dropped}")
@@ -251,6 +255,14 @@ def _text_report(table: Any, reasons: list[str]) -> str:
     status = "usable" if not reasons else "NOT USABLE: " + "; ".join(reasons)
     lines += ["", f"status: {status}"]
     return "\n".join(lines)
+
+
+def _folds(samples: Any) -> dict[str, Any]:
+    """{"per_fold": samples per held-out dataset (and "train only")} for a cross-dataset
+    protocol's table (tsfmicro.datasets.cross), else {}."""
+    from tsfmicro.datasets.cross import FOLD_COLUMN, fold_counts
+
+    return {"per_fold": fold_counts(samples)} if FOLD_COLUMN in samples.columns else {}
 
 
 def _indent(text: str) -> str:

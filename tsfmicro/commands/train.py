@@ -35,7 +35,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(casme2, samm, casme3, mmew, composite) read from --root",
     )
     data.add_argument("--root", type=Path, help="the dataset copy's folder")
-    data.add_argument("--protocol", help="dataset protocol (default: the dataset's main one)")
+    data.add_argument(
+        "--protocol",
+        help="dataset protocol (default: the dataset's main one); composite: 3class, lodo "
+        "(leave one dataset out) or TRAIN-to-TEST such as casme2-to-samm (folds by dataset)",
+    )
     data.add_argument("--annotation", type=Path, help="annotation spreadsheet, if not in --root")
     data.add_argument("--layout", help="frame layout where a dataset has several (CASME II)")
     data.add_argument(
@@ -327,21 +331,24 @@ def run(args: argparse.Namespace) -> int:
         data = data.shuffled_labels(train_cfg.seed)
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     recipe = recipe_line(args, args.recipe)
+    folds_total = len(data.fold_ids())
+    held_out = "" if data.folds is None else f", {folds_total} held-out dataset(s)"
     log(
         f"run {info['run_id']}: {data.name}, {len(data)} samples, "
-        f"{len(data.subject_ids())} subjects; preset {args.preset}, fusion {model_cfg.fusion}, "
+        f"{len(data.subject_ids())} subjects{held_out}; preset {args.preset}, "
+        f"fusion {model_cfg.fusion}, "
         f"{recipe}, {train_cfg.epochs} epochs, seed {train_cfg.seed}, device {machine.device}"
     )
 
-    folds_total = len(data.subject_ids())
     done = []
+    what = "subject" if data.folds is None else "held out"
 
     def on_fold(fold: Any) -> None:
         done.append(fold)
         y = data.labels[fold.test_index].numpy()
         acc = float((fold.test_probs[-1].argmax(1) == y).mean())
         log(
-            f"  fold {len(done)}/{folds_total} subject {fold.subject}: {len(y)} test samples, "
+            f"  fold {len(done)}/{folds_total} {what} {fold.subject}: {len(y)} test samples, "
             f"final acc {acc:.3f}, train loss {fold.train_loss[-1]:.3f}, {fold.seconds:.1f} s"
         )
 

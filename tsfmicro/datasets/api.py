@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from tsfmicro.datasets import composite
+from tsfmicro.datasets import composite, cross
 from tsfmicro.datasets.base import Policies, Protocol, SampleTable
 from tsfmicro.datasets.registry import ADAPTERS, get_adapter
 from tsfmicro.errors import DataError
@@ -21,7 +21,7 @@ def list_datasets() -> tuple[str, ...]:
 def list_protocols(dataset: str) -> tuple[Protocol, ...]:
     """The protocols of a dataset, the default first."""
     if dataset == composite.NAME:
-        return (composite.PROTOCOL, composite.MEGC2019_PROTOCOL)
+        return (composite.PROTOCOL, composite.MEGC2019_PROTOCOL, cross.cross_protocol(cross.LODO))
     adapter = get_adapter(dataset)
     default = adapter.protocol()
     return (default, *(p for p in adapter.protocols if p is not default))
@@ -29,6 +29,8 @@ def list_protocols(dataset: str) -> tuple[Protocol, ...]:
 
 def get_protocol(dataset: str, name: str | None = None) -> Protocol:
     """A protocol by dataset and name ("5class"), or the dataset's default."""
+    if dataset == composite.NAME and cross.is_cross(name):
+        return cross.cross_protocol(str(name))  # tsfmicro.datasets.cross: lodo, A-to-B
     if dataset == composite.NAME:
         return composite.composite_protocol(name)
     return get_adapter(dataset).protocol(name)
@@ -55,6 +57,10 @@ def load_dataset(
             raise DataError(f"{name}: layout is a single name, not a mapping")
         return get_adapter(name).load(root, protocol, annotation, layout, policies, require_frames)
     get_protocol(name, protocol)
+    if cross.is_cross(protocol):
+        where = "" if root is None or isinstance(root, Mapping) else str(root)
+        parts = _composite_parts(root, annotation, layout)
+        return cross.load_cross(str(protocol), parts, policies, require_frames, where)
     return composite.load_composite(
         _composite_parts(root, annotation, layout), policies, require_frames, protocol
     )

@@ -37,6 +37,10 @@ class PairSet:
     # onset/apex; None where it is the annotated pair for every sample (or was not chosen).
     train_onset: Tensor | None = None
     train_apex: Tensor | None = None
+    # The fold each sample is held out in, where folds are not subjects (the cross-dataset
+    # protocols of tsfmicro.datasets.cross: the sample's dataset); "" marks a sample that is
+    # only ever trained on. None: leave-one-subject-out, each subject a fold.
+    folds: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -74,6 +78,8 @@ class PairSet:
                 f"PairSet has {n} labels but {len(self.subjects)} subjects "
                 f"and {len(self.keys)} keys"
             )
+        if self.folds is not None and len(self.folds) != n:
+            raise InputError(f"PairSet has {n} labels but {len(self.folds)} fold keys")
         k = len(self.class_names)
         if k < 2:
             raise InputError(f"PairSet needs at least 2 classes, got {self.class_names!r}")
@@ -112,8 +118,17 @@ class PairSet:
         return int((moved | (self.train_apex != self.apex).flatten(1).any(1)).sum())
 
     def subject_ids(self) -> list[str]:
-        """Distinct subjects, sorted: one LOSO fold each."""
+        """Distinct subjects, sorted (one LOSO fold each, unless the set has `folds`)."""
         return sorted(set(self.subjects.tolist()))
+
+    @property
+    def fold_keys(self) -> np.ndarray:
+        """(N,) str: the fold each sample is held out in ("" never); the subjects by default."""
+        return self.subjects if self.folds is None else self.folds
+
+    def fold_ids(self) -> list[str]:
+        """The folds, sorted: one per subject (LOSO), or per held-out group of `folds`."""
+        return sorted(set(self.fold_keys.tolist()) - {""})
 
     def take(self, index: np.ndarray) -> PairSet:
         """The samples at `index` (in that order), every per-sample field alike."""
@@ -130,6 +145,7 @@ class PairSet:
             labels=self.labels[rows],
             subjects=self.subjects[index],
             keys=self.keys[index],
+            folds=None if self.folds is None else self.folds[index],
             train_onset=pick(self.train_onset),
             train_apex=pick(self.train_apex),
         )

@@ -172,6 +172,9 @@ class LosoResult:
     train_cfg: TrainConfig
     seconds: float
     info: dict[str, Any] = field(default_factory=dict)
+    # Each sample's fold where folds are not subjects (PairSet.folds: the held-out dataset of
+    # a cross-dataset protocol, "" for train-only samples); None: one fold per subject.
+    fold_keys: np.ndarray | None = None
 
     @classmethod
     def from_folds(
@@ -198,9 +201,15 @@ class LosoResult:
             train_cfg=train_cfg,
             seconds=seconds,
             info=dict(info or {}),
+            fold_keys=data.folds,
         )
         result.check(complete)
         return result
+
+    @property
+    def groups(self) -> np.ndarray:
+        """(N,) str: the fold each sample is held out in (its subject, by default)."""
+        return self.subjects if self.fold_keys is None else self.fold_keys
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -211,20 +220,24 @@ class LosoResult:
         """Every sample (of the held-out subjects, unless `complete`) predicted exactly once; no
         fold trains or validates on its test subject."""
         counts = np.zeros(len(self.labels), dtype=np.int64)
+        groups = self.groups
         for fold in self.folds:
             np.add.at(counts, fold.test_index, 1)
-            test_subjects = set(self.subjects[fold.test_index].tolist())
+            test_subjects = set(groups[fold.test_index].tolist())
             if test_subjects != {fold.subject}:
                 raise InputError(f"fold {fold.subject!r} tests on subjects {sorted(test_subjects)}")
-            if fold.subject in set(self.subjects[fold.val_index].tolist()):
+            if fold.subject in set(groups[fold.val_index].tolist()):
                 raise InputError(f"fold {fold.subject!r} validates on its own test subject")
-            if fold.subject in set(self.subjects[fold.train_index].tolist()):
+            if fold.subject in set(groups[fold.train_index].tolist()):
                 raise InputError(f"fold {fold.subject!r} trains on its own test subject")
             if np.intersect1d(fold.train_index, fold.val_index).size:
                 raise InputError(f"fold {fold.subject!r} trains on its validation samples")
-        required = np.ones(len(self.labels), dtype=bool)
+            tested = set(self.subjects[fold.test_index].tolist())
+            if tested & set(self.subjects[fold.train_index].tolist()):
+                raise InputError(f"fold {fold.subject!r} trains on a subject it tests on")
+        required = groups != ""  # train-only samples are never predicted
         if not complete:
-            required = np.isin(self.subjects, [f.subject for f in self.folds])
+            required = np.isin(groups, [f.subject for f in self.folds])
         if not np.all(counts[required] == 1):
             keys, counts = self.keys[required], counts[required]
             missing = keys[counts == 0][:5].tolist()
@@ -266,6 +279,7 @@ class LosoResult:
                     "subject": self.subjects[fold.test_index],
                     "label": self.labels[fold.test_index],
                     "pred": probs.argmax(1),
+                    **({} if self.fold_keys is None else {"fold": fold.subject}),
                     "epoch": e + 1,
                     "acc_pred": fold.test_probs[a].argmax(1),
                     "acc_epoch": a + 1,
@@ -307,6 +321,8 @@ class LosoResult:
                 uf1_uar_from="each subject's UF1 epoch (also the per-class table and confusion)",
             )
         report.extra.update(mode=mode, optimistic=mode in OPTIMISTIC_MODES, note=MODE_NOTES[mode])
+        if self.fold_keys is not None:
+            report.extra["held_out"] = held_out_scores(pred)
         return report
 
     def evaluate_all(self, n_boot: int = 1000, seed: int = 0) -> dict[str, M.MetricsReport]:
@@ -343,6 +359,7 @@ class LosoResult:
             "class_names": list(self.class_names),
             "n_samples": int(len(self.labels)),
             "subjects": sorted(set(self.subjects.tolist())),
+            **({} if self.fold_keys is None else {"folds": [f.subject for f in self.folds]}),
             "seconds": self.seconds,
             **self.info,
         }
@@ -360,6 +377,26 @@ class LosoResult:
                 **{f"test_index/{f.subject}": f.test_index for f in self.folds},
             )
         return reports
+
+
+def held_out_scores(pred: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per held-out fold (dataset) of a cross-dataset run's predictions (`predictions`, with
+    its `fold` column): samples, subjects, ACC (from `acc_pred`, as the pooled ACC), UF1 and
+    UAR, each on that fold's samples alone."""
+    k = int(pred.filter(regex="^p_").shape[1])
+    out = {}
+    for name, rows in pred.groupby("fold", sort=True):
+        y = rows["label"].to_numpy()
+        scored = M.scores(M.confusion_matrix(y, rows["pred"].to_numpy(), k))
+        acc = M.scores(M.confusion_matrix(y, rows["acc_pred"].to_numpy(), k))["acc"]
+        out[str(name)] = {
+            "n": int(len(rows)),
+            "n_subjects": int(rows["subject"].nunique()),
+            "acc": float(acc),
+            "uf1": float(scored["uf1"]),
+            "uar": float(scored["uar"]),
+        }
+    return out
 
 
 def _take_acc(report: M.MetricsReport, source: M.MetricsReport) -> None:

@@ -129,14 +129,19 @@ def group_subjects(subjects: Sequence[str], who: str) -> list[str]:
 
 
 def fold_split(data: PairSet, test_subject: str, train_cfg: TrainConfig) -> FoldSplit:
-    """Hold out `test_subject` (and draw the inner validation subjects, if any)."""
-    subjects = data.subjects
-    test_index = np.flatnonzero(subjects == test_subject)
-    if len(test_index) == 0:
-        raise InputError(f"subject {test_subject!r} has no samples in {data.name!r}")
+    """Hold out `test_subject` (and draw the inner validation subjects, if any): a subject,
+    or the fold key of a set with `folds` (a held-out dataset), whose samples are the test
+    set and whose model trains on every other sample."""
+    subjects, keys = data.subjects, data.fold_keys
+    test_index = np.flatnonzero(keys == test_subject)
+    if len(test_index) == 0 or not test_subject:
+        what = "subject" if data.folds is None else "fold"
+        raise InputError(f"{what} {test_subject!r} has no samples in {data.name!r}")
     seed = fold_seed(train_cfg.seed, test_subject)
     generator = torch.Generator().manual_seed(seed)
-    others = [s for s in data.subject_ids() if s != test_subject]
+    # the training subjects (every other subject in LOSO; those of the other folds and of
+    # the train-only samples where folds are datasets), sorted
+    others = sorted(set(subjects[keys != test_subject].tolist()))
     if train_cfg.val_subjects >= len(others):
         raise ConfigError(
             f"TrainConfig.val_subjects={train_cfg.val_subjects} leaves no training subject "
@@ -149,7 +154,7 @@ def fold_split(data: PairSet, test_subject: str, train_cfg: TrainConfig) -> Fold
         subject=test_subject,
         seed=seed,
         generator=generator,
-        train_index=np.flatnonzero((subjects != test_subject) & ~val_mask),
+        train_index=np.flatnonzero((keys != test_subject) & ~val_mask),
         test_index=test_index,
         val_index=np.flatnonzero(val_mask),
         val_subjects=val_subjects,

@@ -31,13 +31,14 @@ def run_loso(
     on_fold: Callable[[FoldResult], None] | None = None,
     keep_model: bool = False,
 ) -> LosoResult:
-    """Train the LOSO folds holding out each of `subjects` (default: every subject, a whole
-    LOSO run) in this process with `runner`. The result checks that the folds predict every
+    """Train the LOSO folds holding out each of `subjects` (default: every fold, a whole
+    LOSO run; a fold is a subject, or a held-out dataset where the set has `folds`) in this
+    process with `runner`. The result checks that the folds predict every
     sample of their held-out subjects exactly once, with no subject leaking; only a whole run
     (`LosoResult.complete`) gives the pooled scores of the data set."""
     check_compatible(data, model_cfg)
     start = time.perf_counter()
-    chosen = data.subject_ids() if subjects is None else list(subjects)
+    chosen = data.fold_ids() if subjects is None else list(subjects)
     folds = runner.run(
         data,
         chosen,
@@ -60,5 +61,5 @@ def run_loso(
         train_cfg,
         time.perf_counter() - start,
         info=info,
-        complete=set(chosen) == set(data.subject_ids()),
+        complete=set(chosen) == set(data.fold_ids()),
     )
