@@ -38,6 +38,7 @@ from tsfmicro.training.data import PairSet
 from tsfmicro.vocab import EVAL_MODES
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+WHEEL_ARTIFACT = "code_wheel"  # the project's wheel inside the model (search.portable)
 
 
 def _refit_task(
@@ -194,7 +195,6 @@ def publish(
     import mlflow
     from mlflow import MlflowClient
 
-    from tsfmicro import __version__
     from tsfmicro.inference import save_model
     from tsfmicro.models import build_model
     from tsfmicro.runinfo import git_commit
@@ -243,19 +243,7 @@ def publish(
             )
             mlflow.set_tracking_uri(tracking_uri)
             with mlflow.start_run(run_id=run_id):
-                info = mlflow.pyfunc.log_model(
-                    name=MODEL_ARTIFACT,
-                    python_model=str(MODEL_CODE),
-                    artifacts={MODEL_DIR_ARTIFACT: str(folder)},
-                    signature=_signature(class_names),
-                    pip_requirements=[
-                        f"tsfmicro=={__version__}",
-                        "torch",
-                        "torchvision",
-                        "facenet-pytorch",
-                        "mlflow",
-                    ],
-                )
+                info = _log_portable_model(folder, Path(tmp), class_names)
         end_run(client, run_id, "FINISHED", state=STATE_COMPLETE)
     except KeyboardInterrupt:  # a stopped search (search.endings): killed, not failed
         end_run(client, run_id, "KILLED", "the search was stopped while its champion was logged")
@@ -292,12 +280,69 @@ def publish(
     }
 
 
+def _log_portable_model(folder: Path, tmp: Path, class_names: tuple[str, ...]) -> Any:
+    """Log the pyfunc in the active run so that it rebuilds its environment anywhere
+    (search.portable): the model folder and the project's wheel as artifacts, pinned
+    requirements naming the wheel by its place in the model, constraints, a signature and an
+    input example of base64 frames; then its MLmodel without paths of this machine."""
+    import mlflow
+    import pandas as pd
+
+    from search import portable
+
+    wheel = portable.project_wheel(tmp / "wheel")
+    constraints = tmp / "constraints.txt"
+    constraints.write_text("\n".join(portable.constraints()) + "\n")
+    onset, apex = portable.example_images()
+    info = mlflow.pyfunc.log_model(
+        name=MODEL_ARTIFACT,
+        python_model=str(MODEL_CODE),
+        artifacts={MODEL_DIR_ARTIFACT: str(folder), WHEEL_ARTIFACT: str(wheel)},
+        signature=_signature(class_names),
+        input_example=pd.DataFrame({"onset_image": [onset], "apex_image": [apex]}),
+        pip_requirements=[
+            *portable.requirements(f"./artifacts/{wheel.name}"),
+            f"-c {constraints}",
+        ],
+        # Not the checkout's uv.lock and pyproject.toml, which MLflow copies from the working
+        # folder otherwise and then restores with `uv sync` (it fails: no README, no source).
+        uv_project_path=str(tmp),
+    )
+    _drop_machine_paths(info.model_id, tmp / "mlmodel")
+    return info
+
+
+def _drop_machine_paths(model_id: str, tmp: Path) -> None:
+    """Rewrite a logged model's MLmodel without the paths MLflow records from this machine:
+    the code file's (MLflow loads it by its base name), each artifact's source (its place in
+    the model instead) and a local artifact store's location (the model's URI instead)."""
+    from mlflow import MlflowClient
+    from mlflow.models import Model
+    from mlflow.pyfunc import FLAVOR_NAME
+
+    model = Model.load(f"models:/{model_id}")
+    flavor = model.flavors[FLAVOR_NAME]
+    flavor["model_code_path"] = Path(flavor["model_code_path"]).name
+    for artifact in flavor.get("artifacts", {}).values():
+        artifact["uri"] = artifact["path"]
+    if str(model.artifact_path).startswith(("file:", "/")):
+        model.artifact_path = f"models:/{model_id}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    model.save(tmp / "MLmodel")
+    MlflowClient().log_model_artifact(model_id, str(tmp / "MLmodel"))
+
+
 def _signature(class_names: tuple[str, ...]) -> Any:
-    """Input: image paths of an onset/apex pair; output: a probability per class and the label."""
+    """Input: an onset/apex pair as image paths or base64 image files, or a clip folder (each
+    column optional, search/mlflow_model.py says which combinations); output: a probability
+    per class and the label."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    inputs = Schema([ColSpec("string", "onset_path"), ColSpec("string", "apex_path")])
+    inputs = Schema([
+        ColSpec("string", name, required=False)
+        for name in ("onset_path", "apex_path", "onset_image", "apex_image", "clip_path")
+    ])
     outputs = Schema(
         [*(ColSpec("double", name) for name in class_names), ColSpec("string", "label")]
     )

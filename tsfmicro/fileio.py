@@ -44,10 +44,20 @@ def load_frame(path: str | Path) -> tuple[np.ndarray, bool]:
         raise DataError(f"frame {path} is empty (0 bytes)")
     if path.suffix.lower() in _JPEG_SUFFIXES and _JPEG_END not in data[-_JPEG_TAIL_BYTES:]:
         raise DataError(f"frame {path} is a truncated or corrupt JPEG (no end-of-image marker)")
+    return decode_frame(data, path)
+
+
+def decode_frame(data: bytes, source: str | Path) -> tuple[np.ndarray, bool]:
+    """load_frame for an image file's bytes (`source` names them in errors): a JPEG (by its
+    start marker) without its end marker, bytes that are no image, or none, is a DataError."""
+    if not data:
+        raise DataError(f"frame {source} is empty (0 bytes)")
+    if data[:2] == b"\xff\xd8" and _JPEG_END not in data[-_JPEG_TAIL_BYTES:]:
+        raise DataError(f"frame {source} is a truncated or corrupt JPEG (no end-of-image marker)")
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise DataError(f"frame {path} is corrupt or not an image (decoding failed)")
-    return _to_rgb(path, image)
+        raise DataError(f"frame {source} is corrupt or not an image (decoding failed)")
+    return _to_rgb(source, image)
 
 
 def read_frame(path: str | Path, grayscale: GrayscalePolicy = "to_rgb") -> np.ndarray:
@@ -62,7 +72,7 @@ def read_frame(path: str | Path, grayscale: GrayscalePolicy = "to_rgb") -> np.nd
     return image
 
 
-def _to_rgb(path: Path, image: np.ndarray) -> tuple[np.ndarray, bool]:
+def _to_rgb(path: str | Path, image: np.ndarray) -> tuple[np.ndarray, bool]:
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype != np.uint8:

@@ -75,6 +75,38 @@ def find_model_dir(path: str | Path) -> Path:
     return found[0].parent
 
 
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """A model folder's tsfmicro_model.json (at or below `path`), its format version checked."""
+    folder = find_model_dir(path)
+    meta = json.loads((folder / CONFIG_FILE).read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise DataError(
+            f"{folder / CONFIG_FILE}: unsupported format_version "
+            f"{meta.get('format_version')!r} (expected {FORMAT_VERSION})"
+        )
+    return meta
+
+
+def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig]:
+    """The network's weights (a state dict, read with weights_only=True) and its ModelConfig,
+    from a model folder or a folder above one (a pulled or downloaded MLflow model)."""
+    meta = read_meta(path)
+    state = torch.load(
+        find_model_dir(path) / WEIGHTS_FILE, map_location="cpu", weights_only=True
+    )
+    return state, ModelConfig.from_dict(meta["model"])
+
+
+def load_network(path: str | Path) -> TSFmicro:
+    """The TSFmicro network of a model folder (or a folder above one) with its weights, in eval
+    mode on the CPU: `load_network("models/NAME_champion")(onset, apex)` takes two normalised
+    (N, 3, S, S) batches and returns class logits."""
+    state, cfg = load_state(path)
+    model = build_model(cfg)
+    model.load_state_dict(state)
+    return model.eval()
+
+
 @dataclass
 class Prediction:
     probabilities: dict[str, float]
@@ -110,17 +142,8 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Predictor:
-        folder = find_model_dir(path)
-        meta = json.loads((folder / CONFIG_FILE).read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise DataError(
-                f"{folder / CONFIG_FILE}: unsupported format_version "
-                f"{meta.get('format_version')!r} (expected {FORMAT_VERSION})"
-            )
-        cfg = ModelConfig.from_dict(meta["model"])
-        model = build_model(cfg)
-        state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        meta = read_meta(path)
+        model = load_network(path)
         face_config = FaceCropConfig.from_dict({**meta["face_crop"], "device": device})
         return cls(model.to(device), tuple(meta["class_names"]), face_config, meta.get("info", {}))
 
@@ -181,13 +204,39 @@ class Predictor:
     def predict_files(self, onset_path: str | Path, apex_path: str | Path) -> Prediction:
         onset = self.read_onset(onset_path)
         apex = self.read_like(apex_path, onset, onset_path)
+        return self._predict(onset, apex, str(onset_path), str(apex_path))
+
+    def predict_images(
+        self, onset: bytes, apex: bytes, onset_name: str = "onset", apex_name: str = "apex"
+    ) -> Prediction:
+        """predict_files for the bytes of two image files (e.g. decoded from base64); the
+        names stand for them in errors and in the Prediction."""
+        from tsfmicro.faces.detect import frame_size_problem
+        from tsfmicro.fileio import decode_frame
+
+        onset_image = decode_frame(onset, onset_name)[0]
+        problem = frame_size_problem(onset_image.shape, self.face_config)
+        if problem is not None:
+            raise DataError(f"frame {onset_name} is {problem}")
+        apex_image = decode_frame(apex, apex_name)[0]
+        if apex_image.shape != onset_image.shape:
+            raise InputError(
+                f"frame {apex_name} is {apex_image.shape[1]}x{apex_image.shape[0]} but the onset "
+                f"{onset_name} is {onset_image.shape[1]}x{onset_image.shape[0]}: one face square "
+                "cannot serve both"
+            )
+        return self._predict(onset_image, apex_image, onset_name, apex_name)
+
+    def _predict(
+        self, onset: np.ndarray, apex: np.ndarray, onset_name: str, apex_name: str
+    ) -> Prediction:
         onset_crop, apex_crop, found = self.crop(onset, apex)
         probs = self.probabilities(onset_crop, apex_crop)[0]
         return Prediction(
             probabilities={c: float(p) for c, p in zip(self.class_names, probs, strict=True)},
             label=self.class_names[int(probs.argmax())],
-            onset=str(onset_path),
-            apex=str(apex_path),
+            onset=onset_name,
+            apex=apex_name,
             face_found=found,
         )
 
