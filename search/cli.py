@@ -159,7 +159,11 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
         help=f"Tune results (default {DEFAULT_STORAGE}; shared storage on a multi-node cluster)",
     )
     x.add_argument("--tracking-uri", help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})")
-    x.add_argument("--quiet", action="store_true", help="less progress output")
+    x.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only the result (the leaderboard, estimates and what was registered)",
+    )
     x.add_argument("--json", type=Path, help="also write the outcome as JSON to this file")
     p.set_defaults(handler=run_search_command)
 
@@ -319,8 +323,10 @@ def run_search_command(args: argparse.Namespace) -> int:
     """`tsfmicro search`; stopped by SIGINT or SIGTERM, it says how to resume (its last line)
     and exits 128 + the signal (search.endings)."""
     from search.endings import SearchInterrupted, refuse_if_held
+    from search.quiet import silence_dependencies
     from tsfmicro.errors import ConfigError
 
+    silence_dependencies()  # before Ray, MLflow and Optuna are imported
     # A running search's name is refused before the heavy imports (the search takes the
     # lock itself later, search.endings); here only where flags alone say the storage path.
     name = args.resume or (args.name if args.config is None or args.storage_path else None)
@@ -343,7 +349,7 @@ def run_search_command(args: argparse.Namespace) -> int:
 
 
 def _search_command(args: argparse.Namespace) -> int:
-    from search.leaderboard import format_leaderboard, leaderboard
+    from search.leaderboard import format_compact_leaderboard, leaderboard
     from search.run import load_settings, run_search
 
     if args.resume:
@@ -363,11 +369,14 @@ def _search_command(args: argparse.Namespace) -> int:
         from search.nested import nested_command
 
         return nested_command(cfg, resume=bool(args.resume), quiet=args.quiet, json_path=args.json)
-    outcome = run_search(cfg, resume=bool(args.resume), progress=not args.quiet)
+    # --quiet: the result only (stdout); no progress, no notes on the way
+    echo = (lambda message: None) if args.quiet else None
+    outcome = run_search(cfg, resume=bool(args.resume), progress=not args.quiet, echo=echo)
     from search.honest import format_report
 
     board = leaderboard(cfg.tracking_uri, outcome.experiment, search=cfg.name)
-    print(format_leaderboard(board, cfg.eval_mode, cfg.objective))
+    # about 120 columns wide; every column: tsfmicro leaderboard --search NAME
+    print(format_compact_leaderboard(board, cfg.eval_mode, cfg.objective))
     honest = outcome.extra.get("honest")
     if honest:
         print(format_report(honest))
@@ -446,8 +455,10 @@ def _add_register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_register(args: argparse.Namespace) -> int:
+    from search.quiet import silence_dependencies
     from search.run import register_search
 
+    silence_dependencies()
     result = register_search(args.name, args.storage_path)
     print(f"registered {result['name']} version {result['version']}: {result['reason']}")
     return 0
@@ -511,5 +522,7 @@ def _add_leaderboard(subparsers: argparse._SubParsersAction) -> None:
 
 def run_leaderboard(args: argparse.Namespace) -> int:
     from search.leaderboard import leaderboard_command
+    from search.quiet import silence_dependencies
 
+    silence_dependencies()  # e.g. MLflow's bars while a search's stored estimates download
     return leaderboard_command(args)

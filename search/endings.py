@@ -96,9 +96,13 @@ def resume_command(name: str, storage_path: str) -> str:
 
 
 def _say(message: str) -> None:
-    """Print from a signal handler: one unbuffered write (a buffered print could re-enter)."""
+    """Print from a signal handler: one unbuffered write (a buffered print could re-enter).
+    On a terminal the line is cleared first: it may hold the live progress line
+    (search.progress), which is drawn again below the message."""
     with contextlib.suppress(OSError, ValueError):
-        os.write(sys.stderr.fileno(), (message + "\n").encode())
+        fd = sys.stderr.fileno()
+        clear = "\r\x1b[K" if os.isatty(fd) else ""
+        os.write(fd, (clear + message + "\n").encode())
 
 
 def _tune_stops_on_sigusr1() -> bool:

@@ -332,6 +332,9 @@ def tie_of(report: Mapping[str, Any], trial_id: str) -> dict[str, Any] | None:
 # ---- text -----------------------------------------------------------------------------------
 
 
+REPORT_WIDTH = 120  # columns the report fits in (a terminal's, beside the leaderboard)
+
+
 def format_report(report: Mapping[str, Any]) -> str:
     """The three figures as a small table with one line on what each means, then the ties."""
     mode, objective = report["eval_mode"], report["objective"]
@@ -339,8 +342,8 @@ def format_report(report: Mapping[str, Any]) -> str:
     lines = [
         f"honest estimates of search {report['search']}: {mode} mode, selection by "
         f"{objective.upper()} over {report['n_complete']} complete of {report['n_trials']} "
-        f"trials, {report['n_subjects']} subjects ({level}% intervals over {report['n_boot']} "
-        "subject resamples)",
+        f"trials, {report['n_subjects']} subjects",
+        f"  ({level}% intervals over {report['n_boot']} subject resamples)",
         f"  {'figure':<15}" + "".join(f"{m.upper():>22}" for m in METRICS),
     ]
     for figure, label in FIGURE_LABELS.items():
@@ -355,12 +358,15 @@ def format_report(report: Mapping[str, Any]) -> str:
         note = FIGURE_NOTES[figure]
         if figure == FIGURE_SEARCH_BEST:
             note += f" ({est['champion']})"
-        lines.append(f"  {label:<15}{cells}  {note}")
+        row = f"  {label:<15}{cells}"
+        # the note beside the figures where it fits in REPORT_WIDTH columns, else below them
+        joined = f"{row}  {note}"
+        lines += [joined] if len(joined) <= REPORT_WIDTH else [row, f"    {note}"]
     lines.append(
         f"  tied with the champion: {report['n_tied']} of {report['n_trials']} trials (the "
-        f"{level}% interval of their {objective.upper()} minus the champion's, paired over "
-        "subjects, contains 0)"
+        f"{level}% interval of their {objective.upper()} minus the champion's,"
     )
+    lines.append("  paired over subjects, contains 0)")
     missing = report.get("missing") or []
     if missing:
         notes = {r["trial"]: r.get("note", "") for r in report["ties"]}

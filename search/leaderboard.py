@@ -5,6 +5,7 @@ Reading needs only MLflow and pandas (no Ray or torch), so the dashboard starts 
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import pandas as pd
@@ -359,3 +360,69 @@ def _leaderboard_command(args: Any) -> int:
         with written_whole(args.json) as temp:
             temp.write_text(json.dumps(payload, indent=2, default=str))
     return 0
+
+
+def format_compact_leaderboard(
+    board: pd.DataFrame, mode: str = "final", metric: str = "uf1", limit: int = 20
+) -> str:
+    """The leaderboard a search prints at its end, about 120 columns wide for a default
+    search: a column only for the hyperparameters that differ between the trials shown (the
+    others on one line), the interval of the ranked metric only, and no oracle column;
+    `format_leaderboard` (`tsfmicro leaderboard`) has them all. A cross-dataset board keeps
+    the full layout (its held-out column)."""
+    complete = board[board["state"] == STATE_COMPLETE] if not board.empty else board
+    key = score_metric(mode, metric)
+    held = board["held_out"] if "held_out" in board.columns else None
+    cross = held is not None and bool(held.fillna("").astype(str).ne("").any())
+    if complete.empty or key not in complete.columns or cross:
+        return format_leaderboard(board, mode, metric, limit)
+    shown = complete.sort_values(key, ascending=False).head(limit)
+    optimistic = " -- OPTIMISTIC: selected on test subjects" if mode in OPTIMISTIC_MODES else ""
+    present = [p for p in HYPERPARAMETERS if p in shown.columns and shown[p].notna().any()]
+    varying = [p for p in present if len(shown) > 1 and shown[p].astype(str).nunique() > 1]
+    same = [p for p in present if p not in varying]
+    cells = {p: [_fmt(v) for v in shown[p]] for p in varying}
+    widths = {p: max(len(p) + 1, *(len(c) + 2 for c in cells[p])) for p in varying}
+    with_ties = _has_ties(board)
+    name = metric.upper()
+    header = (
+        f"{'#':>2} {'trial':<10}"
+        + "".join(f"{p:>{widths[p]}}" for p in varying)
+        + "".join(
+            f"{m.upper():>7}" if m != metric else f"  {name + ' [95% CI]':<17}" for m in METRICS
+        )  # fmt: skip
+        + (f"  Δ {name} vs best [95% CI]" if with_ties else "")
+    )
+    lines = [
+        f"leaderboard by {mode} {name} (pooled over LOSO folds, 95% CI over subjects){optimistic}",
+        header,
+        "-" * len(header),
+    ]
+    for rank, (_, row) in enumerate(shown.iterrows(), start=1):
+        scores = ""
+        for m in METRICS:
+            value = _value(row.get(score_metric(mode, m)))
+            text = "nan" if value is None else f"{value:.3f}"
+            if m == metric:
+                lo = _value(row.get(score_metric(mode, m) + CI_LO))
+                hi = _value(row.get(score_metric(mode, m) + CI_HI))
+                interval = f" [{lo:.2f},{hi:.2f}]" if lo is not None and hi is not None else ""
+                scores += f"  {text + interval:<17}"
+            else:
+                scores += f"{text:>7}"
+        tie = f"  {tie_text(row)}" if with_ties else ""
+        params = "".join(f"{cells[p][rank - 1]:>{widths[p]}}" for p in varying)
+        lines.append(f"{rank:>2} {str(row['trial']):<10}{params}{scores}{tie}".rstrip())
+    if same:
+        first = shown.iloc[0]
+        text = "same in every trial: " + ", ".join(f"{p} {_fmt(first[p])}" for p in same)
+        lines += textwrap.wrap(text, 120, subsequent_indent="  ", break_on_hyphens=False)
+    if with_ties:
+        lines.append(
+            f"Δ: the trial's {name} minus the champion's, paired subject bootstrap; tied: its "
+            "95% interval contains 0"
+        )
+    for _, row in board[board["state"] != STATE_COMPLETE].iterrows():
+        reason = (row.get("reason") or "").splitlines()[-1:] or [""]
+        lines.append(f"   {row['trial']}: {row['state']} {reason[0][:90]}")
+    return "\n".join(lines)

@@ -932,7 +932,8 @@ def outcome_json(outcome: NestedOutcome) -> dict[str, Any]:
 
 def nested_command(cfg: SearchConfig, *, resume: bool, quiet: bool, json_path: Any) -> int:
     """`tsfmicro search --nested` (and `--resume` of a nested search)."""
-    outcome = run_nested(cfg, resume=resume, progress=not quiet)
+    echo = (lambda message: None) if quiet else None  # --quiet: the result only
+    outcome = run_nested(cfg, resume=resume, progress=not quiet, echo=echo)
     print(format_nested(outcome))
     print(
         f"nested search {cfg.name}: {len(outcome.outer)} outer folds in "

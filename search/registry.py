@@ -269,7 +269,7 @@ def publish(
         },
     )
     moved, reason = update_champion(client, name, version, eval_mode, objective)
-    say(f"registered {name} version {version.version}; {reason}")
+    # no line here: the caller prints the registered version once (its result)
     return {
         "name": name,
         "version": int(version.version),

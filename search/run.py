@@ -247,6 +247,10 @@ def run_search(
         SearchContext,
     )
 
+    from search.progress import Display, TuneProgress, showing
+    from search.quiet import silence_dependencies
+
+    silence_dependencies()
     say = echo or (lambda message: print(message, file=sys.stderr))
     started = time.perf_counter()
     require_valid(cfg)  # before any data, Ray or MLflow run (search.checks)
@@ -266,8 +270,7 @@ def run_search(
     moved = pairs.moved_training_pairs()
     say(
         f"data: {len(pairs)} samples, {len(subjects)} subjects, classes "
-        f"{', '.join(pairs.class_names)}; {moved} train on the published training pair rather "
-        "than the annotated one"
+        f"{', '.join(pairs.class_names)}; {moved} train on published pairs"  # docs/model.md
         + ("; LABELS SHUFFLED (a chance-level control)" if cfg.data.shuffle_labels else "")
     )
 
@@ -362,13 +365,13 @@ def run_search(
             run_config=tune.RunConfig(
                 name=cfg.name,
                 storage_path=str(Path(cfg.storage_path).resolve()),
-                callbacks=[tracker],
+                callbacks=[tracker, TuneProgress(cfg.name)],
                 failure_config=tune.FailureConfig(max_failures=cfg.trial_retries),
                 # Each checkpoint holds every finished fold, so one is enough; keeping one
                 # also makes Tune snapshot the experiment after each fold, so a killed driver
                 # resumes from the latest fold rather than an older periodic snapshot.
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                verbose=1 if progress else 0,
+                verbose=0,  # no Tune tables: search.progress shows the search's progress
             ),
         )
     # The search's own run (kind search): its settings, then its honest estimates. It ends
@@ -387,7 +390,16 @@ def run_search(
     status, reason = "KILLED", "the search driver stopped before the search finished"
     try:
         try:
-            with tune_loop():  # a first signal stops Tune's loop, saving its state
+            display = Display.on(
+                sys.stderr,
+                cfg.trials,
+                f"{cfg.eval_mode} {cfg.objective.upper()}",
+                enabled=progress,
+                started=started,
+                budget_s=cfg.time_budget_s,
+            )
+            # a first signal stops Tune's loop, saving its state
+            with tune_loop(), showing(cfg.name, display):
                 grid = tuner.fit()
         finally:
             # Whatever happened, no trial run of this search stays RUNNING.

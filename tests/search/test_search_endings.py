@@ -220,8 +220,7 @@ TINY = [
     "epochs=2",
     "--concurrency",
     "1",
-    "--quiet",
-]
+]  # not --quiet: its progress lines come before the last line, which stays how to resume
 
 
 def cli(folder: Path, *args: str) -> list[str]:
@@ -335,6 +334,8 @@ def test_a_stopped_search_ends_clean_and_resumes(tmp_path, signum):
     assert last_line(text) == (
         f"resume it with: tsfmicro search --resume {name} --storage-path {tmp_path / 'runs'}"
     )
+    # not a terminal: plain progress lines (search.progress), no redraws, no Tune tables
+    assert "\r" not in text and "Trial status" not in text
     runs = all_runs(tmp_path)
     assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
     (search_run,) = of_kind(runs, "search")

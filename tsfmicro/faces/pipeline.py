@@ -226,8 +226,12 @@ def _compute_shards(
     workers = config.workers or _available_cores()
     with (
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="faces") as pool,
-        tqdm(
-            total=total, initial=done_before, unit="sample", desc="face crops", disable=not progress
+        tqdm(  # disable=None: a bar only where stderr is a terminal (no '\r' in a log)
+            total=total,
+            initial=done_before,
+            unit="sample",
+            desc="face crops",
+            disable=None if progress else True,
         ) as bar,
     ):
         upcoming = _submit_onsets(pool, chunks[todo[0]], config) if todo else []

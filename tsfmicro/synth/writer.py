@@ -229,7 +229,8 @@ def _progress_bar(total: int, enabled: bool) -> Iterator[object]:
         return
     from tqdm import tqdm
 
-    with tqdm(total=total, unit="frame", desc="synth", file=sys.stderr) as bar:
+    # disable=None: no bar where stderr is not a terminal (a log gets no '\r' redraws)
+    with tqdm(total=total, unit="frame", desc="synth", file=sys.stderr, disable=None) as bar:
         yield bar
 
 
