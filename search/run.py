@@ -241,14 +241,13 @@ def run_search(
         search_run_params,
         search_run_tags,
     )
+    from search.progress import Display, TuneProgress, showing
+    from search.quiet import silence_dependencies
     from search.searcher import make_searcher
     from search.tracking import (
         MlflowTracker,
         SearchContext,
     )
-
-    from search.progress import Display, TuneProgress, showing
-    from search.quiet import silence_dependencies
 
     silence_dependencies()
     say = echo or (lambda message: print(message, file=sys.stderr))
