@@ -15,6 +15,8 @@ or joins Ray, or opens an MLflow run.
   `SearchConfig`: local folders and file:// only), and the tracking URI answers: an HTTP
   server within a few seconds (PROBE_TIMEOUT_S), a database server's port, an SQLite file's
   folder exists and can be written;
+- the Optuna study's database (search.study): a database URL whose driver is installed, a
+  server's port answering, a SQLite file that is Optuna's (or new) in a folder it can write;
 - that one fold fits a local Ray on this machine (a cluster is checked when it is joined).
 
 `require_valid(cfg)` raises them as one ConfigError; `run_search` calls it first, and
@@ -45,6 +47,7 @@ def problems(cfg: SearchConfig, *, timeout: float = PROBE_TIMEOUT_S) -> list[str
     found = space_problems(cfg) + data_problems(cfg)
     found += [p for p in (storage_problem(cfg.storage_path),) if p]
     found += [p for p in (tracking_problem(cfg.tracking_uri, timeout),) if p]
+    found += [p for p in (optuna_problem(cfg.optuna_url(), timeout),) if p]
     found += [p for p in (fit_problem(cfg),) if p]
     return found
 
@@ -282,6 +285,65 @@ def _port_problem(host: str, port: int, shown: str, timeout: float) -> str:
     except OSError as exc:
         reason = exc.strerror or str(exc)
     return f"tracking URI {shown}: the database server {host}:{port} cannot be reached ({reason})"
+
+
+def optuna_problem(url: str, timeout: float = PROBE_TIMEOUT_S) -> str:
+    """Why the Optuna storage URL cannot keep the search's study ("" when it can): it must be
+    a database URL SQLAlchemy reads, of a kind Optuna runs on, with its driver installed; a
+    server's port must answer; a SQLite file must be on disk (not in memory), in a folder
+    that can be written, and, when it exists, an SQLite database that is Optuna's or empty
+    (never MLflow's: both keep a table alembic_version). Nothing is created."""
+    from search.study import DEFAULT_PORTS, DIALECTS, sqlite_tables
+
+    shown = f"Optuna storage {shown_uri(url)}"
+    try:
+        import sqlalchemy
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception as exc:  # SQLAlchemy's ArgumentError and the like
+        return f"{shown}: not a database URL ({exc}); e.g. sqlite:////abs/optuna.db or " \
+            "postgresql://user@host/db"  # fmt: skip
+    kind = parsed.get_backend_name()
+    if kind not in DIALECTS:
+        return f"{shown}: {kind}:// is not a database Optuna keeps studies in " \
+            f"({', '.join(DIALECTS)})"  # fmt: skip
+    try:
+        sqlalchemy.create_engine(parsed).dispose()  # loads the driver, connects nowhere
+    except ModuleNotFoundError as exc:
+        return f"{shown}: its database driver is not installed (no module {exc.name!r})"
+    except Exception as exc:
+        return f"{shown}: {type(exc).__name__}: {exc}"
+    if kind != "sqlite":
+        if not parsed.host:
+            return ""  # a local socket: nothing to probe by address
+        found = _port_problem(parsed.host, parsed.port or DEFAULT_PORTS[kind], shown, timeout)
+        return found.replace(f"tracking URI {shown}", shown)
+    if parsed.database in (None, "", ":memory:"):
+        return f"{shown}: an in-memory database would not outlive the search; give a file"
+    path = Path(parsed.database).expanduser().absolute()
+    if path.is_dir():
+        return f"{shown}: {path} is a folder, not an SQLite file"
+    if path.exists() and path.stat().st_size:
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            return f"{shown}: cannot read {path}: {exc.strerror or exc}"
+        if head != SQLITE_HEADER:
+            return f"{shown}: {path} is not an SQLite database"
+        try:
+            tables = sqlite_tables(path)
+        except Exception as exc:  # sqlite3.DatabaseError: damaged
+            return f"{shown}: {path} cannot be read as an SQLite database ({exc})"
+        if tables and not {"studies", "version_info"} <= tables:
+            whose = " (it is an MLflow store)" if "experiments" in tables else ""
+            return (
+                f"{shown}: {path} is an SQLite database without Optuna's tables{whose}; give "
+                "Optuna a file of its own"
+            )
+    found = _unwritable(f"{shown}: the folder", path.parent)
+    return found[0] if found else ""
 
 
 def local_resources() -> tuple[float, float]:

@@ -160,6 +160,13 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
     )
     x.add_argument("--tracking-uri", help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})")
     x.add_argument(
+        "--optuna-storage",
+        metavar="URL",
+        help="database of the search's Optuna study, named after the search (for "
+        "optuna-dashboard and --resume): e.g. postgresql://user@host/db (default: optuna.db "
+        "beside a local MLflow store, else under --storage-path)",
+    )
+    x.add_argument(
         "--quiet",
         action="store_true",
         help="print only the result (the leaderboard, estimates and what was registered)",
@@ -293,6 +300,7 @@ def build_search_config(args: argparse.Namespace) -> Any:
         ("ray_address", "ray_address"),
         ("storage_path", "storage_path"),
         ("tracking_uri", "tracking_uri"),
+        ("optuna_storage", "optuna_storage"),
     ]:
         if getattr(args, flag) is not None:
             values[key] = getattr(args, flag)
@@ -412,6 +420,7 @@ def _search_command(args: argparse.Namespace) -> int:
                     "estimates_note": outcome.extra.get("estimates_note"),
                     "honest": honest,
                     "plan": outcome.extra.get("plan"),
+                    "optuna": outcome.extra.get("optuna"),  # its study: storage and name
                 },
                 indent=2,
                 default=str,

@@ -231,6 +231,9 @@ class SearchConfig:
     time_budget_s: float | None = None  # stop launching trials after this long
     storage_path: str = DEFAULT_STORAGE  # Tune results (shared storage on a multi-node cluster)
     tracking_uri: str = DEFAULT_TRACKING_URI
+    # the Optuna study's database (search.study); None: optuna.db beside a local MLflow store,
+    # else under storage_path (a search pins the resolved URL in its saved settings)
+    optuna_storage: str | None = None
     seed: int = 0  # sampler seed and base training seed
     eval_mode: EvalMode = "final"  # which evaluation mode the objective reads
     objective: Score = "uf1"  # maximised
@@ -257,6 +260,11 @@ class SearchConfig:
         )
         object.__setattr__(self, "storage_path", local_storage_path(self.storage_path))
         need(bool(str(self.tracking_uri).strip()), "tracking_uri", "must not be empty")
+        need(
+            self.optuna_storage is None or bool(str(self.optuna_storage).strip()),
+            "optuna_storage",
+            "must not be empty (leave it unset for the default)",
+        )
         need(self.preset in PRESETS, "preset", f"must be one of {', '.join(PRESETS)}")
         need(self.trials >= 1, "trials", "must be >= 1")
         need(self.sampler in get_args(Sampler), "sampler", f"one of {get_args(Sampler)}")
@@ -315,6 +323,13 @@ class SearchConfig:
             if p.name == "val_subjects":
                 values += list(p.choices) if p.type == "categorical" else [p.high]
         return int(max(int(v or 0) for v in values))
+
+    def optuna_url(self) -> str:
+        """The database of the search's Optuna study (search.study.default_storage unless
+        set)."""
+        from search.study import default_storage
+
+        return self.optuna_storage or default_storage(self.tracking_uri, self.storage_path)
 
     def replace(self, **changes: Any) -> SearchConfig:
         return dataclasses.replace(self, **changes)

@@ -35,7 +35,7 @@ def check_command(cfg: SearchConfig, *, resume: bool, json_path: Any = None) -> 
         checked_experiment_dir(cfg, resume)
     except ConfigError as exc:
         found.append(str(exc))
-    plan = search_plan(cfg, found)
+    plan = search_plan(cfg, found, resume)
     print(format_plan(plan))
     for problem in found:
         print(f"tsfmicro search --check: error: {problem}", file=sys.stderr)
@@ -50,7 +50,7 @@ def check_command(cfg: SearchConfig, *, resume: bool, json_path: Any = None) -> 
     return 2 if found else 0
 
 
-def search_plan(cfg: SearchConfig, found: list[str]) -> dict[str, Any]:
+def search_plan(cfg: SearchConfig, found: list[str], resume: bool = False) -> dict[str, Any]:
     """The plan as JSON-ready data; problems met while making it (a real copy's annotation
     that cannot be read) are appended to `found`."""
     from search.data import dataset_label
@@ -85,6 +85,7 @@ def search_plan(cfg: SearchConfig, found: list[str]) -> dict[str, Any]:
         "sqlite_file_exists": bool(db and db.expanduser().is_file()),
         "experiment": experiment_name(dataset, protocol),
     }
+    plan["optuna"] = _optuna_plan(cfg, resume)
     plan["storage"] = {"folder": str(experiment_dir(cfg))}
     if cfg.nested:
         plan["models"] = "nothing registered: a nested search's product is its estimate"
@@ -96,6 +97,28 @@ def search_plan(cfg: SearchConfig, found: list[str]) -> dict[str, Any]:
             f"{model_name(dataset, protocol)} (alias {CHAMPION} if it beats the current one)"
         )
     return plan
+
+
+def _optuna_plan(cfg: SearchConfig, resume: bool) -> dict[str, Any]:
+    """Where the search's Optuna study is kept, and what is there now (read only)."""
+    from search.study import existing_study, sqlite_file
+
+    url = cfg.optuna_url()
+    db = sqlite_file(url)
+    try:
+        trials = existing_study(url, cfg.name)
+        state = "new" if trials is None else f"{trials} trial(s) there" + (
+            ", continued" if resume else "")  # fmt: skip
+    except Exception:  # named among the problems (search.study.study_name_problem)
+        state = "unreadable"
+    return {
+        "storage": shown_uri(url),
+        "study": cfg.name,
+        "sqlite_file": str(db) if db else None,
+        "sqlite_file_exists": bool(db and db.is_file()),
+        "study_state": state,
+        "dashboard": f"optuna-dashboard {shown_uri(url)}",
+    }
 
 
 def _data_plan(cfg: SearchConfig, found: list[str]) -> tuple[int | None, dict[str, Any]]:
@@ -244,6 +267,8 @@ def format_plan(plan: dict[str, Any]) -> str:
         where = f" ({runs['sqlite_file']}, {'exists' if runs['sqlite_file_exists'] else 'new'})"
     lines += [
         f"  runs       MLflow {runs['tracking_uri']}{where}, experiment {runs['experiment']}",
+        f"  optuna     study {plan['optuna']['study']} ({plan['optuna']['study_state']}) in "
+        f"{plan['optuna']['storage']}; view it: {plan['optuna']['dashboard']}",
         f"  storage    {plan['storage']['folder']} (Tune results and the search's settings)",
         f"  models     {plan['models']}",
     ]

@@ -177,6 +177,15 @@ def checked_experiment_dir(cfg: SearchConfig, resume: bool) -> Path:
             f"a search named {cfg.name!r} already exists at {exp_dir}; "
             "use --resume to continue it or choose another --name"
         )
+    from search.checks import optuna_problem
+    from search.study import study_name_problem
+
+    # a new search's study name must be free in its Optuna storage (read where it is valid;
+    # search.checks names what is wrong with it otherwise)
+    url = cfg.optuna_url()
+    problem = "" if optuna_problem(url) else study_name_problem(url, cfg.name, resume)
+    if problem:
+        raise ConfigError(problem)
     return exp_dir
 
 
@@ -235,6 +244,7 @@ def run_search(
     from ray import tune
     from ray.tune.execution.placement_groups import PlacementGroupFactory
 
+    from search.checks import shown_uri
     from search.honest import (
         end_search_run,
         open_search_run,
@@ -247,6 +257,8 @@ def run_search(
     from search.tracking import (
         MlflowTracker,
         SearchContext,
+        dataset_record,
+        log_dataset,
     )
 
     silence_dependencies()
@@ -254,6 +266,7 @@ def run_search(
     started = time.perf_counter()
     require_valid(cfg)  # before any data, Ray or MLflow run (search.checks)
     exp_dir = checked_experiment_dir(cfg, resume)
+    cfg = cfg.replace(optuna_storage=cfg.optuna_url())  # its settings keep where the study is
 
     dataset, protocol = dataset_label(cfg.data)
     base_model = preset(cfg.preset)
@@ -342,6 +355,7 @@ def run_search(
         train_pairs_moved=moved,
         shuffled_labels=cfg.data.shuffle_labels,
         machine=cfg.machine,
+        dataset_input=dataset_record(pairs, dataset, protocol, cfg.data),
         parent_run=parent_run,
         extra_tags=tuple(sorted((run_tags or {}).items())),
     )
@@ -354,7 +368,11 @@ def run_search(
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=make_searcher(cfg.space, cfg.sampler, cfg.seed),
+                search_alg=make_searcher(
+                    cfg.space, cfg.sampler, cfg.seed, storage=cfg.optuna_storage,
+                    study_name=cfg.name, attrs={"mlflow_experiment": exp_name,
+                                                "tracking_uri": shown_uri(cfg.tracking_uri)},
+                ),  # fmt: skip
                 scheduler=_scheduler(cfg, len(subjects)),
                 num_samples=cfg.trials,
                 max_concurrent_trials=concurrency,
@@ -386,6 +404,9 @@ def run_search(
         params=search_run_params(cfg, len(subjects), len(pairs)),
         settings=cfg.to_dict(),
     )
+    log_dataset(client, search_run, ctx.dataset_input)
+    say(f"optuna: study {cfg.name} in {shown_uri(cfg.optuna_storage)} "
+        f"(optuna-dashboard {shown_uri(cfg.optuna_storage)})")  # fmt: skip
     status, reason = "KILLED", "the search driver stopped before the search finished"
     try:
         try:
@@ -427,6 +448,7 @@ def run_search(
             fold_seconds=fold_seconds,
         )
         outcome.extra["search_run_id"] = search_run
+        outcome.extra["optuna"] = {"storage": shown_uri(cfg.optuna_storage), "study": cfg.name}
         outcome.extra["plan"] = plan
         _honest_estimates(cfg, client, experiment_id, search_run, grid, outcome, pairs, say)
         # Tune stopped by itself (e.g. kill -USR1) before every trial ended: nothing registered

@@ -29,6 +29,15 @@ def experiment_name(dataset: str, protocol: str) -> str:
     return f"{EXPERIMENT_PREFIX}{dataset}/{protocol}"
 
 
+# MLflow's own experiment tag choosing its UI: the classic ML view (runs, metrics, models) for
+# this value, rather than the GenAI view (traces) MLflow 3 may infer otherwise.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# The context tag of the dataset logged as each search and trial run's input: every subject is
+# trained on and tested on (leave one subject out)
+DATASET_CONTEXT = "loso"
+
+
 # ---- run tags -----------------------------------------------------------------------------------
 
 TAG_PREFIX = "tsfmicro."
@@ -58,6 +67,9 @@ class Tag:
     SEARCHED = TAG_PREFIX + "searched"  # the searched parameters, comma-separated
     OPTIMISTIC_MODES = TAG_PREFIX + "optimistic_modes"  # comma-separated
     SOURCE_RUN = TAG_PREFIX + "source_run"  # a refit run's trial run
+    # a trial run's trial number in the search's Optuna study (search.study), as
+    # optuna-dashboard numbers it
+    OPTUNA_TRIAL = TAG_PREFIX + "optuna_trial"
     # "true" when the search trained on permuted labels (a chance-level control); such a
     # search also has a dataset name of its own (search.data.dataset_label)
     SHUFFLED_LABELS = TAG_PREFIX + "shuffled_labels"

@@ -33,6 +33,9 @@ from search.schema import (
     CI_SUFFIXES,
     CLASS_SCORES,
     CURVE_METRICS,
+    DATASET_CONTEXT,
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
     FOLD_SECONDS,
     FOLDS_DONE,
     FOLDS_RESTORED,
@@ -59,6 +62,7 @@ from search.schema import (
     run_filter,
     score_metric,
 )
+from search.searcher import trial_number
 from search.trial import load_folds
 from tsfmicro.config import DEFAULT_MACHINE, MachineConfig, ModelConfig, TrainConfig
 from tsfmicro.metrics import METRICS
@@ -72,14 +76,16 @@ log = logging.getLogger(__name__)
 
 def ensure_experiment(client: Any, name: str) -> str:
     """The experiment's id, created if missing (by the driver, once; a concurrent creation by
-    another driver is tolerated)."""
+    another driver is tolerated), tagged for MLflow's classic ML view (EXPERIMENT_KIND)."""
     existing = client.get_experiment_by_name(name)
     if existing is not None:
         if existing.lifecycle_stage == "deleted":
             client.restore_experiment(existing.experiment_id)
+        if EXPERIMENT_KIND_TAG not in existing.tags:  # one made before the tag was set
+            client.set_experiment_tag(existing.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return existing.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except Exception:
         existing = client.get_experiment_by_name(name)
         if existing is None:
@@ -126,6 +132,87 @@ def end_run(
 
 
 @dataclass(frozen=True)
+class DatasetRecord:
+    """The data a search trains and tests on, as an MLflow dataset input: its name, protocol,
+    a digest of its content (every sample's key, subject, label and frames as cropped), where
+    it comes from, and a profile (counts and classes)."""
+
+    name: str
+    protocol: str
+    digest: str
+    source_type: str  # MLflow's dataset source kinds: "local" (a folder) or "code" (generated)
+    source: str  # JSON, as MLflow's dataset sources write themselves
+    profile: str  # JSON
+
+    def entity(self) -> Any:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        dataset = Dataset(self.name, self.digest, self.source_type, self.source,
+                          profile=self.profile)  # fmt: skip
+        tags = [InputTag(MLFLOW_DATASET_CONTEXT, DATASET_CONTEXT),
+                InputTag(Tag.PROTOCOL, self.protocol)]  # fmt: skip
+        return DatasetInput(dataset, tags=tags)
+
+
+def dataset_record(pairs: Any, dataset: str, protocol: str, spec: Any) -> DatasetRecord:
+    """The MLflow dataset input of a search's samples `pairs` (named `dataset` / `protocol`,
+    read as DataSpec `spec` says)."""
+    import hashlib
+
+    from search.data import synthetic_root
+
+    digest = hashlib.sha256(json.dumps(list(pairs.class_names)).encode())
+    for array in (pairs.keys, pairs.subjects):
+        digest.update("\n".join(map(str, np.asarray(array).tolist())).encode())
+    for tensor in (pairs.labels, pairs.onset, pairs.apex, pairs.train_onset, pairs.train_apex):
+        if tensor is not None:
+            digest.update(tensor.contiguous().numpy().tobytes())
+    if spec.dataset == "toy":
+        source_type = "code"
+        source = {"tags": {"generator": "tsfmicro toy task", "subjects": str(spec.toy_subjects),
+                           "per_subject": str(spec.toy_per_subject)}}  # fmt: skip
+    else:
+        root = synthetic_root(spec) if spec.dataset == "synthetic" else Path(spec.root or ".")
+        source_type, source = "local", {"uri": str(Path(root).expanduser().absolute())}
+    profile = {
+        "protocol": protocol,
+        "samples": len(pairs),
+        "subjects": len(set(np.asarray(pairs.subjects).tolist())),
+        "classes": list(pairs.class_names),
+        "image_size": int(pairs.onset.shape[-1]),
+        "shuffled_labels": bool(spec.shuffle_labels),
+    }
+    return DatasetRecord(dataset, protocol, digest.hexdigest()[:16], source_type,
+                         json.dumps(source), json.dumps(profile))  # fmt: skip
+
+
+def log_dataset(client: Any, run_id: str, record: DatasetRecord | None) -> None:
+    """Log the search's dataset as an input of the run (MLflow keeps one link per run and
+    dataset: logging it again, on a resume, adds nothing)."""
+    if record is not None:
+        client.log_inputs(run_id, datasets=[record.entity()])
+
+
+def run_label(search: str, number: int | None, trial_id: str, sampled: dict[str, Any],
+              searched: tuple[str, ...]) -> str:  # fmt: skip
+    """A trial run's name: the search, the trial's number in the Optuna study (its Tune id
+    where the number is not known) and its sampled values, e.g.
+    `s1 #3 temporal_depth=8 spatial_depth=4 fusion=early lr=0.00233`."""
+    head = f"{search} #{number}" if number is not None else f"{search} {trial_id}"
+    values = " ".join(
+        f"{k}={_short(sampled[k])}" for k in searched if k in sampled
+    )
+    return f"{head} {values}".strip()[:250]  # MLflow keeps run names up to 250 characters
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float) and not isinstance(value, bool):
+        return f"{value:.3g}"
+    return str(value)
+
+
+@dataclass(frozen=True)
 class SearchContext:
     """What the tracker needs to know about the search and its data (picklable, small)."""
 
@@ -149,6 +236,7 @@ class SearchContext:
     train_pairs_moved: int = 0  # samples whose training pair is not the annotated one
     shuffled_labels: bool = False  # trained on permuted labels (a chance-level control)
     machine: MachineConfig = DEFAULT_MACHINE  # where the folds ran (logged with the params)
+    dataset_input: DatasetRecord | None = None  # logged as each trial run's input
     # An inner search of a nested one (search.nested): its trial runs are children of this
     # run (the outer fold's), and its trial and fold runs carry these tags too.
     parent_run: str | None = None
@@ -171,6 +259,7 @@ class MlflowTracker(Callback):
         self._client = None
         self._runs: dict[str, str] = {}  # trial id -> parent run id
         self._folds: dict[str, set[str]] = {}  # trial id -> subjects logged as child runs
+        self._labels: dict[str, str] = {}  # trial id -> "search #number", for its fold runs
 
     # The callback is pickled with the experiment state (for resume): keep only the context.
     def __getstate__(self) -> dict[str, Any]:
@@ -224,7 +313,9 @@ class MlflowTracker(Callback):
         if found:
             run_id = found[0].info.run_id
             self._folds[trial_id] = self._logged_folds(run_id)
+            number = found[0].data.tags.get(Tag.OPTUNA_TRIAL)
         else:
+            number = trial_number(c.search_name, trial_id)
             tags = {
                 **self._base_tags(),
                 Tag.KIND: KIND_TRIAL,
@@ -234,12 +325,17 @@ class MlflowTracker(Callback):
             }
             if getattr(c, "parent_run", None):  # an inner search: below its outer fold run
                 tags[PARENT_RUN_TAG] = c.parent_run
-            run = self.client.create_run(
-                c.experiment_id, tags=tags, run_name=f"{c.search_name}-{trial_id}"
-            )
+            if number is not None:
+                tags[Tag.OPTUNA_TRIAL] = str(number)
+            name = run_label(c.search_name, number, trial_id, dict(trial.config), c.searched)
+            run = self.client.create_run(c.experiment_id, tags=tags, run_name=name)
             run_id = run.info.run_id
             self._log_params(run_id, trial.config)
+            log_dataset(self.client, run_id, getattr(c, "dataset_input", None))
             self._folds[trial_id] = set()
+        self._labels[trial_id] = (
+            f"{c.search_name} #{number}" if number is not None else f"{c.search_name} {trial_id}"
+        )
         self._runs[trial_id] = run_id
         return run_id
 
@@ -420,7 +516,7 @@ class MlflowTracker(Callback):
             c.experiment_id,
             start_time=began,
             tags=tags,
-            run_name=f"{c.search_name}-{trial_id}-{fold.subject}",
+            run_name=f"{fold.subject} ({self._labels.get(trial_id, c.search_name)})",
         )
         stamp = int(time.time() * 1000)
         y_test = c.labels[fold.test_index]

@@ -320,3 +320,15 @@ def reachable(host: str, port: int, timeout: float = 3) -> bool:
             return True
     except (ConnectionRefusedError, TimeoutError):
         return False
+
+
+@contextmanager
+def optuna_dashboard(storage: str, folder: Path):
+    """`optuna-dashboard STORAGE` on loopback, as a user starts it; yields its base URL."""
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    uri = f"http://127.0.0.1:{port}"
+    command = [str(BIN / "optuna-dashboard"), "--host", "127.0.0.1", "--port", str(port),
+               storage]  # fmt: skip
+    with served(command, folder / "optuna-dashboard.log", f"{uri}/api/studies"):
+        yield uri

@@ -50,7 +50,7 @@ def where(tmp_path: Path) -> list[str]:
 
 def nothing_written(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
-    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "optuna.db").exists()
     assert not (tmp_path / "synth").exists() and not (tmp_path / "cache").exists()
 
 
@@ -392,6 +392,8 @@ def test_check_prints_the_plan_and_starts_nothing(tmp_path, capsys, no_ray):
         "  per task   1 CPU(s), GPUs auto: 0.25 where the cluster has GPUs, else 0",
         "  cluster    a local Ray started by the search:",
         f"  runs       MLflow sqlite:///{db} ({db}, new), experiment tsfmicro/toy/3class",
+        f"  optuna     study plan1 (new) in sqlite:///{tmp_path / 'optuna.db'}; view it: "
+        f"optuna-dashboard sqlite:///{tmp_path / 'optuna.db'}",
         f"  storage    {runs} (Tune results and the search's settings)",
         "  models     best complete trial refitted on every subject and registered as "
         "tsfmicro-toy-3class (alias champion if it beats the current one)",
@@ -403,6 +405,62 @@ def test_check_prints_the_plan_and_starts_nothing(tmp_path, capsys, no_ray):
     placement = report["plan"]["resources"]["placement"]
     assert placement["fold_slots"] >= 1 and placement["trials_at_once"] <= 3
     nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("storage, expected", [
+    ("redis://127.0.0.1/0", "redis:// is not a database Optuna keeps studies in"),
+    ("not a url", "not a database URL"),
+    ("sqlite://", "an in-memory database would not outlive the search"),
+    ("postgresql+psycopg2://u:secret@127.0.0.1:1/db", "its database driver is not installed"),
+    ("MLFLOW", "without Optuna's tables (it is an MLflow store); give Optuna a file of its own"),
+    ("TEXT", "is not an SQLite database"),
+])  # fmt: skip
+def test_bad_optuna_storage_refused_by_check(tmp_path, capsys, no_ray, storage, expected):
+    """--optuna-storage is checked before any work: one line naming the storage (its password
+    never printed) and why; nothing created."""
+    import sqlite3
+
+    if storage == "MLFLOW":  # a file with MLflow's tables (and alembic_version, as Optuna's)
+        path = tmp_path / "other" / "mlflow.db"
+        path.parent.mkdir()
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE experiments (id INTEGER)")
+            db.execute("CREATE TABLE alembic_version (version_num TEXT)")
+        storage = f"sqlite:///{path}"
+    elif storage == "TEXT":
+        (tmp_path / "notes.txt").write_text("not a database\n")
+        storage = f"sqlite:///{tmp_path / 'notes.txt'}"
+    code, out, err = run_main(capsys, "--name", "o1", *TOY, "--check", *where(tmp_path),
+                              "--optuna-storage", storage)  # fmt: skip
+    assert code == 2
+    assert err.count("tsfmicro search --check: error: Optuna storage ") == 1, err
+    assert expected in err and "secret" not in err + out
+    assert "check: 1 problem(s)" in out
+    nothing_written(tmp_path)
+
+
+def test_new_search_refused_where_its_study_exists(tmp_path, capsys, no_ray):
+    """A study by the search's name in the Optuna storage (a search whose folder was deleted)
+    refuses a new search by that name before work, with how to delete it; --check says so."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="taken", storage=url)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    code, out, err = run_main(capsys, "--name", "taken", *TOY, "--check", *where(tmp_path))
+    assert code == 2
+    assert f"an Optuna study named 'taken' already exists in {url} (2 trial(s))" in err
+    assert f"optuna delete-study --study-name taken --storage {url}" in err
+    assert "optuna     study taken (2 trial(s) there)" in out
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
+    with pytest.raises(ConfigError, match="an Optuna study named 'taken' already exists"):
+        from search.run import run_search
+
+        run_search(SearchConfig(name="taken", data=DataSpec(dataset="toy"), preset="micro",
+                                storage_path=str(tmp_path / "runs"),
+                                tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))  # fmt: skip
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_check_of_a_nested_search_and_several_problems_at_once(tmp_path, capsys, no_ray):
@@ -417,10 +475,13 @@ def test_check_of_a_nested_search_and_several_problems_at_once(tmp_path, capsys,
     assert "nested: 2 outer folds, a whole search inside each" in out
     assert "models     nothing registered: a nested search's product is its estimate" in out
     errors = [line for line in err.splitlines() if line]
-    assert len(errors) == 2 and all(e.startswith("tsfmicro search --check: error: ") for e in
+    # the storage path, the tracking server, and the Optuna study's default file under the
+    # storage path (the store is a server, so the study goes there)
+    assert len(errors) == 3 and all(e.startswith("tsfmicro search --check: error: ") for e in
                                     errors)  # fmt: skip
-    assert "tracking URI" in errors[0] + errors[1] and "is a file, not a folder" in err
-    assert "check: 2 problem(s)" in out
+    assert "tracking URI" in err and "is a file, not a folder" in err
+    assert f"Optuna storage sqlite:///{blocker}/runs/optuna.db: the folder" in err
+    assert "check: 3 problem(s)" in out
 
 
 def test_check_as_a_command_exits_2_with_one_line_and_no_traceback(tmp_path):

@@ -254,6 +254,14 @@ def of_kind(runs: list, kind: str) -> list:
     return [r for r in runs if r.data.tags.get("tsfmicro.kind") == kind]
 
 
+def study_trials(folder: Path, name: str) -> dict[int, str]:
+    """The search's Optuna study (optuna.db beside its MLflow store): trial number -> state."""
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'optuna.db'}")
+    return {t.number: t.state.name for t in study.trials}
+
+
 def last_line(text: str) -> str:
     return [line for line in text.splitlines() if line.strip()][-1]
 
@@ -262,7 +270,9 @@ def mid_search(folder: Path) -> bool:
     """A trial has completed (a refit would follow) and another one is running."""
     trials = of_kind(all_runs(folder), "trial")
     states = [r.data.tags.get("tsfmicro.state") for r in trials]
-    running = [r for r in trials if r.info.status == "RUNNING"]
+    # a run tagged complete is RUNNING for a moment until it is ended: not the one looked for
+    running = [r for r in trials if r.info.status == "RUNNING"
+               and r.data.tags.get("tsfmicro.state") == "running"]  # fmt: skip
     return "complete" in states and bool(running)
 
 
@@ -344,6 +354,9 @@ def test_a_stopped_search_ends_clean_and_resumes(tmp_path, signum):
     assert not of_kind(runs, "refit")
     assert not client(tmp_path).search_model_versions()
     assert not (tmp_path / "runs" / f"{name}.lock").exists()
+    # its Optuna study outlives it, beside the MLflow store, with the trial that completed
+    before = study_trials(tmp_path, name)
+    assert "COMPLETE" in before.values()
     deadline = time.monotonic() + 30  # its local Ray went with it
     while session_processes(driver.pid) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -371,3 +384,18 @@ def test_a_stopped_search_ends_clean_and_resumes(tmp_path, signum):
     (version,) = client(tmp_path).search_model_versions()
     assert version.name == "tsfmicro-toy-3class"
     assert not (tmp_path / "runs" / f"{name}.lock").exists()
+    # The resume continued the same study (one study by that name, its trials kept with their
+    # numbers and values), told it every trial once, and left none RUNNING: 3 complete, each
+    # the value of its MLflow run; a trial asked for after Tune last saved (lost) is FAIL.
+    after = study_trials(tmp_path, name)
+    assert {n: s for n, s in before.items() if s == "COMPLETE"}.items() <= after.items()
+    assert "RUNNING" not in after.values() and list(after.values()).count("COMPLETE") == 3
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == [name]
+    values = {t.user_attrs["tune_trial_id"]: t.value
+              for t in optuna.load_study(study_name=name, storage=storage).trials
+              if t.state.name == "COMPLETE"}  # fmt: skip
+    assert values == pytest.approx({r.data.tags["tsfmicro.trial_id"]: r.data.metrics["objective"]
+                                    for r in trials})  # fmt: skip

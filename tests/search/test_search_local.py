@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from services import service_env
+from services import optuna_dashboard, service_env
 
 TRIALS = 4
 SUBJECTS = 4
@@ -162,6 +162,86 @@ def test_fold_runs_span_each_folds_training_and_fit_the_plan(local_search):
     peak, mean, span = concurrency(intervals)
     assert peak == plan["fold_slots"]  # the planned slots were really filled, never exceeded
     assert 0 < mean <= peak and span > 0
+
+
+@pytest.mark.slow
+def test_mlflow_classic_view_readable_run_names_and_dataset_input(local_search):
+    """The experiment opens in MLflow's classic ML view; trial runs are named by the search,
+    their Optuna trial number and sampled values, fold runs by their subject; the search run
+    and every trial run have the dataset as an input (name, protocol, digest)."""
+    client = local_search["client"]
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    trials = _runs(client, "trial")
+    labels = {}
+    for run in trials:
+        number, p = run.data.tags["tsfmicro.optuna_trial"], run.data.params
+        assert run.info.run_name == (
+            f"local4 #{number} temporal_depth={p['temporal_depth']} "
+            f"spatial_depth={p['spatial_depth']} fusion={p['fusion']} lr={float(p['lr']):.3g}"
+        )
+        labels[run.info.run_id] = f"local4 #{number}"
+    assert sorted(int(r.data.tags["tsfmicro.optuna_trial"]) for r in trials) == list(
+        range(TRIALS))
+    for fold in _runs(client, "fold"):
+        parent = labels[fold.data.tags["mlflow.parentRunId"]]
+        assert fold.info.run_name == f"{fold.data.params['subject']} ({parent})"
+    (search,) = _runs(client, "search")
+    digests = set()
+    for run in [search, *trials]:
+        (given,) = client.get_run(run.info.run_id).inputs.dataset_inputs
+        tags = {t.key: t.value for t in given.tags}
+        assert tags == {"mlflow.data.context": "loso", "tsfmicro.protocol": "5class"}
+        data = given.dataset
+        assert data.name == "synthetic-casme2" and data.source_type == "local"
+        profile = json.loads(data.profile)
+        assert profile["protocol"] == "5class" and profile["subjects"] == SUBJECTS
+        assert profile["samples"] == SUBJECTS * 5 and profile["classes"] == list(CLASSES)
+        assert json.loads(data.source)["uri"].startswith(str(local_search["folder"] / "data"))
+        digests.add(data.digest)
+    (digest,) = digests
+    assert len(digest) == 16 and int(digest, 16) >= 0
+
+
+@pytest.mark.slow
+def test_optuna_study_holds_the_trials_and_the_dashboard_serves_it(local_search):
+    """The search's study is in optuna.db beside the MLflow store, named after the search:
+    optuna.load_study finds every trial with the value MLflow holds, and optuna-dashboard
+    (started as a user would, on loopback) serves it: its trials and parameter importances."""
+    import urllib.request
+
+    import optuna
+
+    folder, client = local_search["folder"], local_search["client"]
+    storage = f"sqlite:///{folder / 'optuna.db'}"
+    assert local_search["outcome"]["optuna"] == {"storage": storage, "study": "local4"}
+    study = optuna.load_study(study_name="local4", storage=storage)
+    assert study.metric_names == ["objective"] and study.user_attrs["mlflow_experiment"] == (
+        EXPERIMENT)
+    runs = {r.data.tags["tsfmicro.trial_id"]: r for r in _runs(client, "trial")}
+    assert len(study.trials) == TRIALS
+    for trial in study.trials:
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        run = runs[trial.user_attrs["tune_trial_id"]]
+        assert trial.value == pytest.approx(run.data.metrics["objective"])
+        assert run.data.tags["tsfmicro.optuna_trial"] == str(trial.number)
+        assert str(trial.params["fusion"]) == run.data.params["fusion"]
+        assert trial.params["lr"] == pytest.approx(float(run.data.params["lr"]))
+
+    def get(url: str) -> dict:
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            return json.loads(answer.read())
+
+    with optuna_dashboard(storage, folder / "dashboard") as base:
+        (summary,) = [s for s in get(f"{base}/api/studies")["study_summaries"]
+                      if s["study_name"] == "local4"]  # fmt: skip
+        served = get(f"{base}/api/studies/{summary['study_id']}?after=0")
+        assert sorted(v for t in served["trials"] for v in t["values"]) == pytest.approx(
+            sorted(t.value for t in study.trials))
+        (importances,) = get(f"{base}/api/studies/{summary['study_id']}/param_importances")[
+            "param_importances"]
+        assert {p["name"] for p in importances} == {"temporal_depth", "spatial_depth", "fusion",
+                                                    "lr"}  # fmt: skip
 
 
 def test_concurrency_of_fold_intervals():
