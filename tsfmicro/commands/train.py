@@ -365,12 +365,14 @@ def run(args: argparse.Namespace) -> int:
     )
     reports = result.save(out_dir, n_boot=args.bootstrap)
     print(results_table(reports))
-    _report_parts(result, out_dir)
+    if data.folds is None:  # cross-dataset folds: the held-out table above already is per part
+        _report_parts(result, out_dir)
     print(
         f"run {info['run_id']} ({result.seconds:.1f} s): predictions, metrics and config "
         f"in {out_dir}"
     )
     return 0
+
 
 def _report_parts(result: Any, out_dir: Path) -> None:
     """A pooled run over several datasets (the composite): ACC/UF1/UAR per part beside the

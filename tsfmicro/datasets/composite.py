@@ -94,7 +94,10 @@ def composite_protocol(name: str | None = None) -> Protocol:
     for protocol in PROTOCOLS.values():
         if name in (protocol.name, protocol.id):
             return protocol
-    raise DataError(f"composite has no protocol {name!r} (protocols: {', '.join(PROTOCOLS)})")
+    raise DataError(
+        f"composite has no protocol {name!r} (protocols: {', '.join(PROTOCOLS)}; cross-dataset: "
+        "lodo, or A-to-B such as casme2-to-samm)"
+    )
 
 
 @dataclass(frozen=True)
