@@ -393,7 +393,7 @@ def _search_command(args: argparse.Namespace) -> int:
     overhead = outcome.seconds - outcome.fold_seconds
     print(
         f"search {cfg.name}: {len(outcome.trials)} trials in {outcome.seconds:.0f} s "
-        f"(fold training {outcome.fold_seconds:.0f} s); MLflow experiment "
+        f"(fold training {outcome.fold_seconds:.0f} s)\n  MLflow experiment "
         f"'{outcome.experiment}' at {cfg.tracking_uri}"
     )
     if outcome.registered:

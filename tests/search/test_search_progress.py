@@ -296,6 +296,7 @@ def test_a_search_on_a_terminal_redraws_one_line_and_prints_its_result_once(tmp_
     assert out.count("leaderboard by final UF1") == 1
     result = [line for line in out.splitlines() if line.strip() and not set(line) <= {"-"}]
     assert len(result) == len(set(result)), out
-    assert out.rstrip().splitlines()[-1].startswith("search pty2: 2 trials in ")
+    assert out.rstrip().splitlines()[-2].startswith("search pty2: 2 trials in ")
+    assert out.rstrip().splitlines()[-1].startswith("  MLflow experiment 'tsfmicro/toy/3class'")
     # the board and the honest estimates fit 120 columns (the last line names a temp path)
     assert max(len(line) for line in out.rstrip().splitlines()[:-1]) <= 120, out
