@@ -38,7 +38,8 @@ def local_search(tmp_path_factory):
     from mlflow import MlflowClient
 
     return {"folder": folder, "tracking": tracking, "client": MlflowClient(tracking),
-            "stdout": proc.stdout, "outcome": json.loads((folder / "outcome.json").read_text())}
+            "stdout": proc.stdout, "stderr": proc.stderr,
+            "outcome": json.loads((folder / "outcome.json").read_text())}
 
 
 def _runs(client, kind=None):
@@ -91,6 +92,19 @@ def test_nothing_left_running_and_outcome_matches(local_search):
     assert outcome["overhead_seconds"] == pytest.approx(
         outcome["seconds"] - outcome["fold_seconds"])
     assert "leaderboard by final UF1" in local_search["stdout"]
+
+
+@pytest.mark.slow
+def test_quiet_prints_only_the_result(local_search):
+    """--quiet: nothing on stderr (no notes, progress or dependency messages); stdout holds the
+    leaderboard, the honest estimates, the summary and the registered version, each once."""
+    assert local_search["stderr"] == ""
+    out = local_search["stdout"]
+    assert out.startswith("leaderboard by final UF1") and out.count("leaderboard by") == 1
+    assert out.count("honest estimates of search local4") == 1
+    assert out.count(f"registered {MODEL} version ") == 1
+    lines = [line for line in out.splitlines() if line.strip() and set(line) != {"-"}]
+    assert len(lines) == len(set(lines)) and "\r" not in out
 
 
 @pytest.mark.slow
