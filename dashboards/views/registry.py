@@ -54,9 +54,10 @@ for name, group in versions.groupby("model", sort=True):
     st.markdown("or download it and predict with `tsfmicro` (`predict --clip FOLDER` takes a "
                 "clip's frames instead of a pair):")
     st.code(code["pull"], language="bash")
-    st.markdown("or serve it over HTTP with MLflow (`--env-manager local` uses the current "
-                "environment, which needs tsfmicro: the project's .venv; the server reads the "
-                "image paths it is sent):")
+    st.markdown("or serve it over HTTP with MLflow: `--env-manager uv` (uv on the PATH) "
+                "builds the version's own environment from the pinned requirements and the "
+                "tsfmicro wheel stored with it, once; the server reads the image paths it is "
+                "sent, or `onset_image`/`apex_image` as base64 image files:")
     st.code(code["serve"], language="bash")
     is_champion = not champion.empty and version == int(champion.iloc[0]["version"])
     if is_champion:

@@ -339,7 +339,9 @@ def test_registry_serve_code_serves_the_version(dash_store, monkeypatch, tmp_pat
     """The registry page's `mlflow models serve` and `curl` lines, run by bash as shown (a
     free port and a real onset/apex pair in place of the examples), answer with a prediction."""
     import json
+    import shutil
     import subprocess
+    from pathlib import Path
 
     from services import BIN, served
 
@@ -354,7 +356,14 @@ def test_registry_serve_code_serves_the_version(dash_store, monkeypatch, tmp_pat
     clip = sorted((dash_store.folder / "data").rglob("*.jpg"))[0].parent
     onset, apex = sorted(clip.glob("*.jpg"))[:2]
     request = "curl " + request.replace("onset.jpg", str(onset)).replace("apex.jpg", str(apex))
-    path = f"PATH={BIN}:$PATH"
+    uv = Path(shutil.which("uv") or Path(__file__).parents[2] / ".tools/bin/uv").parent
+    # mlflow and the uv it rebuilds the environment with; the environment in tmp_path
+    path = f"PATH={BIN}:{uv}:$PATH MLFLOW_ENV_ROOT={tmp_path / 'envs'}"
+    # the version's environment built first (--env-manager uv), so that the server starts
+    # within served's wait
+    subprocess.run(["bash", "-c", f"{path} exec env {serve.replace(' serve ', ' prepare-env ')}"
+                    .replace(f"--port {port}", "")], check=True, timeout=600, cwd=tmp_path,
+                   capture_output=True)
     with served(["bash", "-c", f"{path} exec env {serve}"], tmp_path / "serve.log",
                 f"http://127.0.0.1:{port}/ping", cwd=tmp_path):
         answer = subprocess.run(["bash", "-c", request], capture_output=True, text=True,
