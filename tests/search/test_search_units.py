@@ -136,6 +136,26 @@ def test_cli_flags_map_to_a_search_config():
         build_search_config(bad)
 
 
+def test_the_authors_model_options_are_search_choices():
+    """The reference's S-to-T upsampler and its spatial-only ablation on the apex are fusion
+    values a search can choose, beside the paper's model, under the published-oracle mode."""
+    from search.cli import build_search_config
+
+    choices = "late,s2t_ref,spatial_only_apex"
+    args = build_parser().parse_args(
+        ["search", "--param", f"fusion=choice:{choices}", "--eval-mode", "published-oracle"]
+    )
+    cfg = build_search_config(args)
+    assert cfg.eval_mode == "published-oracle"
+    # fusion's entry replaced, the others kept
+    assert sorted(cfg.space.names) == sorted(DEFAULT_SPACE.names)
+    fusion = next(p for p in cfg.space.params if p.name == "fusion")
+    assert fusion.choices == tuple(choices.split(","))
+    for value in fusion.choices:
+        model, _ = resolve_configs(preset("micro"), TrainConfig(), {"fusion": value})
+        assert model.fusion == value
+
+
 def test_machine_settings_stay_out_of_the_space():
     """--set routes a machine setting to SearchConfig.machine, never into the space; a space
     refuses one; settings written before the recipe/machine split still load."""
