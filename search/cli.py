@@ -153,6 +153,21 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
         "at once as --fold-cpus), or one after another (sequential)",
     )
     x.add_argument("--concurrency", type=int, help="trials at once")
+    x.add_argument(
+        "--cluster-cpus",
+        type=float,
+        metavar="N",
+        help="with --ray-address: the most CPUs the cluster will hold for folds (an "
+        "autoscaling cluster's max workers x each worker's); the plan is sized for them, not "
+        "for the nodes up at the start, and trials wait for nodes to join (default: the "
+        "nodes up)",
+    )
+    x.add_argument(
+        "--cluster-gpus",
+        type=float,
+        metavar="N",
+        help="with --ray-address: the most GPUs the cluster will hold (as --cluster-cpus)",
+    )
     x.add_argument("--ray-address", help="Ray cluster address ('auto' inside a cluster job)")
     x.add_argument(
         "--storage-path",
@@ -259,6 +274,8 @@ def build_search_config(args: argparse.Namespace) -> Any:
         "fold_batch",
         "fold_group",
         "concurrency",
+        "cluster_cpus",
+        "cluster_gpus",
     ):
         if getattr(args, flag) is not None:
             resources[flag] = getattr(args, flag)

@@ -140,6 +140,13 @@ class Resources:
     # CUDA a stream of its own (on the CPU as many at once as the task has CPUs); "sequential",
     # one after another.
     fold_group: FoldGroup = "stacked"
+    # The most CPUs and GPUs the cluster will hold for folds: an autoscaling cluster's
+    # maximum (max workers x each worker's). The plan (fold tasks and trials at once, and
+    # fold_gpus when unset) is sized for them instead of the nodes up when the search starts;
+    # trials that do not fit yet wait in their placement groups, which is the demand an
+    # autoscaler adds nodes for. None: the nodes up at the start (search.capacity).
+    cluster_cpus: float | None = None
+    cluster_gpus: float | None = None
 
     def __post_init__(self) -> None:
         if self.fold_cpus <= 0:
@@ -170,6 +177,18 @@ class Resources:
             )
         if self.trial_cpus < 0:
             raise ConfigError(f"Resources.trial_cpus must be >= 0, got {self.trial_cpus}")
+        for name in ("cluster_cpus", "cluster_gpus"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not value >= 0):
+                raise ConfigError(f"Resources.{name} must be >= 0, got {value!r}")
+        for name, per_fold in (("cpus", self.fold_cpus), ("gpus", self.fold_gpus)):
+            most = getattr(self, f"cluster_{name}")
+            if most is not None and per_fold and most < per_fold:
+                raise ConfigError(
+                    f"Resources.cluster_{name}: the declared cluster ({most:g} {name[0].upper()}"
+                    f"{name[1:-1].upper()}s) cannot hold one fold task ({per_fold:g}, "
+                    f"--fold-{name})"
+                )
 
     def resolved(self, cluster_gpus: float) -> Resources:
         """These resources on a cluster with `cluster_gpus` GPUs: an unset fold_gpus becomes
@@ -291,6 +310,14 @@ class SearchConfig:
         )
         if self.sampler == "grid":
             self.space.grid()  # raises if a parameter has no finite grid
+        if self.ray_address is None and (
+            self.resources.cluster_cpus is not None or self.resources.cluster_gpus is not None
+        ):
+            raise ConfigError(
+                "SearchConfig.resources: cluster_cpus and cluster_gpus (--cluster-cpus, "
+                "--cluster-gpus) size a search for a cluster that grows; a local Ray never "
+                "does: give --ray-address or leave them out"
+            )
         need(
             self.outer_folds is None or self.nested,
             "outer_folds",

@@ -504,20 +504,19 @@ def inner_room(cfg: SearchConfig, inner_subjects: int, pending: int) -> tuple[in
     matching GPUs. As many as fit that many times run at once, up to the outer folds left."""
     import math
 
-    import ray
-
+    from search.capacity import cluster_capacity
     from search.run import plan_resources
 
     here = placed(cfg)
     parallelism, concurrency = plan_resources(here, inner_subjects)
     r = here.resources
-    total = ray.cluster_resources()
+    total = cluster_capacity(here)  # declared (--cluster-cpus/--cluster-gpus), else up now
     cpus = concurrency * (r.trial_cpus + parallelism * r.fold_cpus)
-    room = math.floor((total.get("CPU", 0.0) + 1e-9) / cpus)
+    room = math.floor((total.cpus + 1e-9) / cpus)
     if r.fold_gpus:
         room = min(
             room,
-            math.floor(total.get("GPU", 0.0) / (concurrency * parallelism * r.fold_gpus) + 1e-9),
+            math.floor(total.gpus / (concurrency * parallelism * r.fold_gpus) + 1e-9),
         )
     side = max(1, min(room, pending))
     if side == 1:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from search.capacity import capacity_of
 from search.checks import (
     cache_dir,
     fit_resources,
@@ -190,9 +191,15 @@ def _resources_plan(cfg: SearchConfig, subjects: int | None) -> dict[str, Any]:
     if local_ray_pending(cfg):
         cpus, gpus = local_resources()
         out["cluster"] = {"ray": "a local Ray started by the search", "cpus": cpus, "gpus": gpus}
-    elif cfg.ray_address is not None:
+    elif cfg.ray_address is not None and r.cluster_cpus is None and r.cluster_gpus is None:
         out["cluster"] = {"ray": f"the cluster at {cfg.ray_address}, read when joined"}
         return out
+    elif cfg.ray_address is not None:  # sized for its declared maximum (search.capacity)
+        cap = capacity_of(cfg, {})
+        cpus, gpus = cap.cpus, cap.gpus
+        out["cluster"] = {"ray": f"the cluster at {cfg.ray_address}, declared size (an "
+                                 "undeclared figure is read when joined)",
+                          "cpus": cpus, "gpus": gpus}  # fmt: skip
     else:
         import ray
 

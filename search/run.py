@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from search.checks import fit_resources, require_valid
+from search.capacity import capacity_note, cluster_capacity, fit_capacity
+from search.checks import require_valid
 from search.config import DEFAULT_STORAGE, SearchConfig
 from search.data import dataset_label, load_search_pairs
 from search.endings import (
@@ -129,20 +130,17 @@ def init_ray(cfg: SearchConfig, say: Any = None) -> None:
 
 def placed(cfg: SearchConfig) -> SearchConfig:
     """`cfg` with its resources resolved against the connected Ray cluster (Resources.resolved):
-    on a cluster with GPUs, folds get GPUs unless told otherwise."""
-    import ray
-
-    gpus = ray.cluster_resources().get("GPU", 0.0)
+    on a cluster with GPUs (declared with --cluster-gpus, else up now), folds get GPUs unless
+    told otherwise."""
+    gpus = cluster_capacity(cfg).gpus
     return cfg.replace(resources=cfg.resources.resolved(gpus))
 
 
 def plan_resources(cfg: SearchConfig, n_folds: int) -> tuple[int, int]:
-    """(fold tasks of one trial at once, trials at once) that fit the cluster unless set; a
+    """(fold tasks of one trial at once, trials at once) that fit the cluster unless set, sized
+    for its declared maximum where given, else for the nodes up now (search.capacity); a
     task trains `Resources.fold_batch` folds together."""
-    import ray
-
-    total = ray.cluster_resources()
-    return fit_resources(cfg, n_folds, total.get("CPU", 0.0), total.get("GPU", 0.0))
+    return fit_capacity(cfg, n_folds, cluster_capacity(cfg))
 
 
 def run_plan(cfg: SearchConfig, n_folds: int, parallelism: int, concurrency: int) -> dict:
@@ -305,6 +303,9 @@ def run_search(
         f"{' (' + cfg.resources.fold_group + ')' if cfg.resources.fold_batch != 1 else ''}, "
         f"{cfg.resources.fold_cpus:g} CPU(s) and {cfg.resources.fold_gpus:g} GPU(s) per task"
     )
+    note = capacity_note(cfg, cluster_capacity(cfg), parallelism, concurrency)
+    if note:  # sized beyond the nodes up now: the trials wait for nodes to join
+        say(note)
     setup = TrialSetup(
         data_ref=[ray.put(pairs)],
         subjects=subjects,

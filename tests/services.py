@@ -217,7 +217,8 @@ def killable_ray_cluster(workers: list[dict[str, int]], folder: Path, head_cpus:
         nodes.append(RayNode(
             ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
              "--num-cpus", str(head_cpus), "--num-gpus", "0", "--dashboard-host", "127.0.0.1",
-             "--dashboard-port", str(dashboard), "--disable-usage-stats", "--temp-dir", temp_dir],
+             "--dashboard-port", str(dashboard), "--disable-usage-stats", "--temp-dir", temp_dir,
+             *agent_port()],
             # the head's folder is the job driver's: `python -m tsfmicro.cli` runs this checkout
             folder / "ray-head.log", cwd=Path(__file__).resolve().parents[1]))
         url = f"http://127.0.0.1:{dashboard}"
@@ -231,7 +232,7 @@ def killable_ray_cluster(workers: list[dict[str, int]], folder: Path, head_cpus:
                 node = RayNode(
                     ["--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1",
                      "--num-cpus", str(worker.get("cpus", 1)),
-                     "--num-gpus", str(worker.get("gpus", 0))],
+                     "--num-gpus", str(worker.get("gpus", 0)), *agent_port()],
                     folder / f"ray-worker{i}-attempt{attempt}.log")
                 nodes.append(node)  # killed in `finally` whatever happens next
                 try:
@@ -247,6 +248,43 @@ def killable_ray_cluster(workers: list[dict[str, int]], folder: Path, head_cpus:
             if node.process.poll() is None or node.pids():
                 node.kill()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def agent_port() -> list[str]:
+    """A free port for a node's dashboard agent: Ray's default (52365) is one per machine, and
+    a node whose agent finds it taken (another cluster on this machine) takes no jobs."""
+    return ["--dashboard-agent-listen-port", str(free_port())]
+
+
+@contextmanager
+def late_workers(address: str, workers: list[dict[str, int]], folder: Path):
+    """Worker nodes joining the running cluster at `address` (of killable_ray_cluster) one at a
+    time, as an autoscaler's would: yields their RayNodes once all are up, kills them after.
+    A node whose `ray start` gives up is started again, as killable_ray_cluster does."""
+    status = ray("status", "--address", address, check=False).stdout
+    up = status.split("Active:")[-1].split("Pending:")[0].count("node_")
+    nodes: list[RayNode] = []
+    try:
+        for i, worker in enumerate(workers):
+            for attempt in range(1, 4):
+                node = RayNode(
+                    ["--address", address, "--node-ip-address", "127.0.0.1",
+                     "--num-cpus", str(worker.get("cpus", 1)),
+                     "--num-gpus", str(worker.get("gpus", 0)), *agent_port()],
+                    folder / f"ray-late{i}-attempt{attempt}.log")
+                nodes.append(node)
+                try:
+                    wait_for_nodes(address, up + 1 + i, timeout=300, node=node)
+                    break
+                except RuntimeError:
+                    nodes.pop().kill()
+                    if attempt == 3:
+                        raise
+        yield nodes
+    finally:
+        for node in reversed(nodes):
+            if node.process.poll() is None or node.pids():
+                node.kill()
 
 
 # Who can reach a service: the sockets a set of processes listens on, and a connection from
