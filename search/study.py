@@ -137,16 +137,29 @@ def sqlite_tables(path: Path) -> set[str]:
         return _sqlite_tables(db)
 
 
-def rdb_storage(url: str) -> Any:
-    """The Optuna storage of `url` (its SQLite file's folder created when missing)."""
+def rdb_storage(url: str, attempts: int = 3) -> Any:
+    """The Optuna storage of `url` (its SQLite file's folder created when missing). Optuna
+    creates its tables on first use; two inner searches of a nested one starting side by side
+    on a new file may race to (`table ... already exists`, a duplicate version row): the
+    loser tries again and finds them made."""
+    import time
+
     import optuna
+    import sqlalchemy.exc
 
     kwargs: dict[str, Any] = {}
     path = sqlite_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def lost_trials_failed(study: Any, known: set[int]) -> list[int]:

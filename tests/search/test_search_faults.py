@@ -99,6 +99,19 @@ def test_killed_driver_resumes_with_completed_work_kept(tmp_path):
     # The trial interrupted half-way kept its finished folds.
     assert max(r.data.metrics.get("partial_folds_restored", 0) for r in after) >= 2
     assert len(runs(tmp_path, "fold")) == 4 * 6
+    # The Optuna study (optuna.db beside the store) was continued, not restarted: each trial
+    # once, COMPLETE with its MLflow objective, none left RUNNING by the crash; a trial asked
+    # for after Tune's last save (lost with the driver) is FAIL, marked so.
+    import optuna
+
+    study = optuna.load_study(study_name="resume4", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == 4 and "RUNNING" not in states
+    assert all("tsfmicro_lost" in t.user_attrs for t in study.trials if t.state.name == "FAIL")
+    values = {t.user_attrs["tune_trial_id"]: t.value for t in study.trials
+              if t.state.name == "COMPLETE"}  # fmt: skip
+    assert values == pytest.approx(
+        {r.data.tags["tsfmicro.trial_id"]: r.data.metrics["objective"] for r in after})
 
 
 @pytest.mark.slow
