@@ -302,6 +302,36 @@ def test_rayjob_entrypoint_is_a_search_sized_to_survive_a_lost_pod():
     assert submitter["restartPolicy"] == "Never"
 
 
+
+def test_searches_are_planned_for_the_worker_groups_most_with_no_pod_up():
+    """The head holds no CPUs and the GPU group scales to 0: the RayJob's search and the
+    README's KubeRay one declare the group's most (maxReplicas x each pod's CPUs and GPUs),
+    and with nothing up plan trials side by side that fill it (search.capacity)."""
+    from search.capacity import capacity_of, fit_capacity
+    from search.cli import build_search_config
+    from tsfmicro.cli import build_parser
+
+    spec = one("raycluster.yaml", "RayCluster")["spec"]
+    assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    (group,) = spec["workerGroupSpecs"]
+    assert group["minReplicas"] == 0
+    limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+    most = (group["maxReplicas"] * int(limits["cpu"]),
+            group["maxReplicas"] * int(limits["nvidia.com/gpu"]))
+    readme = (REPO / "clusters" / "README.md").read_text()
+    submitted = [line.split(" -- ", 1)[1] for line in readme.replace("\\\n", " ").splitlines()
+                 if line.startswith("ray job submit") and "mlflow.tsfmicro.svc" in line]
+    entrypoints = [one("rayjob.yaml", "RayJob")["spec"]["entrypoint"], *submitted]
+    assert len(entrypoints) == 2
+    for entrypoint in entrypoints:
+        cfg = build_search_config(build_parser().parse_args(shlex.split(entrypoint)[3:]))
+        r = cfg.resources
+        assert (r.cluster_cpus, r.cluster_gpus) == most, entrypoint
+        cap = capacity_of(cfg, {})  # no pod up
+        parallelism, concurrency = fit_capacity(cfg, 26, cap)  # CASME II: 26 subjects
+        assert concurrency == group["maxReplicas"] > 1  # one trial per pod, side by side
+        assert concurrency * parallelism * r.fold_gpus == most[1]
+
 # ---- the tracking server --------------------------------------------------------------------
 
 def service_url() -> str:

@@ -9,6 +9,7 @@ credentials, and is not called here. The network is blocked while they run, to p
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import shlex
 import socket
@@ -238,3 +239,35 @@ def test_the_readmes_searches_are_valid_cluster_searches():
         assert cfg.data.cache_dir.startswith("/mnt/shared/")
         # four slots per GPU node (--fold-gpus 0.25): a trial fits on one node after a loss
         assert cfg.resources.fold_parallelism * cfg.resources.fold_gpus <= 1
+
+
+@pytest.mark.parametrize(("cloud", "cpus", "gpus"), [("aws", 32, 8), ("gcp", 72, 8)])
+def test_the_readmes_launcher_search_is_planned_for_the_most_workers(cloud, cpus, gpus):
+    """The README's launcher search declares the most the autoscaler may start (the sum over
+    worker types of max_workers x their CPUs and GPUs, within the cluster's max_workers), and
+    plans trials side by side for it, not for the one worker up at the start."""
+    from search.capacity import capacity_of, fit_capacity
+    from search.cli import build_search_config
+    from tsfmicro.cli import build_parser
+
+    config = load(cloud)
+    workers = [t for name, t in config["available_node_types"].items()
+               if name != config["head_node_type"]]
+    assert sum(t["max_workers"] for t in workers) <= config["max_workers"]
+    most = [sum(t["max_workers"] * t["resources"][k] for t in workers) for k in ("CPU", "GPU")]
+    assert most == [cpus, gpus]
+    (launcher,) = [c.split(" -- ", 1)[1] for c in readme_commands("ray job submit")
+                   if "127.0.0.1:5000" in c]
+    readme = (REPO / "clusters" / "README.md").read_text()
+    assert f"--cluster-cpus {cpus} --cluster-gpus {gpus}" in readme.replace("\\\n", " ")
+    args = build_parser().parse_args(shlex.split(launcher)[3:])
+    args.cluster_cpus, args.cluster_gpus = cpus, gpus  # gcp.yaml: the README names its figures
+    cfg = build_search_config(args)
+    one_worker = {"CPU": workers[0]["resources"]["CPU"], "GPU": 1.0}
+    parallelism, concurrency = fit_capacity(cfg, 26, capacity_of(cfg, one_worker))
+    assert concurrency == gpus > 1  # a trial per GPU node, side by side
+    assert concurrency * parallelism * cfg.resources.fold_gpus == gpus
+    # without the declared size, the one worker up would have run one trial at a time
+    bare = cfg.replace(resources=dataclasses.replace(cfg.resources, cluster_cpus=None,
+                                                     cluster_gpus=None))
+    assert fit_capacity(bare, 26, capacity_of(bare, one_worker))[1] == 1
