@@ -406,8 +406,7 @@ def run_search(
         settings=cfg.to_dict(),
     )
     log_dataset(client, search_run, ctx.dataset_input)
-    say(f"optuna: study {cfg.name} in {shown_uri(cfg.optuna_storage)} "
-        f"(optuna-dashboard {shown_uri(cfg.optuna_storage)})")  # fmt: skip
+    say(f"optuna: study {cfg.name}; view it: optuna-dashboard {shown_uri(cfg.optuna_storage)}")
     status, reason = "KILLED", "the search driver stopped before the search finished"
     try:
         try:
