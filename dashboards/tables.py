@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from search.leaderboard import HYPERPARAMETERS, TIED, held_out_text
+from search.leaderboard import HYPERPARAMETERS, TIED, dataset_column, dataset_text
 from search.schema import (
     CI_HI,
     CI_LO,
@@ -221,13 +221,15 @@ def display(rows: pd.DataFrame, params: Sequence[str]) -> pd.DataFrame:
     out["trial"] = rows["trial"]
     out["search"] = rows["search"]
     out[TIE_COLUMN] = [tie_cell(r) for r in rows.to_dict("records")]
-    if "held_out" in rows and rows["held_out"].notna().any():
-        # a cross-dataset protocol (tsfmicro.datasets.cross): the dataset(s) each trial was
-        # tested on, with each one's own UF1 in the row's mode
-        out[HELD_OUT_COLUMN] = [
-            held_out_text(r, r["mode"], "uf1") if isinstance(r.get("mode"), str) else ""
-            for r in rows.to_dict("records")
-        ]
+    for kind, column in DATASET_COLUMNS.items():
+        # a run over several datasets: a cross-dataset protocol's held-out (tested) datasets
+        # (tsfmicro.datasets.cross), or a pooled run's parts (the composite, as MEGC reports
+        # it), with each one's own UF1 in the row's mode
+        if kind in rows and rows[kind].notna().any():
+            out[column] = [
+                dataset_text(r, kind, r["mode"], "uf1") if isinstance(r.get("mode"), str) else ""
+                for r in rows.to_dict("records")
+            ]
     for p in params:
         out[p] = rows[p] if p in rows else None
     for m in METRICS:
@@ -241,7 +243,10 @@ def display(rows: pd.DataFrame, params: Sequence[str]) -> pd.DataFrame:
     return naive_utc(out.reset_index(drop=True))
 
 
-HELD_OUT_COLUMN = "held out (UF1)"
+# The per-dataset columns (search.leaderboard.DATASET_COLUMNS): "held out (UF1)", "per part
+# (UF1)"
+DATASET_COLUMNS = {kind: dataset_column(kind, "uf1") for kind in ("held_out", "parts")}
+HELD_OUT_COLUMN, PARTS_COLUMN = DATASET_COLUMNS["held_out"], DATASET_COLUMNS["parts"]
 
 
 def with_details(table: pd.DataFrame) -> pd.DataFrame:
@@ -269,7 +274,7 @@ CONSTANT_COLUMNS = ("mode", "search")  # named in the caption where every row sh
 # width its table has on a 1600 px wide window (the 224 px sidebar and the page's margins
 # taken off, with room for the table's borders).
 LEADERBOARD_WIDTHS = {
-    "rank": 36, "mode": 126, "trial": 78, "search": 80, "held out (UF1)": 170,
+    "rank": 36, "mode": 126, "trial": 78, "search": 80, HELD_OUT_COLUMN: 170, PARTS_COLUMN: 240,
     **{METRIC_LABELS[m]: 56 for m in METRICS},
     **{f"{METRIC_LABELS[m]} 95% CI": 84 for m in METRICS},
     "started": 124, "details": 76,

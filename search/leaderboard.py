@@ -18,10 +18,10 @@ from search.schema import (
     FOLD_SECONDS,
     KIND_TRIAL,
     OBJECTIVE,
+    PER_DATASET,
     STATE_COMPLETE,
     Tag,
     TieMetric,
-    held_out_metric,
     run_filter,
     score_metric,
 )
@@ -122,28 +122,41 @@ def leaderboard(
         for key in TIE_COLUMNS:
             row[key] = metrics.get(key)
         row["shuffled_labels"] = tags.get(Tag.SHUFFLED_LABELS) == "true"
-        # a cross-dataset protocol's held-out (tested) datasets, with each one's own scores
-        row["held_out"] = tags.get(Tag.HELD_OUT)
-        for dataset in (row["held_out"] or "").split(","):
-            for mode in EVAL_MODES if dataset else ():
-                for m in METRICS:
-                    key = held_out_metric(dataset, mode, m)
-                    if key in metrics:
-                        row[key] = metrics[key]
+        # a run over several datasets: a cross-dataset protocol's held-out (tested) datasets,
+        # or a pooled run's parts, with each one's own scores
+        for kind, (tag, name) in PER_DATASET.items():
+            row[kind] = tags.get(tag)
+            for dataset in (row[kind] or "").split(","):
+                for mode in EVAL_MODES if dataset else ():
+                    for m in METRICS:
+                        key = name(dataset, mode, m)
+                        if key in metrics:
+                            row[key] = metrics[key]
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def held_out_text(row: Any, mode: str, metric: str) -> str:
-    """A cross-dataset trial's held-out datasets with each one's own `mode` `metric`:
-    'casme2 0.412, samm 0.380' (a name alone where the score is missing); '' for a trial
-    whose folds are subjects."""
-    names = row.get("held_out")
+# The leaderboards' per-dataset columns (schema.PER_DATASET): "held out (UF1)" for a
+# cross-dataset protocol, "per part (UF1)" for a pooled run over several datasets.
+DATASET_COLUMNS = {"held_out": "held out", "parts": "per part"}
+
+
+def dataset_column(kind: str, metric: str) -> str:
+    """The title of a per-dataset column: 'held out (UF1)', 'per part (UAR)'."""
+    return f"{DATASET_COLUMNS[kind]} ({metric.upper()})"
+
+
+def dataset_text(row: Any, kind: str, mode: str, metric: str) -> str:
+    """A trial's datasets of `kind` (PER_DATASET: 'held_out', 'parts') with each one's own
+    `mode` `metric`: 'casme2 0.412, samm 0.380' (a name alone where the score is missing);
+    '' for a trial that has none (folds by subject, one dataset)."""
+    names = row.get(kind)
     if not isinstance(names, str) or not names:
         return ""
+    name = PER_DATASET[kind][1]
     cells = []
     for dataset in names.split(","):
-        value = _value(row.get(held_out_metric(dataset, mode, metric)))
+        value = _value(row.get(name(dataset, mode, metric)))
         cells.append(dataset if value is None else f"{dataset} {value:.3f}")
     return ", ".join(cells)
 
@@ -176,13 +189,16 @@ def format_leaderboard(
         shown = complete.sort_values(key, ascending=False).head(limit)
         params = [p for p in HYPERPARAMETERS if p in shown.columns and shown[p].nunique() > 0]
         with_ties = _has_ties(board)
-        held = [held_out_text(row, mode, metric) for _, row in shown.iterrows()]
-        width = max(map(len, held), default=0)
-        if width:  # a cross-dataset protocol: which dataset each score was tested on
-            width = max(width, len(f"held out ({metric.upper()})")) + 2
+        # a run over several datasets: each one's own score (held out, or pooled parts)
+        per_dataset = {}
+        for kind in PER_DATASET:
+            texts = [dataset_text(row, kind, mode, metric) for _, row in shown.iterrows()]
+            width = max(map(len, texts), default=0)
+            if width:
+                per_dataset[kind] = (texts, max(width, len(dataset_column(kind, metric))))
         header = (
             f"{'#':>2} {'trial':<10}"
-            + (f"  {'held out (' + metric.upper() + ')':<{width - 2}}" if width else "")
+            + "".join(f"  {dataset_column(k, metric):<{w}}" for k, (_, w) in per_dataset.items())
             + "".join(f"{p[:14]:>15}" for p in params)
             + "".join(f"{m.upper():>22}" for m in METRICS)
             + (f"{'oracle UF1':>12}" if mode != "oracle" else "")
@@ -200,7 +216,7 @@ def format_leaderboard(
             oracle_uf1 = row.get(score_metric("oracle", "uf1"), float("nan"))
             oracle = f"{oracle_uf1:>12.3f}" if mode != "oracle" else ""
             tie = f"  {tie_text(row)}" if with_ties else ""
-            held_cell = f"  {held[rank - 1]:<{width - 2}}" if width else ""
+            held_cell = "".join(f"  {t[rank - 1]:<{w}}" for t, w in per_dataset.values())
             lines.append(
                 f"{rank:>2} {str(row['trial']):<10}{held_cell}{cells}{scores}{oracle}{tie}"
             )
@@ -269,7 +285,8 @@ def board_json(board: pd.DataFrame, mode: str = "final", metric: str = "uf1") ->
                                                 "run_id", "eval_mode", "objective_name",
                                                 "objective")},
         }  # fmt: skip
-        out["held_out"] = _plain(row.get("held_out"))
+        for kind in PER_DATASET:
+            out[kind] = _plain(row.get(kind))
         for m in METRICS:
             name = score_metric(mode, m)
             out[m] = _value(row.get(name))
@@ -369,12 +386,15 @@ def format_compact_leaderboard(
     search: a column only for the hyperparameters that differ between the trials shown (the
     others on one line), the interval of the ranked metric only, and no oracle column;
     `format_leaderboard` (`tsfmicro leaderboard`) has them all. A cross-dataset board keeps
-    the full layout (its held-out column)."""
+    the full layout (its held-out column), and so does a pooled run over several datasets
+    (its per-part column)."""
     complete = board[board["state"] == STATE_COMPLETE] if not board.empty else board
     key = score_metric(mode, metric)
-    held = board["held_out"] if "held_out" in board.columns else None
-    cross = held is not None and bool(held.fillna("").astype(str).ne("").any())
-    if complete.empty or key not in complete.columns or cross:
+    several = any(
+        kind in board.columns and bool(board[kind].fillna("").astype(str).ne("").any())
+        for kind in PER_DATASET
+    )
+    if complete.empty or key not in complete.columns or several:
         return format_leaderboard(board, mode, metric, limit)
     shown = complete.sort_values(key, ascending=False).head(limit)
     optimistic = " -- OPTIMISTIC: selected on test subjects" if mode in OPTIMISTIC_MODES else ""

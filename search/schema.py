@@ -86,7 +86,9 @@ class Tag:
     # A cross-dataset protocol's folds (tsfmicro.datasets.cross), comma-separated: the
     # dataset(s) held out / tested on (trial and fold runs; absent for subject folds)
     HELD_OUT = TAG_PREFIX + "held_out"
-
+    # A pooled run over several datasets (the composite's 3class, megc2019): its parts,
+    # comma-separated (complete trial runs), whose own scores are the part/ metrics
+    PARTS = TAG_PREFIX + "parts"
 
 
 KIND_TRIAL, KIND_FOLD, KIND_REFIT = "trial", "fold", "refit"
@@ -145,6 +147,17 @@ def held_out_metric(dataset: str, mode: str, metric: str) -> str:
     """A cross-dataset trial's score on one held-out dataset alone, e.g. held_out/samm/final_uf1
     (no interval: the pooled score's interval is the trial's)."""
     return f"held_out/{dataset}/{score_metric(mode, metric)}"
+
+
+def part_metric(dataset: str, mode: str, metric: str) -> str:
+    """A pooled multi-dataset trial's score on one part's samples alone, e.g.
+    part/smic/final_uf1 (MEGC reports these beside the pooled scores; no interval)."""
+    return f"part/{dataset}/{score_metric(mode, metric)}"
+
+
+# A trial's per-dataset scores (tsfmicro LosoResult.part_reports): the report's key, the tag
+# that names the trial's datasets, and their metrics' names.
+PER_DATASET = {"held_out": (Tag.HELD_OUT, held_out_metric), "parts": (Tag.PARTS, part_metric)}
 
 
 def report_key(mode: str, metric: str) -> str:

@@ -43,6 +43,7 @@ from search.schema import (
     KIND_TRIAL,
     OBJECTIVE,
     PARENT_RUN_TAG,
+    PER_DATASET,
     STATE_COMPLETE,
     STATE_FAILED,
     STATE_LOST,
@@ -54,7 +55,6 @@ from search.schema import (
     class_metric,
     confusion_artifact,
     fold_mean_metric,
-    held_out_metric,
     partial_metric,
     per_class_artifact,
     per_subject_artifact,
@@ -592,17 +592,16 @@ class MlflowTracker(Callback):
             ]
             for mode, report in reports.items():
                 metrics += _report_metrics(mode, report, stamp)
-                for dataset, scores in report.extra.get("held_out", {}).items():
-                    metrics += [
-                        Metric(held_out_metric(dataset, mode, m), float(scores[m]), stamp, 0)
-                        for m in METRICS
-                    ]
+                metrics += _dataset_metrics(mode, report, stamp)
                 report.per_class.to_csv(Path(tmp) / per_class_artifact(mode), index=False)
                 report.per_fold.to_csv(Path(tmp) / per_subject_artifact(mode), index=False)
                 _write_confusion(Path(tmp) / confusion_artifact(mode), report)
             self.client.log_batch(run_id, metrics=metrics)
             self.client.log_artifacts(run_id, tmp)
         self.client.set_tag(run_id, Tag.OPTIMISTIC_MODES, ",".join(sorted(OPTIMISTIC_MODES)))
+        parts = reports[c.eval_mode].extra.get("parts")
+        if parts:  # a pooled run over several datasets: the part/ metrics' datasets
+            self.client.set_tag(run_id, Tag.PARTS, ",".join(parts))
 
 
 def _report_metrics(mode: str, report: Any, stamp: int) -> list:
@@ -626,6 +625,20 @@ def _report_metrics(mode: str, report: Any, stamp: int) -> list:
                     Metric(class_metric(mode, name, row["class"]), float(row[name]), stamp, 0)
                 )
     return out
+
+
+def _dataset_metrics(mode: str, report: Any, stamp: int) -> list:
+    """A run over several datasets: each dataset's own ACC, UF1 and UAR in `mode`
+    (held_out/<dataset>/<mode>_<metric> where folds are datasets, part/<dataset>/... for a
+    pooled run's parts; schema.PER_DATASET), from the report's LosoResult.part_reports."""
+    from mlflow.entities import Metric
+
+    return [
+        Metric(name(dataset, mode, m), float(scores[m]), stamp, 0)
+        for key, (_, name) in PER_DATASET.items()
+        for dataset, scores in report.extra.get(key, {}).items()
+        for m in METRICS
+    ]
 
 
 def _write_confusion(path: Path, report: Any) -> None:

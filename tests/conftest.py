@@ -170,4 +170,4 @@ def faces_write(tmp_path: Path) -> Callable[[str, np.ndarray], str]:
 
 # Dashboard fixtures (prefixed dash_) live in dashboard_support.py; registered here so that the
 # session-scoped search runs once for every dashboard test module.
-from dashboard_support import dash_nested_store, dash_store  # noqa: E402, F401
+from dashboard_support import dash_datasets_store, dash_nested_store, dash_store  # noqa: E402, F401

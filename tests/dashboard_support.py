@@ -144,3 +144,103 @@ def artifacts_dir() -> Path:
     folder = Path(os.environ.get("TSFMICRO_TEST_ARTIFACTS") or ROOT / "test-artifacts")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def searched_trials(
+    uri: str,
+    dataset: str,
+    protocol: str,
+    keys: list[str],
+    *,
+    folds: list[str] | None = None,
+    search: str = "s1",
+    trials: int = 1,
+    seed: int = 0,
+) -> list[str]:
+    """Complete trial runs written by the search's own MLflow callback (search.tracking.
+    MlflowTracker: the run and its tags as Tune starts a trial, then the metrics, tags and
+    artifacts as it completes) in experiment `tsfmicro/<dataset>/<protocol>`, without Ray or
+    training: each fold's predictions are drawn at random (2 epochs, 3 classes) for the samples
+    `keys` (dataset/subject/clip). One fold per subject, or per fold key where `folds` gives
+    each sample's (a cross-dataset protocol: its held-out dataset, "" for train only). A second
+    or so per trial on a SQLite store. Returns the trial runs' ids."""
+    from unittest import mock
+
+    import numpy as np
+    from mlflow import MlflowClient
+
+    from search.schema import experiment_name
+    from search.tracking import MlflowTracker, SearchContext
+    from tsfmicro.config import TrainConfig, preset
+    from tsfmicro.training.fold import FoldResult
+
+    client = MlflowClient(uri)
+    name = experiment_name(dataset, protocol)
+    found = client.get_experiment_by_name(name)
+    exp_id = found.experiment_id if found else client.create_experiment(name)
+    rng = np.random.default_rng(seed)
+    keys_a = np.array(keys)
+    subjects = np.array(["/".join(k.split("/")[:2]) for k in keys])
+    labels = np.arange(len(keys)) % 3
+    fold_keys = None if folds is None else np.array(folds)
+    groups = subjects if fold_keys is None else fold_keys
+    ctx = SearchContext(
+        search_name=search, tracking_uri=uri, experiment_id=exp_id, dataset=dataset,
+        protocol=protocol, preset="micro", eval_mode="final", objective="uf1",
+        class_names=("negative", "positive", "surprise"), keys=keys_a, subjects=subjects,
+        labels=labels, base_model=preset("micro").replace(num_classes=3),
+        base_train=TrainConfig(epochs=2), searched=(), git_commit=None, bootstrap=20,
+        folds=fold_keys,
+    )  # fmt: skip
+    tracker = MlflowTracker(ctx)
+    run_ids = []
+    for t in range(trials):
+        fold_results = {}
+        for fold in sorted(set(groups.tolist()) - {""}):
+            test = np.flatnonzero(groups == fold)
+            fold_results[fold] = FoldResult(
+                subject=fold, seed=t, train_index=np.flatnonzero(groups != fold),
+                test_index=test, val_index=np.array([], dtype=np.int64), val_subjects=[],
+                test_probs=rng.dirichlet(np.ones(3), size=(2, len(test))).astype(np.float32),
+                val_probs=np.zeros((2, 0, 3), np.float32), train_loss=np.ones(2),
+                train_acc=np.zeros(2), seconds=1.0, train_samples=len(keys) - len(test),
+                device="cpu",
+            )  # fmt: skip
+        trial = mock.Mock(trial_id=f"trial_{t:05d}", config={})
+        tracker.on_trial_start(0, [], trial)
+        tracker._trial_folds = lambda _trial, folds=fold_results: folds
+        tracker.on_trial_complete(0, [], trial)
+        run_ids.append(tracker.parent_run(trial))
+    return run_ids
+
+
+# Samples of the per-dataset stores (dash_datasets_store): dataset/subject/clip, 3 datasets.
+DATASETS_KEYS = tuple(
+    f"{d}/{s}/c{i}"
+    for d, subjects in (("casme2", ("sub01", "sub02")), ("samm", ("006",)), ("smic", ("s1", "s2")))
+    for s in subjects
+    for i in range(3)
+)
+# The experiments it holds: (dataset, protocol) -> the search that wrote its trials
+DATASETS_SEARCHES = {("composite", "megc2019"): "pool", ("composite", "lodo"): "lodo",
+                     ("smic", "hs"): "smic"}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def dash_datasets_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, dict]:
+    """A SQLite MLflow store whose trial runs the search's own callback wrote (searched_trials)
+    for a pooled multi-dataset protocol (composite megc2019: 2 trials, per-part scores), a
+    cross-dataset one (composite lodo: held-out scores) and one dataset (smic hs); and
+    {protocol: [trial run ids]}. About 40 s under a heavy load, mostly the store's creation."""
+    folder = tmp_path_factory.mktemp("dash-datasets")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    keys = list(DATASETS_KEYS)
+    runs = {}
+    for (dataset, protocol), search in DATASETS_SEARCHES.items():
+        chosen = [k for k in keys if dataset == "composite" or k.startswith(dataset + "/")]
+        runs[protocol] = searched_trials(
+            uri, dataset, protocol, chosen, search=search,
+            trials=2 if protocol == "megc2019" else 1,
+            folds=[k.split("/")[0] for k in chosen] if protocol == "lodo" else None,
+        )  # fmt: skip
+    return Store(folder, uri), runs

@@ -211,19 +211,33 @@ def evaluate(
     )
 
 
-def part_scores(pred: pd.DataFrame, num_classes: int) -> dict[str, dict[str, float | int]]:
-    """Per dataset part of a pooled (composite) run, as MEGC reports them beside the pooled
-    scores: samples, subjects, ACC, UF1 and UAR on each part's own samples. `pred` has
-    `key` (the part is its first component: casme2/sub01/EP02_01f), `subject`, `label` and
-    `pred` columns (LosoResult.predictions)."""
-    part = pred["key"].astype(str).str.split("/").str[0]
+def key_parts(keys: Any) -> np.ndarray:
+    """(N,) str: each sample key's dataset part, its first component (casme2/sub01/EP02_01f:
+    casme2)."""
+    return np.array([str(k).split("/", 1)[0] for k in np.asarray(keys).tolist()], dtype=object)
+
+
+def part_scores(
+    pred: pd.DataFrame, num_classes: int, by: str | None = None
+) -> dict[str, dict[str, float | int]]:
+    """Scores per part of a run over several datasets, as MEGC reports them beside the pooled
+    ones: samples, subjects, ACC, UF1 and UAR on each part's own samples. `pred` is
+    LosoResult.predictions (`key`, `subject`, `label`, `pred`, and `acc_pred` where the mode
+    reads its ACC from other epochs: the ACC then comes from it, as the pooled ACC does).
+    The parts are the values of column `by` (a cross-dataset run's `fold`: its held-out
+    datasets), or by default each key's dataset (`key_parts`)."""
+    part = pred[by].astype(str) if by else pd.Series(key_parts(pred["key"]), index=pred.index)
+    acc_column = "acc_pred" if "acc_pred" in pred else "pred"
     out: dict[str, dict[str, float | int]] = {}
     for name, rows in pred.groupby(part, sort=True):
-        cm = confusion_matrix(rows["label"].to_numpy(), rows["pred"].to_numpy(), num_classes)
-        scored = scores(cm)
+        y = rows["label"].to_numpy()
+        scored = scores(confusion_matrix(y, rows["pred"].to_numpy(), num_classes))
+        acc = scores(confusion_matrix(y, rows[acc_column].to_numpy(), num_classes))["acc"]
         out[str(name)] = {
             "n": int(len(rows)),
             "n_subjects": int(rows["subject"].nunique()),
-            **{m: float(scored[m]) for m in METRICS},
+            "acc": float(acc),
+            "uf1": float(scored["uf1"]),
+            "uar": float(scored["uar"]),
         }
     return out

@@ -6,10 +6,18 @@ from collections.abc import Mapping
 
 from tsfmicro.metrics import METRICS, MetricsReport
 
+# A report's per-dataset scores (LosoResult.part_reports): its `extra` key, the table's title
+# and the name column's header.
+PER_DATASET = (
+    ("held_out", "per held-out dataset (each scored on its own samples):", "held out"),
+    ("parts", "per dataset part (each scored on its own samples; pooled above):", "part"),
+)
+
 
 def results_table(reports: Mapping[str, MetricsReport]) -> str:
     """One line per evaluation mode: pooled ACC, UF1, UAR with subject-bootstrap intervals,
-    and the per-fold mean UF1 (labelled). Optimistic modes are marked."""
+    and the per-fold mean UF1 (labelled). Optimistic modes are marked. A run over several
+    datasets adds each dataset's own scores (held out, or pooled parts)."""
     first = next(iter(reports.values()))
     level = int(round(first.ci_level * 100))
     header = (
@@ -27,13 +35,14 @@ def results_table(reports: Mapping[str, MetricsReport]) -> str:
             f"{getattr(r, m):>8.3f} [{r.ci[m][0]:.3f},{r.ci[m][1]:.3f}]" for m in METRICS
         )
         lines.append(f"{label:<31}{cells}{r.fold_mean['uf1']:>15.3f}")
-    held_out = first.extra.get("held_out")
-    if held_out:  # a cross-dataset run (tsfmicro.datasets.cross): scores per held-out dataset
-        lines += ["", "per held-out dataset (each scored on its own samples):"]
-        lines.append(f"{'mode':<31}{'held out':<12}{'samples':>8}{'subjects':>9}"
+    for key, title, column in PER_DATASET:
+        if not first.extra.get(key):
+            continue
+        lines += ["", title]
+        lines.append(f"{'mode':<31}{column:<12}{'samples':>8}{'subjects':>9}"
                      + "".join(f"{m.upper():>8}" for m in METRICS))  # fmt: skip
         for mode, r in reports.items():
-            for name, row in r.extra["held_out"].items():
+            for name, row in r.extra.get(key, {}).items():
                 lines.append(
                     f"{mode:<31}{name:<12}{row['n']:>8}{row['n_subjects']:>9}"
                     + "".join(f"{row[m]:>8.3f}" for m in METRICS)

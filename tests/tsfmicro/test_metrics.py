@@ -107,3 +107,31 @@ def test_bad_input():
         M.confusion_matrix(np.array([0, 1]), np.array([0]), 3)
     with pytest.raises(InputError, match="no predictions"):
         M.evaluate(np.array([], int), np.array([], int), np.array([]), ("a", "b"))
+
+
+def test_part_scores_per_dataset_of_the_keys_or_of_a_column():
+    """Per part of a pooled multi-dataset run (MEGC 2019's per-dataset figures) and per held-out
+    dataset of a cross-dataset run: one function, each part's samples alone, against
+    scikit-learn; the ACC from `acc_pred` (a mode whose ACC epochs differ) where present."""
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    keys = [f"{d}/{d}-s{i % 2}/c{i}" for d in ("casme2", "samm", "smic") for i in range(8)]
+    label = rng.integers(0, 3, len(keys))
+    pred = pd.DataFrame({"key": keys, "subject": [k.rsplit("/", 1)[0] for k in keys],
+                         "label": label, "pred": rng.integers(0, 3, len(keys))})  # fmt: skip
+    parts = M.part_scores(pred, 3)
+    assert list(parts) == ["casme2", "samm", "smic"]
+    for i, name in enumerate(parts):
+        y, p = label[8 * i : 8 * i + 8], pred["pred"].to_numpy()[8 * i : 8 * i + 8]
+        assert parts[name]["n"] == 8 and parts[name]["n_subjects"] == 2
+        assert parts[name]["acc"] == pytest.approx(accuracy_score(y, p))
+        assert parts[name]["uf1"] == pytest.approx(
+            f1_score(y, p, labels=np.unique(y), average="macro"))  # fmt: skip
+        assert parts[name]["uar"] == pytest.approx(balanced_accuracy_score(y, p))
+    pred["acc_pred"] = pred["label"]  # every ACC-epoch prediction right
+    pred["fold"] = np.where(pred["key"].str.startswith("samm"), "samm", "casme2+smic")
+    by_fold = M.part_scores(pred, 3, by="fold")
+    assert sorted(by_fold) == ["casme2+smic", "samm"] and by_fold["samm"]["acc"] == 1.0
+    assert by_fold["samm"]["uf1"] == pytest.approx(parts["samm"]["uf1"])
+    assert list(M.key_parts(["casme2/sub01/EP1", "samm/006/006_1"])) == ["casme2", "samm"]

@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--dataset",
         default="toy",
         help="toy (default: an in-memory synthetic motion task) or a dataset adapter "
-        "(casme2, samm, casme3, mmew, composite) read from --root",
+        "(casme2, samm, casme3, mmew, smic, composite) read from --root",
     )
     data.add_argument("--root", type=Path, help="the dataset copy's folder")
     data.add_argument(
@@ -364,9 +364,8 @@ def run(args: argparse.Namespace) -> int:
         recipe={"name": args.recipe, "source": recipe},
     )
     reports = result.save(out_dir, n_boot=args.bootstrap)
-    print(results_table(reports))
-    if data.folds is None:  # cross-dataset folds: the held-out table above already is per part
-        _report_parts(result, out_dir)
+    print(results_table(reports))  # with the per-part table of a run over several datasets
+    _write_parts(reports, out_dir)
     print(
         f"run {info['run_id']} ({result.seconds:.1f} s): predictions, metrics and config "
         f"in {out_dir}"
@@ -374,29 +373,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_parts(result: Any, out_dir: Path) -> None:
-    """A pooled run over several datasets (the composite): ACC/UF1/UAR per part beside the
-    pooled ones (MEGC 2019 reports both), printed and written to parts.json."""
+def _write_parts(reports: dict[str, Any], out_dir: Path) -> None:
+    """A pooled run over several datasets (the composite): each part's ACC/UF1/UAR per mode
+    (LosoResult.part_reports, also in metrics.json under `<mode>.parts`) in parts.json.
+    A cross-dataset run's held-out scores stay in metrics.json (`<mode>.held_out`)."""
     import json
 
-    from tsfmicro.metrics import METRICS, part_scores
-
-    first = result.predictions(result.modes[0])
-    if first["key"].astype(str).str.split("/").str[0].nunique() < 2:
-        return
-    k = len(result.class_names)
-    parts = {mode: part_scores(result.predictions(mode), k) for mode in result.modes}
-    lines = ["", "per dataset part (each scored on its own samples; pooled above):"]
-    lines.append(f"{'mode':<18}{'part':<10}{'samples':>8}{'subjects':>9}"
-                 + "".join(f"{m.upper():>8}" for m in METRICS))  # fmt: skip
-    for mode, rows in parts.items():
-        for name, row in rows.items():
-            lines.append(
-                f"{mode:<18}{name:<10}{row['n']:>8}{row['n_subjects']:>9}"
-                + "".join(f"{row[m]:>8.3f}" for m in METRICS)
-            )
-    print("\n".join(lines))
     from tsfmicro.fileio import written_whole
 
-    with written_whole(Path(out_dir) / "parts.json") as temporary:
-        temporary.write_text(json.dumps(parts, indent=2))
+    parts = {mode: r.extra["parts"] for mode, r in reports.items() if r.extra.get("parts")}
+    if parts:
+        with written_whole(Path(out_dir) / "parts.json") as temporary:
+            temporary.write_text(json.dumps(parts, indent=2))

@@ -321,9 +321,20 @@ class LosoResult:
                 uf1_uar_from="each subject's UF1 epoch (also the per-class table and confusion)",
             )
         report.extra.update(mode=mode, optimistic=mode in OPTIMISTIC_MODES, note=MODE_NOTES[mode])
-        if self.fold_keys is not None:
-            report.extra["held_out"] = held_out_scores(pred)
+        report.extra.update(self.part_reports(pred))
         return report
+
+    def part_reports(self, pred: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
+        """Each dataset's own scores (M.part_scores) in a run over several: {"held_out": ...}
+        where the folds are datasets (a cross-dataset protocol: the held-out ones), {"parts":
+        ...} for a pooled run whose samples come from several datasets (the composite: MEGC
+        reports the pooled and the per-part scores), {} otherwise."""
+        k = len(self.class_names)
+        if self.fold_keys is not None:
+            return {"held_out": M.part_scores(pred, k, by="fold")}
+        if len(set(M.key_parts(self.keys).tolist())) > 1:
+            return {"parts": M.part_scores(pred, k)}
+        return {}
 
     def evaluate_all(self, n_boot: int = 1000, seed: int = 0) -> dict[str, M.MetricsReport]:
         return {mode: self.evaluate(mode, n_boot=n_boot, seed=seed) for mode in self.modes}
@@ -377,26 +388,6 @@ class LosoResult:
                 **{f"test_index/{f.subject}": f.test_index for f in self.folds},
             )
         return reports
-
-
-def held_out_scores(pred: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Per held-out fold (dataset) of a cross-dataset run's predictions (`predictions`, with
-    its `fold` column): samples, subjects, ACC (from `acc_pred`, as the pooled ACC), UF1 and
-    UAR, each on that fold's samples alone."""
-    k = int(pred.filter(regex="^p_").shape[1])
-    out = {}
-    for name, rows in pred.groupby("fold", sort=True):
-        y = rows["label"].to_numpy()
-        scored = M.scores(M.confusion_matrix(y, rows["pred"].to_numpy(), k))
-        acc = M.scores(M.confusion_matrix(y, rows["acc_pred"].to_numpy(), k))["acc"]
-        out[str(name)] = {
-            "n": int(len(rows)),
-            "n_subjects": int(rows["subject"].nunique()),
-            "acc": float(acc),
-            "uf1": float(scored["uf1"]),
-            "uar": float(scored["uar"]),
-        }
-    return out
 
 
 def _take_acc(report: M.MetricsReport, source: M.MetricsReport) -> None:
