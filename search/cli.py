@@ -46,7 +46,7 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
     )
     d = p.add_argument_group("data")
     d.add_argument(
-        "--dataset", help="synthetic (default), toy, casme2, samm, casme3, mmew, composite"
+        "--dataset", help="synthetic (default), toy, casme2, samm, casme3, mmew, smic, composite"
     )
     d.add_argument("--root", help="the dataset copy's folder (real datasets)")
     d.add_argument("--protocol", help="protocol (default: the dataset's main one)")

@@ -91,7 +91,9 @@ class DataSpec:
                     "DataSpec.subjects must name at least one subject, each once"
                     + (f" (repeated: {', '.join(repeated)})" if repeated else "")
                 )
-        adapters = {"casme2", "samm", "casme3", "mmew", "composite"}
+        from tsfmicro.datasets import list_datasets  # the adapters' registry, and composite
+
+        adapters = set(list_datasets())
         if self.dataset not in adapters | {"synthetic", "toy"}:
             raise ConfigError(
                 f"DataSpec.dataset: unknown {self.dataset!r}; choose synthetic, toy or one of "
