@@ -42,3 +42,16 @@ def test_a_search_on_a_synthetic_smic_copy(tmp_path):
     assert 0.0 <= trials[0].data.metrics["final_uf1"] <= 1.0
     # one dataset: neither per-part nor held-out scores
     assert not [k for k in trials[0].data.metrics if k.startswith(("part/", "held_out/"))]
+
+
+def test_a_search_accepts_every_dataset_the_library_has():
+    """The search's data settings follow the library's registry (smic was once refused)."""
+    from search.config import DataSpec
+    from tsfmicro.datasets import list_datasets
+    from tsfmicro.errors import ConfigError
+
+    assert "smic" in list_datasets()
+    for dataset in list_datasets():
+        assert DataSpec(dataset=dataset, root="/data/copy").dataset == dataset
+    with pytest.raises(ConfigError, match=r"unknown 'smicx'.*mmew, samm, smic"):
+        DataSpec(dataset="smicx", root="/data/copy")
