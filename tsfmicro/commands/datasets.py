@@ -95,7 +95,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from tsfmicro.datasets import list_datasets, list_protocols
+    from tsfmicro.datasets import composite, cross, list_datasets, list_protocols
 
     for dataset in list_datasets():
         print(dataset)
@@ -104,6 +104,9 @@ def run_list(args: argparse.Namespace) -> int:
             if protocol.dropped:
                 print(f"    dropped: {', '.join(sorted(protocol.dropped))}")
             print(f"    {protocol.description}")
+        if dataset == composite.NAME:  # the cross-dataset family (tsfmicro.datasets.cross)
+            print(f"  {cross.A_TO_B[0]}: the classes A and B share")
+            print(f"    {cross.A_TO_B[1]}")
     return 0
 
 

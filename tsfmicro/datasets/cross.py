@@ -49,6 +49,16 @@ FOLD_COLUMN = "fold"  # the fold key column of a cross-dataset sample table
 TRAIN_ONLY = ""  # the fold key of a sample that is never held out
 
 
+# How `tsfmicro datasets list` describes the A-to-B family (one protocol per pair of datasets)
+A_TO_B = (
+    "A-to-B",
+    "train on dataset A, test on dataset B (one fold: B), e.g. casme2-to-samm; A may join "
+    "several (casme2+mmew-to-samm) and each may name its protocol (casme2:5class-to-samm:5class; "
+    "default 3class); the classes are those the named protocols share by name (fewer than two "
+    "shared is an error); fold key: the test dataset.",
+)
+
+
 def is_cross(protocol: str | None) -> bool:
     """Whether a composite protocol name is a cross-dataset one (`lodo`, `A-to-B`)."""
     return bool(protocol) and (protocol == LODO or ARROW in str(protocol))

@@ -135,3 +135,46 @@ def test_list(ds_cli):
     assert code == 0
     assert "5class: happiness, repression, disgust, surprise, others" in out
     assert "composite\n  3class: negative, positive, surprise" in out
+    # every protocol of every dataset, under its dataset (issue 21: SMIC, MEGC 2019, cross)
+    from tsfmicro.datasets import list_datasets, list_protocols
+
+    blocks = dict(re.findall(r"^(\w+)\n((?:  .*\n?)+)", out, re.MULTILINE))
+    assert list(blocks) == list(list_datasets())
+    for dataset in list_datasets():
+        names = re.findall(r"^  (\S+):", blocks[dataset], re.MULTILINE)
+        assert names[: len(list_protocols(dataset))] == [p.name for p in list_protocols(dataset)]
+    assert re.findall(r"^  (\S+):", blocks["smic"], re.MULTILINE) == [
+        "hs", "vis", "nir", "3class", "megc2019"]  # fmt: skip
+    for dataset in ("casme2", "samm", "smic", "composite"):
+        assert "\n  megc2019: negative, positive, surprise\n" in blocks[dataset]
+    assert "164 samples, 16 subjects" in blocks["smic"]
+    assert "442 samples, 68 subjects" in blocks["composite"]
+    assert "  lodo: negative, positive, surprise\n    dropped: other, others\n    leave one " \
+        "dataset out" in blocks["composite"]
+    assert "  A-to-B: the classes A and B share\n    train on dataset A, test on dataset B" \
+        in blocks["composite"] and "casme2-to-samm" in blocks["composite"]
+
+
+def test_inspect_a_synthetic_smic_copy(ds_cli, tmp_path):
+    """A copy `tsfmicro synth` writes in SMIC's layout (HS/<subject>/micro/<class>/<clip>/):
+    `datasets inspect` counts its subjects, clips and classes, applies the middle-frame apex
+    to every clip, and sets the counts against SMIC-HS's published ones."""
+    import json
+
+    from tsfmicro.synth import SynthConfig, write_dataset
+
+    write_dataset(SynthConfig(dataset="smic", subjects=2, clips_per_subject=3), tmp_path,
+                  workers=1)  # fmt: skip
+    code, out, err = ds_cli("inspect", "--dataset", "smic", tmp_path)
+    assert code == 0, out + err
+    assert "dataset     smic, protocol smic-hs" in out and "samples     6 in 2 subjects" in out
+    assert re.search(r"^  s1\s+1\s+1\s+1\s+3$", out, re.MULTILINE)
+    assert "published: 164 samples, 16 subjects (negative 70, positive 51, surprise 43): " \
+        "this copy differs" in out
+    code, out, err = ds_cli("inspect", "--dataset", "smic", "--json", tmp_path)
+    summary = json.loads(out)
+    assert summary["published_counts"]["found"] == {
+        "samples": 6, "subjects": 2, "per_class": {"negative": 2, "positive": 2, "surprise": 2}}
+    assert summary["published_counts"]["expected"]["samples"] == 164
+    assert not summary["published_counts"]["matches"] and summary["usable"]
+    assert [i["kind"] for i in summary["issues"]] == ["unannotated_apex"] * 6
