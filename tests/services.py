@@ -26,19 +26,77 @@ def free_port() -> int:
 
 
 def service_env(**extra: str) -> dict[str, str]:
+    """The environment of a process the tests start. A search's own local Ray runs with token
+    authentication off: it listens on loopback only (tests/test_security.py checks both)."""
     env = dict(os.environ)
+    for key in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):  # a test cluster's, while it lives
+        env.pop(key, None)
     env.update(RAY_AUTH_MODE="disabled", OMP_WAIT_POLICY="PASSIVE", RAY_USAGE_STATS_ENABLED="0",
                PYTHONUNBUFFERED="1", **extra)
     return env
 
 
-def wait_for_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
+_RAY_TOKEN: list[str] = []
+
+
+def ray_token() -> str:
+    """This test session's Ray token: the multi-node test clusters require it."""
+    if not _RAY_TOKEN:
+        import secrets
+
+        _RAY_TOKEN.append(secrets.token_hex(16))
+    return _RAY_TOKEN[0]
+
+
+CLUSTER_AUTH = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
+
+
+def cluster_env(**extra: str) -> dict[str, str]:
+    """The environment of a multi-node test cluster's nodes and of its clients. Ray binds a
+    node that is part of a cluster to every interface, so these clusters keep Ray's token
+    authentication on, with a token of this test session's (what clusters/ asks of users)."""
+    env = service_env(**extra)
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=ray_token())
+    return env
+
+
+def cluster_processes(gcs_address: str) -> dict[int, str]:
+    """{pid: command line} of every live process of the test cluster whose GCS listens on the
+    port of `gcs_address`: the sessions of its nodes' `ray start --block` commands (a node's
+    agents rename themselves, ray::DashboardAgent, so their own command lines name nothing)."""
+    port = gcs_address.rsplit(":", 1)[1]
+
+    def args_of(pid: int) -> list[str]:
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return []
+        return [a.decode(errors="replace") for a in raw.split(b"\0")]
+
+    starts = []
+    for proc in Path("/proc").iterdir():
+        args = args_of(int(proc.name)) if proc.name.isdigit() else []
+        if "start" in args and "--block" in args and any(
+                a == port or a.endswith(f":{port}") for a in args):
+            starts.append(int(proc.name))
+    return {pid: " ".join(args_of(pid)) for sid in starts for pid in session_processes(sid)}
+
+
+def ray_headers() -> dict[str, str]:
+    """What a client sends a test cluster's dashboard (jobs API) to be let in."""
+    return {"Authorization": f"Bearer {ray_token()}"}
+
+
+def wait_for_http(url: str, timeout: float, process: subprocess.Popen | None = None,
+                  headers: dict[str, str] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"process serving {url} exited with {process.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            request = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(request, timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -79,7 +137,8 @@ def mlflow_server(folder: Path):
 
 
 def ray(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "ray"), *args], env=service_env(), capture_output=True,
+    """The `ray` CLI as a client of a multi-node test cluster."""
+    return subprocess.run([str(BIN / "ray"), *args], env=cluster_env(), capture_output=True,
                           text=True, check=check, timeout=timeout)
 
 
@@ -91,7 +150,7 @@ def submit_job(url: str, args: list[str], timeout: float, cwd: Path | None = Non
     deadline = time.monotonic() + agent_wait
     while True:
         done = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", url, *args],
-                              env=service_env(), capture_output=True, text=True,
+                              env=cluster_env(), capture_output=True, text=True,
                               timeout=timeout, cwd=cwd)
         not_up = "No available agent to submit job" in done.stdout + done.stderr
         if done.returncode == 0 or not not_up or time.monotonic() > deadline:
@@ -158,7 +217,7 @@ class RayNode:
         self.log = log
         self._log = open(log, "w")  # noqa: SIM115 (closed in kill)
         self.process = subprocess.Popen(
-            [str(BIN / "ray"), "start", "--block", *args], env=service_env(), cwd=cwd,
+            [str(BIN / "ray"), "start", "--block", *args], env=cluster_env(), cwd=cwd,
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -205,6 +264,10 @@ def killable_ray_cluster(workers: list[dict[str, int]], folder: Path, head_cpus:
     Yields (gcs address, dashboard URL, [worker RayNode, ...]). Ray's session files go to a
     short folder of their own (unix socket paths are limited to ~107 characters); logs of the
     `ray start` commands go to `folder`. Stops by killing its own sessions only.
+
+    Token authentication is on (`cluster_env`); while the cluster lives, this process holds the
+    token too (RAY_AUTH_MODE, RAY_AUTH_TOKEN), so that the Ray clients a test makes in-process
+    (the jobs and state APIs) are let in.
     """
     import shutil
     import tempfile
@@ -213,6 +276,8 @@ def killable_ray_cluster(workers: list[dict[str, int]], folder: Path, head_cpus:
     folder.mkdir(parents=True, exist_ok=True)
     temp_dir = tempfile.mkdtemp(prefix="tsfray-", dir="/tmp")
     nodes: list[RayNode] = []
+    saved = {key: os.environ.get(key) for key in CLUSTER_AUTH}
+    os.environ.update({key: cluster_env()[key] for key in CLUSTER_AUTH})
     try:
         nodes.append(RayNode(
             ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
@@ -222,7 +287,7 @@ def killable_ray_cluster(workers: list[dict[str, int]], folder: Path, head_cpus:
             # the head's folder is the job driver's: `python -m tsfmicro.cli` runs this checkout
             folder / "ray-head.log", cwd=Path(__file__).resolve().parents[1]))
         url = f"http://127.0.0.1:{dashboard}"
-        wait_for_http(f"{url}/api/version", 120, nodes[0].process)
+        wait_for_http(f"{url}/api/version", 120, nodes[0].process, headers=ray_headers())
         wait_for_nodes(f"127.0.0.1:{port}", 1, timeout=300, node=nodes[0])
         for i, worker in enumerate(workers):
             # One at a time: several nodes starting at once on a small machine time out. Even
@@ -248,6 +313,11 @@ def killable_ray_cluster(workers: list[dict[str, int]], folder: Path, head_cpus:
             if node.process.poll() is None or node.pids():
                 node.kill()
         shutil.rmtree(temp_dir, ignore_errors=True)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def agent_port() -> list[str]:
@@ -370,3 +440,81 @@ def optuna_dashboard(storage: str, folder: Path):
                storage]  # fmt: skip
     with served(command, folder / "optuna-dashboard.log", f"{uri}/api/studies"):
         yield uri
+
+
+# A Ray client in another process: connects to the address given, or says why it could not.
+STRANGER = """
+import sys
+import ray
+try:
+    ray.init(address=sys.argv[1], log_to_driver=False)
+except Exception as error:  # refused: what kind, for the test to check
+    print("REFUSED", type(error).__name__, str(error)[:300])
+else:
+    print("ADMITTED", ray.cluster_resources())
+"""
+
+
+def http_status(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
+                                    timeout=5) as response:
+            return response.status, response.read(200)
+    except urllib.error.HTTPError as error:
+        return error.code, b""
+
+
+def assert_admits_no_stranger(gcs: str, url: str, nodes: int, outward: str,
+                              home: Path) -> None:
+    """A multi-node test cluster (token authentication on, what clusters/ asks of users, since
+    Ray binds a cluster's nodes to every interface) admits no one without its token. From
+    another process, with no token, on the machine's `outward` address: the GCS (`ray status`,
+    ray.init), the Ray client server and the agents' HTTP APIs (jobs, runtime environments)
+    refuse; the only doors that answer are Ray's read-only Prometheus metrics pages
+    (docs/security.md). `nodes`: how many the cluster has, head included."""
+    import http.client
+    import ipaddress
+
+    gcs_port = gcs.rsplit(":", 1)[1]
+    home.mkdir(parents=True, exist_ok=True)
+    stranger = service_env(HOME=str(home))  # no token, no token file
+    assert "RAY_AUTH_TOKEN" not in stranger
+    status = subprocess.run([str(BIN / "ray"), "status", "--address",
+                             f"{outward}:{gcs_port}"], env=stranger, capture_output=True,
+                            text=True, timeout=180)
+    assert status.returncode != 0
+    assert "InvalidAuthToken" in status.stdout + status.stderr
+    processes = cluster_processes(gcs)
+    client_port = next(a.split("=", 1)[1] for cmd in processes.values()
+                       if "ray.util.client.server" in cmd
+                       for a in cmd.split() if a.startswith("--port="))
+    for address in (f"{outward}:{gcs_port}", f"ray://{outward}:{client_port}"):
+        attempt = subprocess.run([sys.executable, "-c", STRANGER, address], env=stranger,
+                                 capture_output=True, text=True, timeout=240, cwd=home)
+        assert attempt.stdout.startswith("REFUSED"), (address, attempt.stdout,
+                                                      attempt.stderr[-2000:])
+    # With the token, the same door opens: the refusals above are the token's doing.
+    assert http_status(f"{url}/api/version", ray_headers())[0] == 200
+    assert http_status(f"{url}/api/version")[0] == 401
+
+    sockets = listening_sockets(list(processes))
+    exposed = sorted({port for host, port in sockets
+                      if not ipaddress.ip_address(host).is_loopback})
+    assert int(gcs_port) in exposed  # a cluster's node listens beyond loopback
+    metrics, refused = [], []
+    for port in exposed:
+        try:
+            code, body = http_status(f"http://{outward}:{port}/api/job_agent/jobs/")
+        except (OSError, http.client.HTTPException):  # BadStatusLine: gRPC, not HTTP
+            continue
+        if code in (401, 403):
+            refused.append(port)
+        else:
+            assert code == 200 and body.startswith(b"# HELP"), (port, code, body)
+            metrics.append(port)
+    # A runtime-env agent per node, and the job agent (`ray job submit` lands there).
+    assert len(refused) >= nodes + 1, (refused, exposed)
+    assert metrics  # Prometheus pages, read-only: named in docs/security.md

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from services import BIN, killable_ray_cluster, mlflow_server, service_env, submit_job
+from services import BIN, cluster_env, killable_ray_cluster, mlflow_server, submit_job
 
 TRIALS, FOLDS = 3, 6  # the toy task has 6 subjects: 6 LOSO folds per trial
 EXPERIMENT = "tsfmicro/toy/3class"
@@ -76,7 +76,7 @@ def test_search_survives_losing_a_worker_node(tmp_path):
             "--tracking-uri", tracking, "--storage-path", str(shared / "runs"),
             "--json", str(shared / "outcome.json"), "--quiet",
         ]
-        runtime_env = {"env_vars": {"RAY_AUTH_MODE": "disabled", "OMP_WAIT_POLICY": "PASSIVE"}}
+        runtime_env = {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}  # the token: the nodes' own
         submitted = submit_job(
             url, ["--submission-id", job_id, "--no-wait", "--runtime-env-json",
                   json.dumps(runtime_env), "--", *entrypoint], timeout=120, cwd=repo,
@@ -105,7 +105,7 @@ def test_search_survives_losing_a_worker_node(tmp_path):
         finished_after = time.monotonic() - killed_at
         logs = subprocess.run(
             [str(BIN / "ray"), "job", "logs", "--address", url, job_id],
-            env=service_env(), capture_output=True, text=True, timeout=120).stdout
+            env=cluster_env(), capture_output=True, text=True, timeout=120).stdout
         status = job_status(url, job_id)
         node_states = {n.node_id: n.state for n in list_nodes(address=url, detail=True)}
         trials = mlflow_runs(client, "trial")

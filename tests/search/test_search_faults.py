@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from services import service_env
+from services import kill_session, service_env
 
 
 def start_search(folder, name: str, *extra: str) -> subprocess.Popen:
@@ -52,11 +52,6 @@ def processes_titled(title: str) -> list[int]:
             if line.split(None, 1)[1:] and line.split(None, 1)[1].startswith(title)]
 
 
-def stop_ray() -> None:
-    subprocess.run([os.path.join(os.path.dirname(sys.executable), "ray"), "stop", "--force"],
-                   env=service_env(), capture_output=True, timeout=120)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # a whole search: about 5 min here, twice that on a loaded CI
 def test_killed_driver_resumes_with_completed_work_kept(tmp_path):
@@ -79,7 +74,8 @@ def test_killed_driver_resumes_with_completed_work_kept(tmp_path):
         driver.wait()
     before = {r.data.tags["tsfmicro.trial_id"]: r for r in runs(tmp_path, "trial")}
     assert any(r.info.status == "RUNNING" for r in before.values())  # left open by the crash
-    stop_ray()  # what the dead driver's local Ray leaves behind
+    kill_session(driver.pid)  # what the dead driver's local Ray leaves behind (not `ray stop`,
+    # which would stop every Ray of this machine's user)
 
     resumed = subprocess.run(
         [sys.executable, "-m", "tsfmicro.cli", "search", "--resume", "resume4",

@@ -296,7 +296,8 @@ def test_nested_search_on_local_ray(tmp_path):
                    "--nested", "--outer-folds", "2", "--seed", "1", "--tracking-uri", tracking,
                    "--concurrency", "1", "--fold-parallelism", "1",
                    "--storage-path", str(tmp_path / "runs"), "--json",
-                   str(tmp_path / "outcome.json"), "--quiet", cwd=tmp_path)  # fmt: skip
+                   str(tmp_path / "outcome.json"), cwd=tmp_path)  # fmt: skip (not --quiet:
+    # its "side by side" line is checked)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     if (os.cpu_count() or 1) >= 2:
         assert "2 inner searches side by side" in proc.stderr
@@ -436,8 +437,8 @@ def test_nested_search_job_on_a_two_node_cluster(tmp_path):
                       "--nested", "--outer-folds", "2", "--fold-parallelism", "1",
                       "--tracking-uri", tracking,
                       "--storage-path", str(shared / "runs"), "--json",
-                      str(shared / "outcome.json"), "--quiet"]  # fmt: skip
-        runtime_env = {"env_vars": {"RAY_AUTH_MODE": "disabled", "OMP_WAIT_POLICY": "PASSIVE"}}
+                      str(shared / "outcome.json")]  # fmt: skip (not --quiet: line checked)
+        runtime_env = {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}  # the token: the nodes' own
         job = submit_job(url, ["--runtime-env-json", json.dumps(runtime_env), "--", *entrypoint],
                          timeout=900)  # fmt: skip
         assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:]
