@@ -14,8 +14,7 @@ prints each of ours against each of their classes, which shows which class compu
 `t2s_pre` (T to S as the paper's figure draws it) has no class of theirs: it is checked
 against TS_micro_after's own forward with a hook that moves the temporal tokens from after
 the ViT blocks to before them, where lines commented out in their fusion_vit_pc.py add them.
-Our `s2t` (our own upsampler) has no counterpart and is not checked. There is no `--time`
-mode (timing their training loop beside ours) yet.
+Our `s2t` (our own upsampler) has no counterpart and is not checked.
 
 The authors' code is read from a checkout given on the command line and imported as it is;
 nothing of it is copied here. What it imports but does not ship is provided at run time by
@@ -40,6 +39,33 @@ are from ours).
 `--write-fixture` stores the seeds, the variants, the authors' class per variant and their
 logits as JSON; tests/tsfmicro/models/test_reference_fixture.py rebuilds our side from the
 seeds (without the authors' code) and compares. Takes about two minutes on two CPU cores.
+
+`--time` times training loops instead, on the CPU with `--threads` torch threads (default 2),
+paper preset at 224 px, the same folds and epochs (`--time-folds`, default 3, `--time-epochs`,
+default 2) of one synthetic set, and prints seconds per fold-epoch (a fold's model built, its
+epochs trained, the held-out subject predicted after each, divided by its epochs) and their
+ratios:
+
+- theirs: the authors' CASME II 5-class script (classes/cas2/train_c5.py, which trains
+  `ts_micro`, our `late`) run as it is: its `run_training` imported from the given copy and
+  called on the set, with `.cuda()` a no-op, and three names of its module replaced for the
+  run (`range`, so its epoch loop runs the given epochs; `print`, to stamp the time at its own
+  per-fold and per-epoch prints; its dataset class, by a subclass that times `__getitem__` and
+  stops the loop at the first subject of its LOSO list past the timed folds). Nothing of
+  their loop is copied here;
+- ours: `tsfmicro.training.loso.run_loso`, sequential, the published recipe of CASME II
+  5-class with the same epochs, on the same frames cropped once by our face cache;
+- the re-creation: benchmarks/bench_loso.py's path (a) (`run_baseline`), our re-creation of
+  the published loop, on the same frames and folds (`--no-recreation` skips it).
+
+The set (`write_timing_set`): `--time-clips` clips (default 8) of each of the first subjects
+of their script's LOSO list (read from its text), rendered by our synthetic benchmark in
+CASME II's cropped layout with its spreadsheet in the copy's root, as their dataset class
+reads it, and the candidate frames of the training-pair choice, which both loops make.
+`--time-rounds R` runs the three loops R times, the order rotated each round; `--json`
+writes every fold's figures.
+
+    python benchmarks/reference_check.py /tmp/tsfref --time --json reftime.json
 """
 
 from __future__ import annotations
@@ -48,8 +74,10 @@ import argparse
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -473,6 +501,362 @@ def resize_check(ref: types.SimpleNamespace, onset: Tensor, apex: Tensor) -> dic
     return out
 
 
+# --- timing: the authors' training loop beside ours (--time) --------------------------------
+# Their CASME II 5-class script trains ts_micro (our `late`, the paper preset). It is run as it
+# is, driven from outside: its module imported from the given copy, CUDA calls made no-ops
+# (.cuda() returns the tensor or module itself), and three names of its module replaced for the
+# run (the module-level lookups of `range`, `print` and its dataset class) to cut its epoch
+# loop to the given epochs, stamp the time at its own prints and stop it after the given folds.
+
+TIME_SCRIPT = "classes/cas2/train_c5.py"
+TIME_MODULE = "classes.cas2.train_c5"
+TIME_DATASET_CLASS = "cas2_c5_DataSet"
+TIME_LOOPS = ("theirs", "ours", "recreation")
+TIME_SEED = 2  # what their script's __main__ passes to their seed_torch
+# Our synthetic rows: every clip has onset..apex 40 frames apart, so their `flow_difference`
+# (and ours) chooses among the pairs within int(0.15 * 40 / 4) = 1 frame of the annotated one.
+TIME_EMOTIONS = (  # CASME II 5-class emotions with plausible AU strings (their code splits "+")
+    ("happiness", "6+12"),
+    ("repression", "14"),
+    ("disgust", "4+9"),
+    ("surprise", "1+2"),
+    ("others", "4"),
+)
+
+
+class _StopTheirLoop(Exception):
+    """Raised from their dataset class when their LOSO list reaches a subject past the timed
+    folds: the only way out of their loop, which ends in a plot otherwise."""
+
+
+def their_loso_order(repo: Path) -> list[str]:
+    """The subjects of their script's `LOSO` list, in its order, read from its text with `ast`
+    (their loop holds out the subjects in this order, so the timed set uses the first ones)."""
+    import ast
+
+    tree = ast.parse((repo / TIME_SCRIPT).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "LOSO" for t in node.targets
+        ):
+            return [str(s) for s in ast.literal_eval(node.value)]
+    raise SystemExit(f"{TIME_SCRIPT}: no LOSO list found")
+
+
+def write_timing_set(folder: Path, subjects: list[str], clips: int) -> Path:
+    """A synthetic CASME II copy in the cropped layout (Cropped/subNN/<clip>/reg_imgN.jpg, the
+    frames their dataset class and ours read, with the candidate frames of the training-pair
+    choice), its subjects named as theirs, `clips` clips each with the 5 classes in turn, and
+    the spreadsheet CASME2-coding-20190701.xlsx in its root (their dataset class reads it from
+    there by column position: Subject, Filename, OnsetFrame, ApexFrame, OffsetFrame, Action
+    Units, Estimated Emotion). Returns the copy's root."""
+    import pandas as pd
+
+    from tsfmicro.synth import SynthConfig, write_for_annotation
+
+    rows = []
+    for s in subjects:
+        for c in range(clips):
+            emotion, aus = TIME_EMOTIONS[c % len(TIME_EMOTIONS)]
+            onset = 30 + 2 * c
+            rows.append(
+                [
+                    int(s),
+                    f"EP{c + 1:02d}_{int(s):02d}",
+                    None,
+                    onset,
+                    onset + 40,
+                    onset + 80,
+                    None,
+                    aus,
+                    emotion,
+                    1 + c % len(TIME_EMOTIONS),
+                ]
+            )
+    columns = [
+        "Subject",
+        "Filename",
+        "Unnamed: 2",
+        "OnsetFrame",
+        "ApexFrame",
+        "OffsetFrame",
+        "Unnamed: 6",
+        "Action Units",
+        "Estimated Emotion",
+        "Objective Classes",
+    ]
+    sheet = folder / "CASME2-coding-20190701.xlsx"
+    pd.DataFrame(rows, columns=columns).to_excel(sheet, sheet_name="Sheet1", index=False)
+    root = folder / "casme2"
+    config = SynthConfig(dataset="casme2", layout="cropped", difficulty="easy", pair_frames=True)
+    write_for_annotation(sheet, root, config, overwrite=True)
+    (root / sheet.name).write_bytes(sheet.read_bytes())
+    return root
+
+
+def time_theirs(repo: Path, root: Path, subjects: list[str], epochs: int) -> list[dict]:
+    """Run their script's `run_training` on `root` for the first folds of their LOSO list
+    (`subjects`) and `epochs` epochs each; per fold: the seconds from their fold's first print
+    (its data loaders made, its model not yet built) to the end of its last epoch, the epochs
+    it ran (their loop stops a fold at 100% test accuracy), the seconds spent inside their
+    dataset's __getitem__ (decoding, the training-pair choice, the PIL transforms), its
+    training samples and its last test accuracy as they print it."""
+    import builtins
+
+    train = importlib.import_module(TIME_MODULE)
+    base = importlib.import_module("base")
+    folds: list[dict] = []
+    wanted = set(subjects)
+    Original = getattr(train, TIME_DATASET_CLASS)
+
+    class Timed(Original):  # type: ignore[misc, valid-type]
+        def __init__(self, raf_path, phase, num_loso, *args, **kwargs):  # noqa: ANN001
+            if str(num_loso) not in wanted:
+                raise _StopTheirLoop
+            super().__init__(raf_path, phase, num_loso, *args, **kwargs)
+            if phase == "train":
+                self.timed_train_samples = len(self)
+
+        def __getitem__(self, idx):  # noqa: ANN001
+            t = time.perf_counter()
+            try:
+                return super().__getitem__(idx)
+            finally:
+                if folds:
+                    folds[-1]["data_s"] += time.perf_counter() - t
+
+    def stamp(*args: object, **kwargs: object) -> None:
+        now = time.perf_counter()
+        text = " ".join(map(str, args))
+        if args and args[0] == "num_sub":
+            folds.append({"subject": str(args[1]), "start": now, "ends": [], "data_s": 0.0})
+        elif args and args[0] == "Train set size:" and folds:
+            folds[-1]["train_samples"] = int(args[1])
+        elif text.startswith("[Epoch") and folds:
+            folds[-1]["ends"].append(now)
+            acc = re.search(r"accuracy:([0-9.]+?)\. ", text)
+            folds[-1]["test_acc"] = float(acc.group(1)) if acc else None
+
+    def epoch_range(*args: int) -> range:
+        if len(args) == 2 and args[0] == 1 and args[1] > epochs + 1:  # `range(1, 175)`
+            return builtins.range(1, epochs + 1)
+        return builtins.range(*args)
+
+    saved = torch.Tensor.cuda, nn.Module.cuda
+    torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
+    nn.Module.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
+    train.range, train.print = epoch_range, stamp
+    setattr(train, TIME_DATASET_CLASS, Timed)
+    try:
+        base.seed_torch(TIME_SEED)
+        train.run_training(str(root))
+        raise SystemExit("their loop ended without reaching a subject past the timed ones")
+    except _StopTheirLoop:
+        pass
+    finally:
+        torch.Tensor.cuda, nn.Module.cuda = saved  # type: ignore[method-assign]
+        del train.range, train.print
+        setattr(train, TIME_DATASET_CLASS, Original)
+    return [
+        {
+            "subject": f["subject"],
+            "seconds": f["ends"][-1] - f["start"],
+            "epochs": len(f["ends"]),
+            "data_s": f["data_s"],
+            "train_samples": f.get("train_samples"),
+            "test_acc": f.get("test_acc"),
+        }
+        for f in folds
+    ]
+
+
+def time_ours(pairs, ids: list[str], epochs: int) -> list[dict]:  # noqa: ANN001
+    """Our run_loso, sequential on the CPU, paper preset, the published recipe of CASME II
+    5-class with `epochs` epochs; per fold: its seconds (model built, trained, the held-out
+    subject predicted after every epoch), epochs, training samples, final test accuracy."""
+    from tsfmicro.config import MachineConfig, TrainConfig
+    from tsfmicro.recipes import recipe_values
+    from tsfmicro.training.loso import run_loso
+    from tsfmicro.training.runners import Runner
+
+    train_cfg = TrainConfig(
+        **(recipe_values("published", "casme2", "5class", 5) | {"epochs": epochs})
+    )
+    model_cfg = preset("paper", num_classes=5)
+    result = run_loso(
+        pairs, model_cfg, train_cfg, Runner(machine=MachineConfig(device="cpu")), subjects=ids
+    )
+    labels = pairs.labels.numpy()
+    return [
+        {
+            "subject": f.subject,
+            "seconds": f.seconds,
+            "epochs": epochs,
+            "train_samples": f.train_samples,
+            "test_acc": float((f.test_probs[-1].argmax(1) == labels[f.test_index]).mean()),
+        }
+        for f in result.folds
+    ]
+
+
+def time_recreation(table, pairs, ids: list[str], epochs: int) -> dict:  # noqa: ANN001
+    """benchmarks/bench_loso.py's path (a), its re-creation of the published loop (JPEG frames
+    decoded, the training pair chosen and PIL-transformed per item every epoch, a DataLoader,
+    fp32, the test subject evaluated every epoch), on the same frames and folds."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_loso
+
+    from tsfmicro.config import TrainConfig
+    from tsfmicro.datasets import frame_path
+    from tsfmicro.datasets.train_pairs import candidate_frames, jitter_range
+    from tsfmicro.recipes import recipe_values
+
+    files = []
+    for row in table.samples.to_dict("records"):
+        onset, apex = int(row["onset"]), int(row["apex"])
+        r = jitter_range("casme2", onset, apex)
+        frames = {n: str(frame_path(row, n)) for n in candidate_frames(onset, apex, r)}
+        files.append(
+            {
+                "onset": onset,
+                "apex": apex,
+                "r": r,
+                "frames": {n: p for n, p in frames.items() if Path(p).is_file()},
+            }
+        )
+    train_cfg = TrainConfig(
+        **(recipe_values("published", "casme2", "5class", 5) | {"epochs": epochs})
+    )
+    out = bench_loso.run_baseline(
+        pairs, files, ids, preset("paper", num_classes=5), train_cfg, torch.device("cpu")
+    )
+    return {
+        "seconds": out["seconds"],
+        "folds": out["folds"],
+        "epochs": epochs,
+        "final_acc": out["final_acc"],
+    }
+
+
+def warm_up() -> None:
+    """What a process pays once before its first fold, paid before any clock starts: torch's
+    optimizer imports (torch._dynamo) and a first forward and backward of the paper model."""
+    import torch._dynamo  # noqa: F401
+
+    model = build_model(preset("paper", num_classes=NUM_CLASSES), seed=0)
+    opt = torch.optim.AdamW(model.parameters())
+    x = torch.randn(2, 3, 224, 224)
+    model(x, x + 0.1).sum().backward()
+    opt.step()
+
+
+def run_timing(args: argparse.Namespace, repo: Path) -> None:
+    import tempfile
+
+    from tsfmicro.datasets import load_dataset
+    from tsfmicro.pairs import pairs_from_table
+
+    torch.set_num_threads(args.threads)
+    order = their_loso_order(repo)
+    subjects = order[: args.time_folds]
+    install_stand_ins(repo)
+    with tempfile.TemporaryDirectory(prefix="tsfmicro-reftime-") as tmp:
+        folder = Path(args.time_dir or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        print(
+            f"writing {len(subjects)} synthetic subjects ({', '.join(subjects)}: the first of "
+            f"their LOSO list) x {args.time_clips} clips in {folder}"
+        )
+        root = write_timing_set(folder, subjects, args.time_clips)
+        table = load_dataset(
+            "casme2",
+            root,
+            protocol="5class",
+            annotation=root / "CASME2-coding-20190701.xlsx",
+            layout="cropped",
+        )
+        pairs = pairs_from_table(table, 224, cache_dir=folder / "cache", progress=False)
+        by_number = {int("".join(ch for ch in s if ch.isdigit())): s for s in pairs.subject_ids()}
+        ids = [by_number[int(s)] for s in subjects]
+        warm_up()
+        print(
+            f"timing {len(ids)} folds x {args.time_epochs} epochs, paper preset (224 px), "
+            f"{torch.get_num_threads()} torch threads, CPU"
+        )
+        rounds = []
+        for k in range(args.time_rounds):
+            took: dict = {}
+            for name in TIME_LOOPS[k % 3 :] + TIME_LOOPS[: k % 3]:  # rotated each round
+                if name == "theirs":
+                    took[name] = time_theirs(repo, root, subjects, args.time_epochs)
+                elif name == "ours":
+                    took[name] = time_ours(pairs, ids, args.time_epochs)
+                elif not args.no_recreation:
+                    took[name] = time_recreation(table, pairs, ids, args.time_epochs)
+                if name in took:
+                    print(f"  {name}: done", flush=True)
+            rounds.append(took)
+            print_timing(k, took)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "script": TIME_SCRIPT,
+                    "threads": args.threads,
+                    "folds": subjects,
+                    "clips_per_subject": args.time_clips,
+                    "epochs": args.time_epochs,
+                    "cpu": _cpu_name(),
+                    "torch": torch.__version__,
+                    "rounds": rounds,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
+        print(f"wrote {args.json}")
+
+
+def per_fold_epoch(folds: list[dict]) -> float:
+    return sum(f["seconds"] for f in folds) / sum(f["epochs"] for f in folds)
+
+
+def print_timing(k: int, took: dict) -> None:
+    theirs, ours = per_fold_epoch(took["theirs"]), per_fold_epoch(took["ours"])
+    data = sum(f["data_s"] for f in took["theirs"]) / sum(f["seconds"] for f in took["theirs"])
+    print(f"round {k + 1}: seconds per fold-epoch (model built, trained, test subject predicted)")
+    print(
+        f"  theirs ({TIME_SCRIPT}, run as it is): {theirs:7.2f}   folds "
+        + ", ".join(f"{f['subject']} {f['seconds']:.1f} s/{f['epochs']} ep" for f in took["theirs"])
+        + f"; {data:.0%} of it inside their dataset's __getitem__"
+    )
+    print(
+        f"  ours (run_loso, sequential, published recipe): {ours:7.2f}   folds "
+        + ", ".join(f"{f['subject']} {f['seconds']:.1f} s" for f in took["ours"])
+    )
+    line = f"  theirs / ours: {theirs / ours:.2f}"
+    if "recreation" in took:
+        rec = took["recreation"]
+        again = rec["seconds"] / (rec["folds"] * rec["epochs"])
+        print(f"  bench_loso.py (a), the re-creation of their loop: {again:7.2f}")
+        line += (
+            f"; re-creation / ours: {again / ours:.2f}; theirs / re-creation: {theirs / again:.2f}"
+        )
+    print(line)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
 def main() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -480,9 +864,29 @@ def main() -> None:
     parser.add_argument("--commit", help="their commit, recorded in the fixture")
     parser.add_argument("--only", action="append", help="check only these variants")
     parser.add_argument("--write-fixture", type=Path, metavar="PATH", help="write their logits")
+    timing = parser.add_argument_group(
+        "timing (--time): their training loop beside ours instead of the logit check"
+    )
+    timing.add_argument("--time", action="store_true", help="time the training loops")
+    timing.add_argument("--time-folds", type=int, default=3, help="folds (default 3)")
+    timing.add_argument("--time-epochs", type=int, default=2, help="epochs per fold (default 2)")
+    timing.add_argument("--time-clips", type=int, default=8, help="clips per subject (default 8)")
+    timing.add_argument("--time-rounds", type=int, default=1, help="rounds of the three loops")
+    timing.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    timing.add_argument("--time-dir", type=Path, help="keep the synthetic set here")
+    timing.add_argument("--no-recreation", action="store_true", help="skip bench_loso.py (a)")
+    timing.add_argument("--json", type=Path, metavar="PATH", help="write the timings")
     args = parser.parse_args()
     if not (args.repo / "fusion" / "model" / "RMT.py").is_file():
         parser.error(f"{args.repo} does not look like the TSFmicro repository")
+    for name in ("time_folds", "time_epochs", "time_clips", "time_rounds", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.time and args.time_folds < 2:
+        parser.error("--time-folds must be at least 2 (the set is the timed folds' subjects)")
+    if args.time:
+        run_timing(args, args.repo.resolve())
+        return
     commit = args.commit or _git_head(args.repo)
     ref = install_stand_ins(args.repo.resolve())
     onset, apex = seeded_inputs()
