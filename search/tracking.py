@@ -250,7 +250,6 @@ class SearchContext:
         return sorted(set(np.asarray(keys).tolist()) - {""})
 
 
-
 class MlflowTracker(Callback):
     """A Tune callback (runs in the driver) that mirrors trials and folds into MLflow."""
 
