@@ -279,10 +279,9 @@ def test_mlflow_models_predict_rebuilds_the_environment_with_uv(registered, expe
 def test_mlflow_models_serve_answers_from_the_rebuilt_environment(registered, expected,
                                                                   tmp_path):
     """`mlflow models prepare-env --env-manager uv` builds the environment (timed: a new
-    environment from uv's cache), `mlflow models serve --env-manager uv` starts in it and
-    answers a request with the model's input example."""
-    import urllib.request
-
+    environment from uv's cache); then the dashboard registry page's own `mlflow models serve
+    --env-manager uv` and `curl` lines, run by bash as shown, start a server in it that answers
+    with the in-process probabilities for the model's input example."""
     env = mlflow_env(tmp_path, registered["uri"])
     prepare = ["models", "prepare-env", "-m", f"models:/{MODEL}@champion", "--env-manager", "uv"]
     built_seconds = mlflow_cli(prepare, env, tmp_path)
@@ -294,17 +293,27 @@ def test_mlflow_models_serve_answers_from_the_rebuilt_environment(registered, ex
     wheel = (registered["local"] / "requirements.txt").read_text().splitlines()[0]
     logged = wheel.split("/tsfmicro-")[1].split("-py3")[0]
     assert freeze.split() == [logged, version("torch")]  # the model's wheel, the pinned torch
+    # The serve and curl lines the dashboard's registry page shows for this version, run by
+    # bash as shown (a free port; the example's onset and apex written as the image files).
+    import base64
+
+    from dashboards.tables import SERVE_PORT, load_code
+
+    number = registered["client"].get_model_version_by_alias(MODEL, "champion").version
+    serve, request = load_code(MODEL, number, registered["uri"])["serve"].split("\ncurl ")
+    example = json.loads((registered["local"] / "input_example.json").read_text())
+    row = dict(zip(example["columns"], example["data"][0], strict=True))
+    for name in ("onset", "apex"):
+        (tmp_path / f"{name}.jpg").write_bytes(base64.b64decode(row[f"{name}_image"]))
     port = free_port()
-    body = (registered["local"] / "serving_input_example.json").read_bytes()
+    serve = serve.replace(f"--port {SERVE_PORT}", f"--port {port}")
+    request = "curl " + request.replace(f"127.0.0.1:{SERVE_PORT}", f"127.0.0.1:{port}")
     started = time.perf_counter()
-    settings = [f"{k}={env[k]}" for k in ("PATH", "MLFLOW_TRACKING_URI", "MLFLOW_ENV_ROOT")]
-    with served(["env", *settings, str(BIN / "mlflow"), "models", "serve", "-m",
-                 f"models:/{MODEL}@champion", "--env-manager", "uv", "--host", "127.0.0.1",
-                 "--port", str(port)],
+    settings = [f"{k}={env[k]}" for k in ("PATH", "MLFLOW_ENV_ROOT")]
+    with served(["bash", "-c", f"{' '.join(settings)} exec env {serve}"],
                 tmp_path / "serve.log", f"http://127.0.0.1:{port}/ping", cwd=tmp_path):
         up = time.perf_counter() - started
-        answer = urllib.request.urlopen(urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations", data=body,
-            headers={"Content-Type": "application/json"}), timeout=120).read()
-    _check_predictions(json.loads(answer)["predictions"], expected)
+        answer = subprocess.run(["bash", "-c", request], capture_output=True, text=True,
+                                timeout=120, check=True, cwd=tmp_path).stdout
+    _check_predictions(json.loads(answer)["predictions"], expected[:1])
     _record(prepare_env_uv_seconds=built_seconds, serve_uv_ready_seconds=up)
