@@ -48,9 +48,6 @@ def ray_token() -> str:
     return _RAY_TOKEN[0]
 
 
-CLUSTER_AUTH = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
-
-
 def cluster_env(**extra: str) -> dict[str, str]:
     """The environment of a multi-node test cluster's nodes and of its clients. Ray binds a
     node that is part of a cluster to every interface, so these clusters keep Ray's token
@@ -81,6 +78,36 @@ def cluster_processes(gcs_address: str) -> dict[int, str]:
                 a == port or a.endswith(f":{port}") for a in args):
             starts.append(int(proc.name))
     return {pid: " ".join(args_of(pid)) for sid in starts for pid in session_processes(sid)}
+
+
+# Ray reads RAY_AUTH_MODE once per process, when it is first loaded: a test process that has
+# loaded Ray with authentication off cannot be a client of a token cluster. So the tests ask
+# the clusters' jobs and state APIs from a process of its own, with the cluster's token.
+CLIENT = """
+import json, sys
+from ray.job_submission import JobSubmissionClient
+from ray.util.state import list_nodes, list_tasks
+url = sys.argv[1]
+print(json.dumps(eval(sys.argv[2])))
+"""
+
+
+def cluster_query(url: str, expression: str, timeout: float = 120):
+    """The value of a Python `expression` (JSON-able) evaluated by a Ray client of the test
+    cluster whose dashboard is at `url` (`url`, JobSubmissionClient, list_nodes and list_tasks
+    are at hand)."""
+    import json
+
+    done = subprocess.run([sys.executable, "-c", CLIENT, url, expression], env=cluster_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"{expression} at {url} failed: {done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def job_status(url: str, job_id: str) -> str:
+    """PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED."""
+    return cluster_query(url, f"JobSubmissionClient(url).get_job_status({job_id!r}).value")
 
 
 def ray_headers() -> dict[str, str]:
@@ -265,9 +292,8 @@ def killable_ray_cluster(workers: list[dict[str, int]], folder: Path, head_cpus:
     short folder of their own (unix socket paths are limited to ~107 characters); logs of the
     `ray start` commands go to `folder`. Stops by killing its own sessions only.
 
-    Token authentication is on (`cluster_env`); while the cluster lives, this process holds the
-    token too (RAY_AUTH_MODE, RAY_AUTH_TOKEN), so that the Ray clients a test makes in-process
-    (the jobs and state APIs) are let in.
+    Token authentication is on (`cluster_env`): its clients are the `ray` CLI (`ray`,
+    `submit_job`) and `cluster_query`, each a process of its own with the token.
     """
     import shutil
     import tempfile
@@ -276,8 +302,6 @@ def killable_ray_cluster(workers: list[dict[str, int]], folder: Path, head_cpus:
     folder.mkdir(parents=True, exist_ok=True)
     temp_dir = tempfile.mkdtemp(prefix="tsfray-", dir="/tmp")
     nodes: list[RayNode] = []
-    saved = {key: os.environ.get(key) for key in CLUSTER_AUTH}
-    os.environ.update({key: cluster_env()[key] for key in CLUSTER_AUTH})
     try:
         nodes.append(RayNode(
             ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
@@ -313,11 +337,6 @@ def killable_ray_cluster(workers: list[dict[str, int]], folder: Path, head_cpus:
             if node.process.poll() is None or node.pids():
                 node.kill()
         shutil.rmtree(temp_dir, ignore_errors=True)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def agent_port() -> list[str]:

@@ -21,10 +21,19 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from services import BIN, cluster_env, killable_ray_cluster, mlflow_server, submit_job
+from services import (
+    BIN,
+    cluster_env,
+    cluster_query,
+    job_status,
+    killable_ray_cluster,
+    mlflow_server,
+    submit_job,
+)
 
 TRIALS, FOLDS = 3, 6  # the toy task has 6 subjects: 6 LOSO folds per trial
 EXPERIMENT = "tsfmicro/toy/3class"
@@ -50,17 +59,10 @@ def mlflow_runs(client, kind: str | None = None) -> list:
     return client.search_runs([exp.experiment_id], filter_string=where, max_results=1000)
 
 
-def job_status(url: str, job_id: str) -> str:
-    from ray.job_submission import JobSubmissionClient
-
-    return str(JobSubmissionClient(url).get_job_status(job_id).value)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # a whole search: about 5 min here, twice that on a loaded CI
 def test_search_survives_losing_a_worker_node(tmp_path):
     from mlflow import MlflowClient
-    from ray.util.state import list_nodes, list_tasks
 
     shared = tmp_path / "shared"  # the one folder every node sees (one machine)
     job_id = f"tsfmicro-node-loss-{uuid.uuid4().hex[:8]}"
@@ -107,7 +109,8 @@ def test_search_survives_losing_a_worker_node(tmp_path):
             [str(BIN / "ray"), "job", "logs", "--address", url, job_id],
             env=cluster_env(), capture_output=True, text=True, timeout=120).stdout
         status = job_status(url, job_id)
-        node_states = {n.node_id: n.state for n in list_nodes(address=url, detail=True)}
+        node_states = cluster_query(
+            url, "{n.node_id: str(n.state) for n in list_nodes(address=url, detail=True)}")
         trials = mlflow_runs(client, "trial")
         folds = mlflow_runs(client, "fold")
         every_run = mlflow_runs(client)
@@ -115,8 +118,10 @@ def test_search_survives_losing_a_worker_node(tmp_path):
         # events about once a second: wait for the last ones).
         deadline = time.monotonic() + 30
         while True:
-            fold_tasks = list_tasks(address=url, filters=[("name", "=", "loso_fold")],
-                                    detail=True, limit=10000, raise_on_missing_output=False)
+            fold_tasks = [SimpleNamespace(**t) for t in cluster_query(
+                url, "[{'task_id': t.task_id, 'state': str(t.state)} for t in list_tasks("
+                "address=url, filters=[('name', '=', 'loso_fold')], detail=True, limit=10000, "
+                "raise_on_missing_output=False)]")]  # fmt: skip
             finished = sum(t.state == "FINISHED" for t in fold_tasks)
             if finished >= len(folds) or time.monotonic() > deadline:
                 break

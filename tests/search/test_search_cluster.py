@@ -18,6 +18,7 @@ from services import (
     BIN,
     assert_admits_no_stranger,
     cluster_env,
+    job_status,
     killable_ray_cluster,
     mlflow_server,
     outward_address,
@@ -35,12 +36,6 @@ def every_run(client) -> list:
 def finished_folds(client) -> list:
     return [r for r in every_run(client)
             if r.data.tags.get("tsfmicro.kind") == "fold" and r.info.status == "FINISHED"]
-
-
-def job_status(url: str, job_id: str) -> str:
-    from ray.job_submission import JobSubmissionClient
-
-    return str(JobSubmissionClient(url).get_job_status(job_id).value)
 
 
 def job_logs(url: str, job_id: str) -> str:
