@@ -102,16 +102,20 @@ def search_plan(cfg: SearchConfig, found: list[str], resume: bool = False) -> di
 
 def _optuna_plan(cfg: SearchConfig, resume: bool) -> dict[str, Any]:
     """Where the search's Optuna study is kept, and what is there now (read only)."""
+    from search.checks import optuna_problem
     from search.study import existing_study, sqlite_file
 
     url = cfg.optuna_url()
     db = sqlite_file(url)
-    try:
-        trials = existing_study(url, cfg.name)
-        state = "new" if trials is None else f"{trials} trial(s) there" + (
-            ", continued" if resume else "")  # fmt: skip
-    except Exception:  # named among the problems (search.study.study_name_problem)
+    if optuna_problem(url):  # named among the problems; not read (a server may not answer)
         state = "unreadable"
+    else:
+        try:
+            trials = existing_study(url, cfg.name)
+            state = "new" if trials is None else f"{trials} trial(s) there" + (
+                ", continued" if resume else "")  # fmt: skip
+        except Exception:  # named among the problems (search.study.study_name_problem)
+            state = "unreadable"
     return {
         "storage": shown_uri(url),
         "study": cfg.name,

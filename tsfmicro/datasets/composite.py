@@ -171,7 +171,7 @@ def load_composite(
     table = SampleTable(
         samples=_pool([t.samples for t in tables]),
         protocol=chosen,
-        report=_pool_reports([t.report for t in tables], chosen),
+        report=pool_reports([t.report for t in tables], chosen),
     )
     if require_frames and table.report.missing_frames:
         raise MissingFramesError(missing_frames_message(table.report), table.report)
@@ -185,7 +185,9 @@ def _pool(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pooled
 
 
-def _pool_reports(reports: list[LoadReport], protocol: Protocol) -> LoadReport:
+def pool_reports(reports: list[LoadReport], protocol: Protocol) -> LoadReport:
+    """One load report of the composite under `protocol`, from its parts' reports (kept in
+    `parts`); also the cross-dataset protocols' (tsfmicro.datasets.cross)."""
     frames_dirs = [r.frames_dir for r in reports if r.frames_dir]
     return LoadReport(
         dataset=NAME,

@@ -31,7 +31,6 @@ import pandas as pd
 from tsfmicro.datasets import composite
 from tsfmicro.datasets.adapter import missing_frames_message
 from tsfmicro.datasets.base import (
-    LoadReport,
     MissingFramesError,
     Policies,
     Protocol,
@@ -240,7 +239,7 @@ def load_cross(
     samples = pd.concat(frames, ignore_index=True)
     samples["subject"] = samples["dataset"] + "/" + samples["subject"]
     samples["label"] = samples["label_name"].map(protocol.class_names.index).astype("int64")
-    report = _pooled_report(protocol, reports)
+    report = composite.pool_reports(reports, protocol)
     if require_frames and report.missing_frames:
         raise MissingFramesError(missing_frames_message(report), report)
     for dataset, _ in (*spec.train, spec.test):
@@ -250,26 +249,6 @@ def load_cross(
                 f"({', '.join(protocol.class_names)}) under protocol {name!r}"
             )
     return SampleTable(samples=samples, protocol=protocol, report=report)
-
-
-def _pooled_report(protocol: Protocol, reports: list[LoadReport]) -> LoadReport:
-    frames_dirs = [r.frames_dir for r in reports if r.frames_dir]
-    return LoadReport(
-        dataset=composite.NAME,
-        protocol=protocol.id,
-        annotation="; ".join(r.annotation for r in reports),
-        rows_read=sum(r.rows_read for r in reports),
-        frames_dir="; ".join(frames_dirs) if frames_dirs else None,
-        layout="; ".join(f"{r.dataset}:{r.layout}" for r in reports if r.layout) or None,
-        dropped_by_protocol={
-            f"{r.dataset}/{emotion}": n
-            for r in reports
-            for emotion, n in r.dropped_by_protocol.items()
-        },
-        issues=[issue for r in reports for issue in r.issues],
-        missing_frames=[m for r in reports for m in r.missing_frames],
-        parts=reports,
-    )
 
 
 def fold_counts(samples: pd.DataFrame) -> dict[str, int]:
