@@ -29,7 +29,7 @@ def service_env(**extra: str) -> dict[str, str]:
     """The environment of a process the tests start. A search's own local Ray runs with token
     authentication off: it listens on loopback only (tests/test_security.py checks both)."""
     env = dict(os.environ)
-    for key in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):  # a test cluster's, while it lives
+    for key in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):  # a user's own, if set: not wanted
         env.pop(key, None)
     env.update(RAY_AUTH_MODE="disabled", OMP_WAIT_POLICY="PASSIVE", RAY_USAGE_STATS_ENABLED="0",
                PYTHONUNBUFFERED="1", **extra)
@@ -105,9 +105,22 @@ def cluster_query(url: str, expression: str, timeout: float = 120):
     return json.loads(done.stdout.splitlines()[-1])
 
 
+def _jobs_api(url: str, path: str) -> dict:
+    import json
+
+    request = urllib.request.Request(f"{url}/api/jobs/{path}", headers=ray_headers())
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)
+
+
 def job_status(url: str, job_id: str) -> str:
-    """PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED."""
-    return cluster_query(url, f"JobSubmissionClient(url).get_job_status({job_id!r}).value")
+    """PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED: from the jobs REST API, with the token."""
+    return _jobs_api(url, job_id)["status"]
+
+
+def job_logs(url: str, job_id: str) -> str:
+    """What the job's driver printed, stdout and stderr together."""
+    return _jobs_api(url, f"{job_id}/logs")["logs"]
 
 
 def ray_headers() -> dict[str, str]:
@@ -486,14 +499,15 @@ def http_status(url: str, headers: dict[str, str] | None = None) -> tuple[int, b
         return error.code, b""
 
 
-def assert_admits_no_stranger(gcs: str, url: str, nodes: int, outward: str,
+def assert_admits_no_stranger(gcs: str, url: str, nodes: int, outward: str | None,
                               home: Path) -> None:
     """A multi-node test cluster (token authentication on, what clusters/ asks of users, since
     Ray binds a cluster's nodes to every interface) admits no one without its token. From
     another process, with no token, on the machine's `outward` address: the GCS (`ray status`,
     ray.init), the Ray client server and the agents' HTTP APIs (jobs, runtime environments)
     refuse; the only doors that answer are Ray's read-only Prometheus metrics pages
-    (docs/security.md). `nodes`: how many the cluster has, head included."""
+    (docs/security.md). `nodes`: how many the cluster has, head included. On a machine with
+    no outward address (`outward` None) the token's refusals are checked on loopback."""
     import http.client
     import ipaddress
 
@@ -501,8 +515,9 @@ def assert_admits_no_stranger(gcs: str, url: str, nodes: int, outward: str,
     home.mkdir(parents=True, exist_ok=True)
     stranger = service_env(HOME=str(home))  # no token, no token file
     assert "RAY_AUTH_TOKEN" not in stranger
+    host = outward or "127.0.0.1"
     status = subprocess.run([str(BIN / "ray"), "status", "--address",
-                             f"{outward}:{gcs_port}"], env=stranger, capture_output=True,
+                             f"{host}:{gcs_port}"], env=stranger, capture_output=True,
                             text=True, timeout=180)
     assert status.returncode != 0
     assert "InvalidAuthToken" in status.stdout + status.stderr
@@ -510,7 +525,7 @@ def assert_admits_no_stranger(gcs: str, url: str, nodes: int, outward: str,
     client_port = next(a.split("=", 1)[1] for cmd in processes.values()
                        if "ray.util.client.server" in cmd
                        for a in cmd.split() if a.startswith("--port="))
-    for address in (f"{outward}:{gcs_port}", f"ray://{outward}:{client_port}"):
+    for address in (f"{host}:{gcs_port}", f"ray://{host}:{client_port}"):
         attempt = subprocess.run([sys.executable, "-c", STRANGER, address], env=stranger,
                                  capture_output=True, text=True, timeout=240, cwd=home)
         assert attempt.stdout.startswith("REFUSED"), (address, attempt.stdout,
@@ -518,6 +533,8 @@ def assert_admits_no_stranger(gcs: str, url: str, nodes: int, outward: str,
     # With the token, the same door opens: the refusals above are the token's doing.
     assert http_status(f"{url}/api/version", ray_headers())[0] == 200
     assert http_status(f"{url}/api/version")[0] == 401
+    if outward is None:  # nobody else can reach this machine: no outward door to try
+        return
 
     sockets = listening_sockets(list(processes))
     exposed = sorted({port for host, port in sockets

@@ -289,6 +289,9 @@ def test_rayjob_entrypoint_is_a_search_sized_to_survive_a_lost_pod():
     job = one("rayjob.yaml", "RayJob")
     args = search_args(job["spec"]["entrypoint"])
     cfg = build_search_config(args)  # the search's own validation
+    # a stopped job's driver has the time to end cleanly (test_search_cluster.py does it)
+    runtime_env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])
+    assert runtime_env["env_vars"]["RAY_JOB_STOP_WAIT_TIME_S"] == "120"
     assert cfg.ray_address == "auto"
     assert cfg.tracking_uri == service_url()
     # one trial's folds fit on the GPU pods left after losing one (clusters/README.md)

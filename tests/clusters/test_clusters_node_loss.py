@@ -26,9 +26,8 @@ from types import SimpleNamespace
 import pytest
 
 from services import (
-    BIN,
-    cluster_env,
     cluster_query,
+    job_logs,
     job_status,
     killable_ray_cluster,
     mlflow_server,
@@ -105,9 +104,7 @@ def test_search_survives_losing_a_worker_node(tmp_path):
             assert time.monotonic() - killed_at < 900, "the search did not finish after the loss"
             time.sleep(2)
         finished_after = time.monotonic() - killed_at
-        logs = subprocess.run(
-            [str(BIN / "ray"), "job", "logs", "--address", url, job_id],
-            env=cluster_env(), capture_output=True, text=True, timeout=120).stdout
+        logs = job_logs(url, job_id)
         status = job_status(url, job_id)
         node_states = cluster_query(
             url, "{n.node_id: str(n.state) for n in list_nodes(address=url, detail=True)}")

@@ -15,9 +15,8 @@ import time
 import pytest
 
 from services import (
-    BIN,
     assert_admits_no_stranger,
-    cluster_env,
+    job_logs,
     job_status,
     killable_ray_cluster,
     mlflow_server,
@@ -38,9 +37,6 @@ def finished_folds(client) -> list:
             if r.data.tags.get("tsfmicro.kind") == "fold" and r.info.status == "FINISHED"]
 
 
-def job_logs(url: str, job_id: str) -> str:
-    return subprocess.run([str(BIN / "ray"), "job", "logs", "--address", url, job_id],
-                          env=cluster_env(), capture_output=True, text=True, timeout=120).stdout
 
 
 @pytest.mark.slow
@@ -50,8 +46,7 @@ def test_search_job_on_a_two_node_cluster_with_a_tracking_server(tmp_path):
     with mlflow_server(tmp_path / "mlflow") as tracking, \
             killable_ray_cluster([{"cpus": 1, "gpus": 1}] * 2, tmp_path / "ray") as (gcs, url, _):
         # closed by default: the nodes listen beyond loopback, so the token is the lock
-        if (outward := outward_address()) is not None:
-            assert_admits_no_stranger(gcs, url, 3, outward, tmp_path / "stranger")
+        assert_admits_no_stranger(gcs, url, 3, outward_address(), tmp_path / "stranger")
         entrypoint = [
             sys.executable, "-m", "tsfmicro.cli", "search", "--ray-address", "auto",
             "--name", "cluster2", "--dataset", "toy", "--preset", "tiny", "--trials", "2",
