@@ -298,7 +298,7 @@ def run_search(
     say(
         f"ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, "
         f"{ray.cluster_resources().get('GPU', 0):g} GPUs; {concurrency} trial(s) at once, "
-        f"{parallelism} fold task(s) per trial at once, "
+        f"{parallelism} fold task(s) each, "
         f"{cfg.resources.fold_batch or len(subjects)} fold(s) per task"
         f"{' (' + cfg.resources.fold_group + ')' if cfg.resources.fold_batch != 1 else ''}, "
         f"{cfg.resources.fold_cpus:g} CPU(s) and {cfg.resources.fold_gpus:g} GPU(s) per task"
