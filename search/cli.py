@@ -413,6 +413,9 @@ def _search_command(args: argparse.Namespace) -> int:
         f"(fold training {outcome.fold_seconds:.0f} s)\n  MLflow experiment "
         f"'{outcome.experiment}' at {cfg.tracking_uri}"
     )
+    if cfg.data.shuffle_labels:  # part of the result: said with --quiet too
+        print("  LABELS SHUFFLED: a chance-level control; its figures measure the selection's "
+              "bias, not a model")
     if outcome.registered:
         r = outcome.registered
         print(

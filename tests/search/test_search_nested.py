@@ -391,7 +391,7 @@ def test_killed_nested_driver_resumes_without_redoing_a_finished_outer_fold(tmp_
 
     resumed = run_cli("search", "--resume", "nestkill", "--storage-path",
                       str(tmp_path / "runs"), "--json", str(tmp_path / "outcome.json"),
-                      "--quiet", cwd=tmp_path)  # fmt: skip
+                      cwd=tmp_path)  # fmt: skip (not --quiet: its notes are read below)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-5000:]
     assert "outer fold 1/2: finished before, kept" in resumed.stderr
     after = mlflow_runs(tracking, experiment)
