@@ -143,7 +143,7 @@ def test_megc2019_composite_of_the_real_sheets(ds_shared_annotations, tmp_path):
 @pytest.mark.slow
 def test_megc2019_composite_trains_on_synthetic_parts(tmp_path):
     """One subject of each part, named as in the list, rendered by tsfmicro synth; a micro
-    LOSO run reports pooled and per-part scores."""
+    LOSO run reports pooled and per-part scores, and so does a one-trial search."""
     from tsfmicro.datasets.writers import write_annotation
     from tsfmicro.synth import SynthConfig, write_dataset, write_for_annotation
 
@@ -183,3 +183,28 @@ def test_megc2019_composite_trains_on_synthetic_parts(tmp_path):
     parts = json.loads((out / "parts.json").read_text())
     assert set(parts["final"]) == {"casme2", "samm", "smic"}
     assert all(row["n"] == 3 and row["n_subjects"] == 1 for row in parts["final"].values())
+    # The same protocol through a search: one trial, its per-part scores on its run and board.
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    from services import service_env
+
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "tsfmicro.cli", "search", "--name", "megc", "--dataset",
+         "composite", "--protocol", "megc2019", "--root", str(root), "--cache-dir",
+         str(tmp_path / "cache"), "--preset", "micro", "--trials", "1", "--set", "epochs=1",
+         "--no-register", "--tracking-uri", tracking, "--storage-path", str(tmp_path / "runs"),
+         "--quiet"], cwd=tmp_path, env=service_env(), capture_output=True, text=True,
+        timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "per part (UF1)" in done.stdout
+    client = MlflowClient(tracking)
+    experiment = client.get_experiment_by_name("tsfmicro/composite/megc2019")
+    (trial,) = client.search_runs([experiment.experiment_id],
+                                  filter_string="tags.`tsfmicro.kind` = 'trial'")  # fmt: skip
+    assert trial.data.tags["tsfmicro.state"] == "complete"
+    for part in ("casme2", "samm", "smic"):
+        assert 0 <= trial.data.metrics[f"part/{part}/final_uf1"] <= 1
