@@ -227,7 +227,8 @@ def estimate(
     data = acc_data if acc_data is not None and objective == "acc" else main
     if data.n_subjects < 2:
         raise InputError(
-            f"the search has {data.n_subjects} subject(s): a subject bootstrap needs at least 2"
+            f"the search has {data.n_subjects} fold unit(s) to resample (test subjects, or the "
+            "held-out datasets of a cross-dataset protocol): a bootstrap needs at least 2"
         )
     if not data.complete.any():
         raise InputError(

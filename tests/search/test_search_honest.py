@@ -129,7 +129,7 @@ def test_estimate_refuses_what_has_no_answer():
     one, labels = toy_folds(1, 0.9, seed=0)
     single = [SH.TrialInput("a", "complete", None,
                             SH.fold_predictions(one, labels, 3, "final", "uf1"))]
-    with pytest.raises(InputError, match="1 subject.*at least 2"):
+    with pytest.raises(InputError, match="1 fold unit.*test subjects.*at least 2"):
         SH.estimate(single, num_classes=3, eval_mode="final", objective="uf1")
     part, labels = toy_folds(4, 0.9, seed=0, keep=2)
     everything, _ = toy_folds(4, 0.9, seed=0)
