@@ -45,6 +45,16 @@ _MESSAGE_LINES = 20
 _PROBES = 5
 
 
+def find_protocol(title: str, protocols: tuple[Protocol, ...], wanted: str) -> Protocol:
+    """The protocol of a dataset called `wanted` (its name or its id), or a DataError naming
+    the dataset (`title`) and its protocols."""
+    for protocol in protocols:
+        if wanted in (protocol.name, protocol.id):
+            return protocol
+    names = ", ".join(p.name for p in protocols)
+    raise DataError(f"{title} has no protocol {wanted!r} (protocols: {names})")
+
+
 @dataclass(frozen=True)
 class DatasetAdapter:
     """What one dataset looks like on disk and how its labels map to protocols."""
@@ -70,12 +80,7 @@ class DatasetAdapter:
 
     def protocol(self, name: str | None = None) -> Protocol:
         """A protocol by name (e.g. "5class"), or the default one."""
-        wanted = name or self.default_protocol
-        for protocol in self.protocols:
-            if wanted in (protocol.name, protocol.id):
-                return protocol
-        names = ", ".join(p.name for p in self.protocols)
-        raise DataError(f"{self.title} has no protocol {wanted!r} (protocols: {names})")
+        return find_protocol(self.title, self.protocols, name or self.default_protocol)
 
     def spelling(self, emotion: str) -> str | None:
         """How the source spells a normalised label, None when it has no fixed style."""

@@ -156,18 +156,7 @@ def load_composite(
             raise DataError(f"composite: unknown part {name!r} (parts: {', '.join(PARTS)})")
         if not isinstance(source, PartSource):
             source = PartSource(root=source)
-        if require_frames and source.root is None:
-            raise DataError(f"composite part {name}: no dataset folder given; frames are required")
-        tables.append(
-            PARTS[name].load(
-                source.root,
-                protocol=part_protocol,
-                annotation=source.annotation,
-                layout=source.layout,
-                policies=policies,
-                require_frames=False,
-            )
-        )
+        tables.append(load_part(name, source, part_protocol, policies, require_frames))
     table = SampleTable(
         samples=_pool([t.samples for t in tables]),
         protocol=chosen,
@@ -176,6 +165,27 @@ def load_composite(
     if require_frames and table.report.missing_frames:
         raise MissingFramesError(missing_frames_message(table.report), table.report)
     return table
+
+
+def load_part(
+    name: str,
+    source: PartSource,
+    protocol: str,
+    policies: Policies | None,
+    require_frames: bool,
+) -> SampleTable:
+    """One part of the composite under its own `protocol`, missing frames only reported (the
+    caller pools them over the parts before a strict load fails)."""
+    if require_frames and source.root is None:
+        raise DataError(f"composite part {name}: no dataset folder given; frames are required")
+    return PARTS[name].load(
+        source.root,
+        protocol=protocol,
+        annotation=source.annotation,
+        layout=source.layout,
+        policies=policies,
+        require_frames=False,
+    )
 
 
 def _pool(frames: list[pd.DataFrame]) -> pd.DataFrame:

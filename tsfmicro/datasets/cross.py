@@ -217,18 +217,8 @@ def load_cross(
         )
     frames, reports = [], []
     for dataset, part_protocol in (*spec.train, spec.test):
-        part = parts[dataset]
-        if require_frames and part.root is None:
-            raise DataError(
-                f"composite part {dataset}: no dataset folder given; frames are required"
-            )
-        loaded = ADAPTERS[dataset].load(
-            part.root,
-            protocol=part_protocol,
-            annotation=part.annotation,
-            layout=part.layout,
-            policies=policies,
-            require_frames=False,
+        loaded = composite.load_part(
+            dataset, parts[dataset], part_protocol, policies, require_frames
         )
         kept = loaded.samples["label_name"].isin(protocol.class_names)
         for class_name, n in loaded.samples.loc[~kept, "label_name"].value_counts().items():

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tsfmicro.datasets.adapter import missing_frames_message
+from tsfmicro.datasets.adapter import find_protocol, missing_frames_message
 from tsfmicro.datasets.base import (
     SAMPLE_COLUMNS,
     Issue,
@@ -64,19 +64,15 @@ PROTOCOLS = (
         "names. 164 samples, 16 subjects.",
         published=(164, 16, (70, 51, 43)),
     ),
-    make_protocol(
-        NAME,
-        "vis",
-        _CLASSES,
-        description="SMIC-VIS (25 fps visual camera). 71 samples, 8 subjects.",
-        published=(71, 8, (23, 28, 20)),
-    ),
-    make_protocol(
-        NAME,
-        "nir",
-        _CLASSES,
-        description="SMIC-NIR (25 fps near-infrared camera). 71 samples, 8 subjects.",
-        published=(71, 8, (23, 28, 20)),
+    *(
+        make_protocol(
+            NAME,
+            subset,
+            _CLASSES,
+            description=f"SMIC-{subset.upper()} (25 fps {camera}). 71 samples, 8 subjects.",
+            published=(71, 8, (23, 28, 20)),
+        )
+        for subset, camera in (("vis", "visual camera"), ("nir", "near-infrared camera"))
     ),
     make_protocol(
         NAME,
@@ -162,12 +158,7 @@ class SmicAdapter:
         return subject_folder(value)
 
     def protocol(self, name: str | None = None) -> Protocol:
-        wanted = name or self.default_protocol
-        for protocol in self.protocols:
-            if wanted in (protocol.name, protocol.id):
-                return protocol
-        names = ", ".join(p.name for p in self.protocols)
-        raise DataError(f"SMIC has no protocol {wanted!r} (protocols: {names})")
+        return find_protocol(self.title, self.protocols, name or self.default_protocol)
 
     def subset_fps(self, layout: str) -> int:
         return SUBSETS[layout][1]
